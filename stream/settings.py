@@ -1,0 +1,187 @@
+"""One typed settings object, read from ``METERWATCH_*`` environment variables and an
+optional TOML file (``METERWATCH_CONFIG`` or ``--config``).
+
+Precedence: defaults < TOML file < environment. A wrong value stops start-up with a
+message that names the setting and the source it came from, because a worker that
+starts with a silently defaulted broker address or standard is worse than one that
+refuses to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+PREFIX = "METERWATCH_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+def _choice(*allowed: str):
+    def check(name: str, v: str) -> str:
+        if v not in allowed:
+            raise SettingsError(f"{name}={v!r}: must be one of {', '.join(allowed)}")
+        return v
+
+    return check
+
+
+def _positive(name: str, v: float) -> float:
+    if v <= 0:
+        raise SettingsError(f"{name}={v!r}: must be > 0")
+    return v
+
+
+def _port(name: str, v: int) -> int:
+    if not 0 <= v <= 65535:
+        raise SettingsError(f"{name}={v!r}: must be a TCP port (0-65535)")
+    return v
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a meterwatch process can be told. Field names map to env vars:
+    ``broker`` is ``METERWATCH_BROKER`` and ``[meterwatch] broker`` in TOML."""
+
+    # Kafka. Empty broker means "none configured": `demo` starts the local one.
+    broker: str = ""
+    app_id: str = "meterwatch"
+    topic_partitions: int = field(default=4, metadata={"check": _positive})
+    readings_topic: str = "ami.readings"
+    rejected_topic: str = "ami.readings.rejected"
+    by_area_topic: str = "meterwatch.readings.by-area"
+    alerts_topic: str = "meterwatch.alerts"
+    deadletter_topic: str = "meterwatch.deadletter"
+    # State store: memory (changelog only) or rocksdb (for fleets beyond RAM).
+    store: str = field(default="memory", metadata={"check": _choice("memory", "rocksdb")})
+    data_dir: str = str(PROJECT_ROOT / ".data")
+    # Registry of meters (CSV); reloaded when the file changes.
+    registry: str = ""
+    registry_reload_s: float = field(default=30.0, metadata={"check": _positive})
+    # Detector configuration file (TOML); empty = the shipped defaults.
+    detectors_config: str = ""
+    # Local time zone of the utility: slots, days and holidays are local.
+    timezone: str = "Asia/Shanghai"
+    holidays_country: str = "CN"
+    voltage_standard: str = field(
+        default="gbt12325", metadata={"check": _choice("gbt12325", "en50160", "ansi_c84_1")}
+    )
+    # Validation limits.
+    max_message_bytes: int = field(default=4 * 1024 * 1024, metadata={"check": _positive})
+    max_future_s: float = field(default=300.0, metadata={"check": _positive})
+    late_tolerance_s: float = field(default=6 * 3600.0, metadata={"check": _positive})
+    # Web/metrics.
+    web_host: str = "127.0.0.1"
+    web_port: int = field(default=6066, metadata={"check": _port})
+    metrics_areas_max: int = field(default=500, metadata={"check": _positive})
+    log_level: str = field(
+        default="info", metadata={"check": _choice("debug", "info", "warning", "error")}
+    )
+
+    @property
+    def kafka_url(self) -> str:
+        return "kafka://" + ";".join(self.broker.split(","))
+
+
+def _coerce(name: str, raw: Any, typ: type, source: str) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if typ is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if typ is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        return str(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} ({source}) = {raw!r}: {e}") from None
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | os.PathLike | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build :class:`Settings` from defaults, a TOML file, the environment, then overrides.
+
+    >>> s = load_settings(env={"METERWATCH_TOPIC_PARTITIONS": "8"})
+    >>> s.topic_partitions
+    8
+    >>> load_settings(env={"METERWATCH_STORE": "redis"})
+    Traceback (most recent call last):
+    ...
+    stream.settings.SettingsError: store (environment METERWATCH_STORE) = 'redis': must be one of memory, rocksdb
+    """
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(Settings)}
+    types = {f.name: type(f.default) for f in fields(Settings)}
+    values: dict[str, tuple[Any, str]] = {}
+
+    config_file = config_file or env.get(PREFIX + "CONFIG") or None
+    if config_file:
+        path = Path(config_file)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"config file {path}: {e}") from None
+        section = doc.get("meterwatch", doc)
+        for k, v in section.items():
+            if isinstance(v, dict):
+                continue  # other sections (detectors) belong to other readers
+            if k not in known:
+                raise SettingsError(f"config file {path}: unknown setting {k!r}")
+            values[k] = (v, f"config file {path}")
+    for k, v in env.items():
+        if not k.startswith(PREFIX) or k == PREFIX + "CONFIG":
+            continue
+        name = k[len(PREFIX):].lower()
+        if name not in known:
+            # A typo'd variable would otherwise be ignored in silence.
+            raise SettingsError(f"unknown setting {k} (known: {', '.join(sorted(known))})")
+        values[name] = (v, f"environment {k}")
+    for k, v in overrides.items():
+        if k not in known:
+            raise SettingsError(f"unknown setting {k!r}")
+        if v is not None:
+            values[k] = (v, "command line")
+
+    out: dict[str, Any] = {}
+    for name, (raw, source) in values.items():
+        v = _coerce(name, raw, types[name], source)
+        check = known[name].metadata.get("check")
+        if check is not None:
+            try:
+                v = check(name, v)
+            except SettingsError as e:
+                raise SettingsError(str(e).replace(f"{name}=", f"{name} ({source}) = ", 1)) from None
+        out[name] = v
+    s = Settings(**out)
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(s.timezone)
+    except Exception:
+        raise SettingsError(f"timezone={s.timezone!r}: not a known IANA time zone") from None
+    return s
+
+
+def replace(s: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(s, **changes)

@@ -1,0 +1,502 @@
+"""Voltage quality: steady-state limits by standard, IEEE 1159 short-duration events.
+
+Two kinds of condition come out of the same interval readings:
+
+* **steady state** (``undervoltage`` / ``overvoltage``) from the interval *mean*,
+  judged against the selected standard (:data:`STANDARDS`) and opened only once it has
+  lasted ``min_duration_s`` over consecutive intervals;
+* **events** (``sag`` / ``swell`` / ``interruption``) from the interval extremes
+  ``voltage_min`` / ``voltage_max`` with the IEEE 1159 magnitudes (0.9 / 1.1 / 0.1 pu),
+  opened at once. ``interruption`` also comes from a mean below 0.1 pu while the meter
+  still reports (battery-backed or measuring on a live phase).
+
+When enough of an area's meters share a condition at once it is the transformer's or
+feeder's problem: one area-scope finding replaces the meter findings (see
+:class:`VoltageDetector`).
+
+Example
+-------
+>>> import numpy as np
+>>> from models.base import AreaView, Batch, Fleet, compose_dtype
+>>> fleet = Fleet.simple(3)
+>>> det = VoltageDetector(min_duration_s=900)
+>>> st = np.zeros(3, compose_dtype(det.fields)); det.init(st, fleet, np.arange(3))
+>>> ast = np.zeros(1, compose_dtype(det.area_fields)); det.init_area(ast, fleet, np.arange(1))
+>>> b = Batch.from_columns(3, meter=[0, 1, 2], ts=[1_700_000_100] * 3, voltage=[221.0, 190.0, 222.0])
+>>> out = []
+>>> det.step(st, b, fleet, AreaView(np.array([0]), np.zeros(3, np.int64), ast), out)
+>>> [(f.subtype, f.action, f.subject, f.severity, round(f.score, 2)) for f in out]
+[('undervoltage', 'open', 1, 'warning', 3.64)]
+>>> out[0].evidence["limit_v"], out[0].evidence["observed_v"]
+(198.0, 190.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from models.base import AreaView, Batch, Finding, Fleet
+
+WEEK_S = 7 * 86400
+
+# IEEE 1159 rms-variation magnitudes (per unit of nominal).
+SAG_PU = 0.9
+SWELL_PU = 1.1
+INTERRUPTION_PU = 0.1
+
+
+class Standard(NamedTuple):
+    """Steady-state limits in per unit of the meter's phase-to-neutral nominal.
+
+    ``low``/``high`` are (single-phase, three-phase). With ``budget`` set (EN 50160) they
+    are not hard limits: only a share of the trailing week above ``budget`` outside them
+    is a violation; ``crit_low``/``crit_high`` are hard limits and mark severity
+    ``critical``.
+    """
+
+    low: tuple[float, float]
+    high: tuple[float, float]
+    crit_low: float
+    crit_high: float
+    budget: float | None
+    source: str
+
+
+#: Per-standard limits, per unit of nominal (the table the detector runs on).
+#:
+#: ============  ==================  ==================  ================  ===========
+#: standard      low (1ph / 3ph)     high (1ph / 3ph)    critical band     week budget
+#: ============  ==================  ==================  ================  ===========
+#: gbt12325      0.90 / 0.93         1.07 / 1.07         0.80 - 1.20 (*)   -
+#: en50160       0.90                1.10                0.85 - 1.10       5 %
+#: ansi_c84_1    114/120 (Range A)   126/120 (Range A)   110/120 - 127/120 -
+#: ============  ==================  ==================  ================  ===========
+#:
+#: (*) GB/T 12325 has a single band; beyond IEEE 1159's long-duration under/overvoltage
+#: bounds (0.8 / 1.2 pu) is called critical here. ANSI is kept as exact fractions of its
+#: 120 V base so that 120 V gives 114/126/110/127 V exactly and other nominals scale.
+STANDARDS: dict[str, Standard] = {
+    "gbt12325": Standard(
+        low=(0.90, 0.93), high=(1.07, 1.07), crit_low=0.80, crit_high=1.20, budget=None,
+        source="GB/T 12325-2008: 220 V single-phase +7%/-10%; <=20 kV three-phase +-7%",
+    ),
+    "en50160": Standard(
+        low=(0.90, 0.90), high=(1.10, 1.10), crit_low=0.85, crit_high=1.10, budget=0.05,
+        source="EN 50160: 95% of 10-min means in a week within +-10%, all within +10%/-15%",
+    ),
+    "ansi_c84_1": Standard(
+        low=(114 / 120, 114 / 120), high=(126 / 120, 126 / 120),
+        crit_low=110 / 120, crit_high=127 / 120, budget=None,
+        source="ANSI C84.1 service voltage: Range A 114-126 V, Range B 110-127 V (120 V base)",
+    ),
+}
+
+
+class Limits(NamedTuple):
+    low: float
+    high: float
+    crit_low: float
+    crit_high: float
+
+
+def _standard(name: str) -> Standard:
+    try:
+        return STANDARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown voltage standard {name!r}; one of {sorted(STANDARDS)}") from None
+
+
+def limits(standard: str = "gbt12325", nominal: float = 220.0, phases: int = 1) -> Limits:
+    """The standard's limits in volts for a meter of this nominal (phase-to-neutral).
+
+    Rounded to the microvolt so that decimal limits read as written in the standard.
+
+    >>> limits("gbt12325", 220, 1)
+    Limits(low=198.0, high=235.4, crit_low=176.0, crit_high=264.0)
+    >>> limits("gbt12325", 220, 3).low
+    204.6
+    >>> limits("en50160", 230)
+    Limits(low=207.0, high=253.0, crit_low=195.5, crit_high=253.0)
+    >>> limits("ansi_c84_1", 120)
+    Limits(low=114.0, high=126.0, crit_low=110.0, crit_high=127.0)
+    """
+    s = _standard(standard)
+    if phases not in (1, 3):
+        raise ValueError(f"phases must be 1 or 3, not {phases!r}")
+    j = 0 if phases == 1 else 1
+    r = lambda pu: round(nominal * pu, 6)  # noqa: E731
+    return Limits(r(s.low[j]), r(s.high[j]), r(s.crit_low), r(s.crit_high))
+
+
+def classify_ieee1159(
+    magnitude_pu: float, duration_s: float | None = None, *, freq_hz: float = 50.0
+) -> tuple[str | None, str | None]:
+    """IEEE 1159 (Table 2) rms-variation category of a magnitude held for a duration.
+
+    ===============  ===========================  ================  ==================
+    category         duration                     subtype           typical magnitude
+    ===============  ===========================  ================  ==================
+    instantaneous    0.5 - 30 cycles              sag / swell       0.1-0.9 / 1.1-1.8
+    momentary        30 cycles - 3 s              interruption      < 0.1
+                                                  sag / swell       0.1-0.9 / 1.1-1.4
+                     (also 0.5-30 cycles for an interruption: 1159 has no
+                     instantaneous interruption)
+    temporary        3 s - 1 min                  interruption      < 0.1
+                                                  sag / swell       0.1-0.9 / 1.1-1.2
+    long_duration    > 1 min                      interruption      0.0 (sustained)
+                                                  undervoltage      0.8-0.9
+                                                  overvoltage       1.1-1.2
+    ===============  ===========================  ================  ==================
+
+    The subtype follows from the magnitude thresholds (< 0.1, < 0.9, > 1.1 pu) and the
+    category from the duration; the standard's magnitude columns are *typical*, so a
+    long 0.7 pu is still an undervoltage. Duration bounds include their upper end.
+    ``duration_s`` None/NaN (readings only give interval extremes) means the shortest
+    category the magnitude allows: instantaneous, momentary for an interruption.
+    Under half a cycle an rms value is not defined: ``("transient", None)``.
+    Within 0.9-1.1 pu (or NaN magnitude): ``(None, None)``.
+
+    >>> classify_ieee1159(0.5, 0.1)
+    ('instantaneous', 'sag')
+    >>> classify_ieee1159(0.05, 10.0)
+    ('temporary', 'interruption')
+    >>> classify_ieee1159(0.85, 3600)
+    ('long_duration', 'undervoltage')
+    >>> classify_ieee1159(1.3)
+    ('instantaneous', 'swell')
+    """
+    m = float(magnitude_pu)
+    if math.isnan(m) or SAG_PU <= m <= SWELL_PU:
+        return (None, None)
+    interruption = m < INTERRUPTION_PU
+    low = m < SAG_PU
+    d = None if duration_s is None or math.isnan(float(duration_s)) else float(duration_s)
+    cycle = 1.0 / freq_hz
+    if d is not None and d < 0.5 * cycle:
+        return ("transient", None)
+    if d is None or d <= 30 * cycle:
+        cat = "momentary" if interruption else "instantaneous"
+    elif d <= 3.0:
+        cat = "momentary"
+    elif d <= 60.0:
+        cat = "temporary"
+    else:
+        return ("long_duration", "interruption" if interruption else "undervoltage" if low else "overvoltage")
+    return (cat, "interruption" if interruption else "sag" if low else "swell")
+
+
+SUBTYPES = ("undervoltage", "overvoltage", "sag", "swell", "interruption")
+UV, OV, SAG, SWL, INT = range(len(SUBTYPES))
+_K = len(SUBTYPES)
+_SHORT = ("uv", "ov", "sag", "swl", "int")
+_BITS = (1 << np.arange(_K)).astype(np.uint8)
+_LOWSIDE = np.array([True, False, True, False, True])  # score = limit - observed
+
+
+def _fields(p: str) -> tuple[tuple[str, str], ...]:
+    return (
+        (f"{p}_open", "u1"),  # bit k: SUBTYPES[k] open
+        (f"{p}_crit", "u1"),  # bit k: open as / escalated to critical
+        # end ts of the condition's first anomalous interval (0 = no run); u4 epoch s
+        # holds until 2106 at half the bytes of int64
+        *((f"{p}_start_{s}", "u4") for s in _SHORT),
+        *((f"{p}_clean_{s}", "u1") for s in _SHORT),  # consecutive clean intervals
+    )
+
+
+class VoltageDetector:
+    """Under/overvoltage by standard, IEEE 1159 sag/swell/interruption, area roll-up.
+
+    Parameters
+    ----------
+    standard
+        Key of :data:`STANDARDS` (``gbt12325``, ``en50160``, ``ansi_c84_1``).
+    min_duration_s
+        A steady-state under/overvoltage opens once it has lasted this long over
+        consecutive intervals (from the start of its first interval to the end of the
+        current one; a NaN interval neither extends nor breaks the run). Events open at
+        once, and so does an EN 50160 excursion once the weekly budget is spent.
+    area_share, area_min_meters
+        An area condition needs at least ``area_share`` of the area's meters reporting
+        in the batch, and at least ``area_min_meters`` of them, in the condition in the
+        same interval (and, for steady state, for ``min_duration_s``).
+    clear_intervals
+        An open condition closes after this many consecutive clean intervals.
+
+    Area coverage: while an area condition is open its meters open nothing of that
+    subtype; a meter already open is **closed with** ``evidence["covered_by_area"]`` (not
+    silently, so its alert does not dangle downstream), and its run restarts, so a meter
+    still bad after the area clears opens a new alert after ``min_duration_s``.
+
+    Severity is ``critical`` beyond the standard's outer band (and for interruptions),
+    else ``warning``; ``update`` is emitted once when an open warning turns critical.
+    ``score`` is how far beyond the (inner) limit, in % of nominal.
+
+    EN 50160 week budget: seconds outside +-10% are counted in the current and the
+    previous epoch week (two counters); the trailing week is estimated as
+    ``current + previous * (1 - elapsed share of current week)``. The budget is spent
+    when that exceeds 5 % of a full week (8.4 h): unreported intervals count as
+    compliant, and a new meter cannot breach on its first bad hours. After that every
+    interval outside +-10% is an undervoltage/overvoltage (warning); outside
+    -15%/+10% is one regardless of budget (critical, after ``min_duration_s``).
+
+    A sag/swell is read from ``voltage_min``/``voltage_max`` only when the interval mean
+    is itself within 0.9-1.1 pu: otherwise the low/high voltage held for most of the
+    interval and is a long-duration under/overvoltage, not a short-duration event.
+    An interruption (< 0.1 pu) takes precedence over undervoltage.
+    """
+
+    fields: tuple[tuple[str, str], ...] = (
+        *_fields("v"),
+        ("v_wk", "u2"),  # epoch week of v_wk_out
+        ("v_wk_out", "u4"),  # s outside the EN 50160 +-10% band, this week
+        ("v_wk_prev", "u4"),  # same, previous week
+    )
+    area_fields: tuple[tuple[str, str], ...] = _fields("va")
+
+    def __init__(
+        self,
+        standard: str = "gbt12325",
+        min_duration_s: int = 900,
+        area_share: float = 0.5,
+        area_min_meters: int = 3,
+        clear_intervals: int = 2,
+    ) -> None:
+        self.standard = standard
+        self.min_duration_s = min_duration_s
+        self.area_share = area_share
+        self.area_min_meters = area_min_meters
+        self.clear_intervals = clear_intervals
+        self._std = _standard(standard)
+        if not 0 < area_share <= 1:
+            raise ValueError("area_share must be in (0, 1]")
+        if not 1 <= clear_intervals <= 255:
+            raise ValueError("clear_intervals must be in 1..255 (a u1 counter)")
+
+    # -- state ---------------------------------------------------------------------
+
+    def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
+        for name, _ in self.fields:
+            st[name] = 0
+
+    def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
+        for name, _ in self.area_fields:
+            ast[name] = 0
+
+    # -- step ----------------------------------------------------------------------
+
+    def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
+             out: list[Finding]) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        s = self._std
+        m = batch.meter
+        nom = fleet.nominal_voltage[m].astype(np.float64)
+        three = fleet.phases[m] == 3
+        lo = np.where(three, s.low[1], s.low[0])
+        hi = np.where(three, s.high[1], s.high[0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pu = batch.voltage / nom
+            pmin = batch.voltage_min / nom
+            pmax = batch.voltage_max / nom
+        ok_mean, ok_min, ok_max = np.isfinite(pu), np.isfinite(pmin), np.isfinite(pmax)
+
+        intr_mean = pu < INTERRUPTION_PU
+        under_in, over_in = (pu < lo) & ~intr_mean, pu > hi
+        under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
+        week = None
+        if s.budget is not None:
+            week = self._week_budget(st, batch, ok_mean, under_in | over_in)
+            spent = week > s.budget * WEEK_S
+            under_imm, over_imm = under_in & spent, over_in & spent
+            under_act, over_act = under_out | under_imm, over_out | over_imm
+        else:
+            under_imm = over_imm = np.zeros(n, bool)
+            under_act, over_act = under_in, over_in
+        yes = np.ones(n, bool)
+
+        valid = np.stack([ok_mean, ok_mean, ok_min, ok_max, ok_min | ok_mean], 1)
+        act = np.stack([
+            under_act, over_act,
+            (pmin < SAG_PU) & (pmin >= INTERRUPTION_PU) & ~(pu < SAG_PU),
+            (pmax > SWELL_PU) & ~(pu > SWELL_PU),
+            (pmin < INTERRUPTION_PU) | intr_mean,
+        ], 1)
+        imm = np.stack([under_imm, over_imm, yes, yes, yes], 1)
+        crit = np.stack([under_out, over_out, pmin < s.crit_low, pmax > s.crit_high, yes], 1)
+        obs = np.stack([pu, pu, pmin, pmax, np.fmin(pmin, pu)], 1)
+        ones = np.ones(n)
+        lim = np.stack([lo, hi, SAG_PU * ones, SWELL_PU * ones, INTERRUPTION_PU * ones], 1)
+        clim = np.stack([s.crit_low * ones, s.crit_high * ones, s.crit_low * ones,
+                         s.crit_high * ones, INTERRUPTION_PU * ones], 1)
+
+        # Areas first: their open conditions decide which meter findings are covered.
+        pos = np.asarray(areas.pos, dtype=np.intp)
+        na = len(areas.area)
+        per_area = lambda x: np.bincount(  # noqa: E731
+            (pos[:, None] * _K + np.arange(_K)).ravel(), weights=np.asarray(x, float).ravel(),
+            minlength=na * _K).reshape(na, _K)
+        on = valid & act
+        rep, aff = per_area(valid), per_area(on)
+        qual = lambda c: (c >= self.area_min_meters) & (c >= self.area_share * rep)  # noqa: E731
+        a_ts = np.zeros(na, np.int64)
+        np.maximum.at(a_ts, pos, batch.ts)
+        a_isec = np.zeros(na, np.int64)
+        np.maximum.at(a_isec, pos, batch.interval_s.astype(np.int64))
+        ar = _advance(
+            _load(areas.st, "va"), rep >= self.area_min_meters, qual(aff), qual(per_area(on & imm)),
+            qual(per_area(on & crit)), a_ts, a_isec, self.min_duration_s, self.clear_intervals,
+            np.zeros((na, _K), bool),
+        )
+        _store(areas.st, "va", ar)
+
+        mr = _advance(
+            _load(st, "v"), valid, act, imm, crit, batch.ts, batch.interval_s.astype(np.int64),
+            self.min_duration_s, self.clear_intervals, ar.open[pos],
+        )
+        _store(st, "v", mr)
+
+        if ar.any:
+            clean_obs = np.where(valid, np.nan_to_num(obs), 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                a_obs_aff = per_area(np.where(on, obs, 0.0)) / aff
+                a_obs_rep = per_area(clean_obs) / rep
+                a_nom = per_area(valid * nom[:, None]) / rep
+                a_lim = per_area(valid * lim) / rep
+                a_clim = per_area(valid * clim) / rep
+            for a, k, action in ar.findings():
+                o = a_obs_rep[a, k] if action == "close" else a_obs_aff[a, k]
+                ev = self._evidence(k, action, o, a_lim[a, k], a_clim[a, k], a_nom[a, k],
+                                    ar.duration(a, k, action, a_isec[a]), "area", mean_based=False)
+                ev["meters_affected"] = int(aff[a, k])
+                ev["meters_reporting"] = int(rep[a, k])
+                out.append(ar.finding(a, k, action, "area", int(areas.area[a]), int(a_ts[a]),
+                                      o, a_lim[a, k], ev))
+        if mr.any:
+            isec = batch.interval_s.astype(np.int64)
+            for i, k, action in mr.findings():
+                ev = self._evidence(k, action, obs[i, k], lim[i, k], clim[i, k], nom[i],
+                                    mr.duration(i, k, action, isec[i]), "meter",
+                                    mean_based=bool(intr_mean[i]))
+                ev["phases"] = int(fleet.phases[m[i]])
+                if week is not None:
+                    ev["week_outside_s"] = float(week[i])
+                    ev["week_share"] = round(float(week[i]) / WEEK_S, 6)
+                if mr.cover_close[i, k]:
+                    ev["covered_by_area"] = int(areas.area[pos[i]])
+                out.append(mr.finding(i, k, action, "meter", int(m[i]), int(batch.ts[i]),
+                                      obs[i, k], lim[i, k], ev))
+
+    def _week_budget(self, st: np.ndarray, batch: Batch, ok: np.ndarray, outside: np.ndarray) -> np.ndarray:
+        """Roll the two weekly counters, add this interval, return trailing-week seconds."""
+        ts = batch.ts.astype(np.int64)
+        wk = ts // WEEK_S
+        cur = st["v_wk_out"].astype(np.int64)
+        prev = st["v_wk_prev"].astype(np.int64)
+        d = wk - st["v_wk"].astype(np.int64)
+        prev = np.where(d == 1, cur, np.where(d > 1, 0, prev))
+        cur = np.where(d >= 1, 0, cur) + np.where(outside, batch.interval_s.astype(np.int64), 0)
+        # NaN mean: no measurement, so the counters stay as they were
+        st["v_wk_out"] = np.where(ok, cur, st["v_wk_out"])
+        st["v_wk_prev"] = np.where(ok, prev, st["v_wk_prev"])
+        st["v_wk"] = np.where(ok & (d >= 1), wk, st["v_wk"])
+        return cur + prev * (1.0 - (ts % WEEK_S) / WEEK_S)
+
+    def _evidence(self, k: int, action: str, o: float, lim_pu: float, clim_pu: float,
+                  nom: float, dur: int, scope: str, mean_based: bool) -> dict[str, Any]:
+        ev: dict[str, Any] = {
+            "observed_v": round(float(o * nom), 3),
+            "limit_v": round(float(lim_pu * nom), 3),
+            "critical_limit_v": round(float(clim_pu * nom), 3),
+            "nominal_v": round(float(nom), 3),
+            "standard": self.standard,
+            "duration_s": int(dur),
+            "scope": scope,
+        }
+        if action != "close":
+            # extremes carry no duration; a mean-based condition lasted its run
+            timed = k in (UV, OV) or (k == INT and mean_based)
+            cat, _ = classify_ieee1159(o, dur if timed else None)
+            if cat is not None:
+                ev["ieee1159"] = cat
+        return ev
+
+
+def _load(st: np.ndarray, p: str) -> tuple[np.ndarray, ...]:
+    open_ = (st[f"{p}_open"][:, None] & _BITS) != 0
+    crit_ = (st[f"{p}_crit"][:, None] & _BITS) != 0
+    start = np.stack([st[f"{p}_start_{s}"].astype(np.int64) for s in _SHORT], 1)
+    clean = np.stack([st[f"{p}_clean_{s}"].astype(np.int64) for s in _SHORT], 1)
+    return open_, crit_, start, clean
+
+
+def _store(st: np.ndarray, p: str, r: "_Advance") -> None:
+    st[f"{p}_open"] = (r.open * _BITS).sum(1)
+    st[f"{p}_crit"] = (r.crit * _BITS).sum(1)
+    for k, s in enumerate(_SHORT):
+        st[f"{p}_start_{s}"] = r.start[:, k]
+        st[f"{p}_clean_{s}"] = r.clean[:, k]
+
+
+class _Advance:
+    """One interval of the open/close state machine for N subjects x K conditions."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+        self.any = bool(self.opening.any() or self.closing.any() or self.cover_close.any()
+                        or self.escalate.any())
+
+    def findings(self):
+        for action, mask in (("close", self.closing | self.cover_close),
+                             ("open", self.opening), ("update", self.escalate)):
+            for i, k in zip(*np.nonzero(mask)):
+                yield int(i), int(k), action
+
+    def duration(self, i: int, k: int, action: str, isec: int) -> int:
+        end = self.ts[i]
+        if action == "close" and not self.cover_close[i, k]:
+            end -= self.clean_f[i, k] * isec  # back to the end of the last bad interval
+        return int(end - self.start_f[i, k] + isec)
+
+    def finding(self, i: int, k: int, action: str, scope: str, subject: int, ts: int,
+                o: float, lim_pu: float, ev: dict[str, Any]) -> Finding:
+        if action == "close":
+            sev, score = ("critical" if self.crit_f[i, k] else "warning"), 0.0
+        else:
+            sev = "critical" if (action == "update" or self.crit[i, k]) else "warning"
+            score = float((lim_pu - o) if _LOWSIDE[k] else (o - lim_pu)) * 100.0
+        return Finding(type="voltage", subtype=SUBTYPES[k], action=action, scope=scope,
+                       subject=subject, start=int(self.start_f[i, k]), ts=ts, severity=sev,
+                       score=score, evidence=ev)
+
+
+def _advance(state: tuple[np.ndarray, ...], valid: np.ndarray, act: np.ndarray, imm: np.ndarray,
+             crit: np.ndarray, ts: np.ndarray, isec: np.ndarray, min_dur: int, clear_n: int,
+             covered: np.ndarray) -> _Advance:
+    open_, crit_, start, clean = state
+    t = np.asarray(ts, np.int64)[:, None]
+    dt = np.asarray(isec, np.int64)[:, None]
+    on, off = valid & act, valid & ~act  # invalid (NaN / too few meters): no change
+    start = np.where(on & (start == 0), t, start)
+    start = np.where(off & ~open_, 0, start)  # a pending run must be consecutive
+    clean = np.where(on, 0, np.where(off & open_, np.minimum(clean + 1, 255), clean))
+    dur = np.where(start > 0, t - start + dt, 0)
+    cov = covered & valid
+    opening = on & ~open_ & (imm | (dur >= min_dur)) & ~cov
+    closing = open_ & off & (clean >= clear_n) & ~cov
+    cover_close = open_ & cov
+    escalate = open_ & on & crit & ~crit_ & ~cov
+    new_open = (open_ | opening) & ~closing & ~cover_close
+    new_crit = (crit_ | ((opening | escalate) & crit)) & new_open
+    # a covered subject's run restarts: the area owns the condition meanwhile
+    reset = closing | cover_close | cov
+    return _Advance(
+        open=new_open, crit=new_crit, start=np.where(reset, 0, start),
+        clean=np.where(reset, 0, clean), opening=opening, closing=closing,
+        cover_close=cover_close, escalate=escalate, start_f=start, clean_f=clean,
+        crit_f=crit_, ts=np.asarray(ts, np.int64),
+    )

@@ -47,6 +47,14 @@ def event_names(mask: int) -> list[str]:
     return [name for name, bit in EVENT_BITS.items() if mask & bit]
 
 
+# Columns of a validated reading, as carried between agents and fed to the engine (one packed record each).
+READING_DTYPE = np.dtype([
+    ("ts", "<i8"), ("interval_s", "<i4"), ("events", "<u4"), ("kwh", "<f8"),
+    ("kwh_export", "<f8"), ("register_kwh", "<f8"), ("voltage", "<f8"),
+    ("voltage_min", "<f8"), ("voltage_max", "<f8"), ("current", "<f8"),
+    ("neutral_current", "<f8"), ("power_factor", "<f8"),
+])
+
 # Closed alert vocabulary: type -> allowed subtypes.
 ALERT_TYPES: dict[str, tuple[str, ...]] = {
     "surge": ("interval", "daily", "bill_projection"),
@@ -208,7 +216,7 @@ class AreaView:
 class Detector(Protocol):
     """A detector owns some per-meter state fields and turns batches into findings.
 
-    ``fields``: (name, numpy dtype str) pairs it owns in the meter record; names must be
+    ``fields``: (name, numpy dtype str[, shape]) tuples it owns in the meter record; names must be
     unique across detectors (prefix them). ``area_fields``: the same for the per-area
     record. ``init`` fills fresh rows for new meters (``init_area`` for new areas).
     ``step`` sees meter state rows aligned with the batch and the areas' rows, mutates
@@ -229,10 +237,10 @@ class Detector(Protocol):
 
 def compose_dtype(*groups: Iterable[tuple[str, str]]) -> np.dtype:
     """One packed structured dtype from several detectors' field lists."""
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple] = {}
     for g in groups:
-        for name, dt in g:
-            if name in seen:
-                raise ValueError(f"state field {name!r} declared twice")
-            seen[name] = dt
-    return np.dtype(list(seen.items()))
+        for f in g:
+            if f[0] in seen:
+                raise ValueError(f"state field {f[0]!r} declared twice")
+            seen[f[0]] = tuple(f)
+    return np.dtype(list(seen.values()))

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import numpy as np
 
-from models.base import EVENT_BITS, event_mask as _event_mask
+from models.base import EVENT_BITS, READING_DTYPE, event_mask as _event_mask
 from stream.registry import Registry
 
 # Reject reasons: a closed set, used as a metric label and in dead-letter records.
@@ -75,13 +75,6 @@ _dec_one = msgspec.json.Decoder(Reading)
 _dec_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _dec_raw_env = msgspec.json.Decoder(RawEnvelope)
 
-# Columns of a validated reading, as carried between agents (one packed record each).
-READING_DTYPE = np.dtype([
-    ("ts", "<i8"), ("interval_s", "<i4"), ("events", "<u4"), ("kwh", "<f8"),
-    ("kwh_export", "<f8"), ("register_kwh", "<f8"), ("voltage", "<f8"),
-    ("voltage_min", "<f8"), ("voltage_max", "<f8"), ("current", "<f8"),
-    ("neutral_current", "<f8"), ("power_factor", "<f8"),
-])
 _FLOAT_COLS = ("kwh", "kwh_export", "register_kwh", "voltage", "voltage_min", "voltage_max",
                "current", "neutral_current", "power_factor")
 
@@ -155,15 +148,20 @@ def decode_message(value: bytes) -> Decoded:
             return Decoded([_dec_one.decode(value)], [])
         raise msgspec.DecodeError("expected a JSON object or array")
     except msgspec.ValidationError as e:
-        if head == b"{":
-            try:
-                raws = _dec_raw_env.decode(value).readings
-            except msgspec.ValidationError:
-                raws = None
-            if raws is None:  # a single reading that is itself invalid
-                return Decoded([], [Reject(_error_reason(str(e)), str(e))])
-        else:
-            raws = _dec_raw_list.decode(value)
+        try:
+            if head == b"{":
+                try:
+                    raws = _dec_raw_env.decode(value).readings
+                except msgspec.ValidationError:
+                    raws = None
+                if raws is None:  # a single reading that is itself invalid
+                    return Decoded([], [Reject(_error_reason(str(e)), str(e))])
+            else:
+                raws = _dec_raw_list.decode(value)
+        except msgspec.DecodeError as e2:
+            # A typed error first, then invalid JSON further on (a bare NaN): the
+            # message as a whole is unreadable.
+            return _decode_error(value, e2)
         good: list[Reading] = []
         pos: list[int] = []
         bad: list[Reject] = []
@@ -179,10 +177,14 @@ def decode_message(value: bytes) -> Decoded:
             bad.append(Reject("empty_batch", "no readings"))
         return Decoded(good, bad, pos)
     except msgspec.DecodeError as e:
-        text = bytes(value[:4096])
-        if b"NaN" in text or b"Infinity" in text:
-            return Decoded([], [Reject("non_finite", f"NaN/Infinity is not valid JSON: {e}")])
-        return Decoded([], [Reject("malformed_json", str(e))])
+        return _decode_error(value, e)
+
+
+def _decode_error(value: bytes, e: Exception) -> Decoded:
+    text = bytes(value[:65536])
+    if b"NaN" in text or b"Infinity" in text:
+        return Decoded([], [Reject("non_finite", f"NaN/Infinity is not valid JSON: {e}")])
+    return Decoded([], [Reject("malformed_json", str(e))])
 
 
 def _peek_meter_id(raw: msgspec.Raw) -> str | None:

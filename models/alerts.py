@@ -1,0 +1,166 @@
+"""Alerts: what a finding becomes for the people who act on it.
+
+The id is a hash of (type, subtype, scope, subject, start): the same input always gives
+the same id, so a replay or a crash-and-restart reproduces the alert rather than
+inventing a second one. Every message of one alert (open, updates, close) shares the id;
+``(id, status, detected_at)`` identifies one message, which is what consumers dedupe on.
+
+Messages are plain sentences in English and Chinese (zh-CN) built from the evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from models.base import Finding, Fleet
+
+STATUS = {"open": "open", "update": "update", "close": "closed"}
+_WEEKDAY_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_WEEKDAY_ZH = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"]
+
+
+def alert_id(type_: str, subtype: str, scope: str, subject_id: str, start: int) -> str:
+    key = f"{type_}|{subtype}|{scope}|{subject_id}|{start}".encode()
+    return hashlib.blake2b(key, digest_size=10).hexdigest()
+
+
+def iso(ts: int, tz=timezone.utc) -> str:
+    return datetime.fromtimestamp(int(ts), tz).isoformat()
+
+
+def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
+    """The alert record (a JSON-ready dict) for a finding."""
+    if f.scope == "meter":
+        meter_id = fleet.meter_id[f.subject]
+        customer_id = fleet.customer_id[f.subject] or None
+        area_id = fleet.area_id[int(fleet.area[f.subject])]
+        subject = meter_id
+    else:
+        meter_id = customer_id = None
+        area_id = fleet.area_id[f.subject]
+        subject = area_id
+    en, zh = message(f)
+    return {
+        "id": alert_id(f.type, f.subtype, f.scope, subject, f.start),
+        "type": f.type, "subtype": f.subtype, "status": STATUS.get(f.action, f.action),
+        "severity": f.severity, "scope": f.scope,
+        "meter_id": meter_id, "customer_id": customer_id, "area_id": area_id,
+        "start": iso(f.start, tz), "detected_at": iso(f.ts, tz),
+        "score": round(float(f.score), 4), "evidence": f.evidence,
+        "message": {"en": en, "zh-CN": zh},
+    }
+
+
+def _g(ev: dict, k: str, default: Any = "?") -> Any:
+    v = ev.get(k, ev.get("indicators", {}).get(k, default) if isinstance(ev.get("indicators"), dict) else default)
+    return default if v is None else v
+
+
+def message(f: Finding) -> tuple[str, str]:
+    ev = f.evidence
+    t, s, a = f.type, f.subtype, f.action
+    if a == "close":
+        return (f"Cleared: {t.replace('_', ' ')} ({s.replace('_', ' ')}) is back to normal.",
+                f"已恢复：{_ZH_NAMES.get((t, s), t)}已恢复正常。")
+    if (t, s) == ("surge", "interval"):
+        return (f"Usage jumped to {_g(ev, 'observed_kw')} kW; usually {_g(ev, 'expected_kw')} "
+                f"± {_g(ev, 'spread_kw')} kW at this time ({_g(ev, 'ratio')}x).",
+                f"用电功率突增至 {_g(ev, 'observed_kw')} kW，该时段通常为 {_g(ev, 'expected_kw')} "
+                f"± {_g(ev, 'spread_kw')} kW（{_g(ev, 'ratio')} 倍）。")
+    if (t, s) == ("surge", "daily"):
+        wd = int(_g(ev, "weekday", 0)) % 7
+        # date.toordinal() % 7: Monday=1 ... Sunday=0
+        w = (wd - 1) % 7
+        return (f"Today {_g(ev, 'today_kwh')} kWh; usually {_g(ev, 'usual_day_kwh')} ± "
+                f"{_g(ev, 'spread_kwh')} kWh on a {_WEEKDAY_EN[w]} ({_g(ev, 'ratio')}x).",
+                f"今日用电 {_g(ev, 'today_kwh')} kWh；{_WEEKDAY_ZH[w]}通常为 "
+                f"{_g(ev, 'usual_day_kwh')} ± {_g(ev, 'spread_kwh')} kWh（{_g(ev, 'ratio')} 倍）。")
+    if (t, s) == ("surge", "bill_projection"):
+        return (f"This month is heading for {_g(ev, 'projected_kwh')} kWh against a usual "
+                f"{_g(ev, 'usual_month_kwh')} kWh ({_g(ev, 'ratio')}x) after "
+                f"{_g(ev, 'days_elapsed')} days.",
+                f"本月预计用电 {_g(ev, 'projected_kwh')} kWh，通常为 {_g(ev, 'usual_month_kwh')} kWh"
+                f"（{_g(ev, 'ratio')} 倍，已过 {_g(ev, 'days_elapsed')} 天）。")
+    if t == "habit_change":
+        if s == "vacancy":
+            return (f"Only base load since {_g(ev, 'since_day')} ({_g(ev, 'recent_day_kwh')} kWh/day "
+                    f"against a usual {_g(ev, 'usual_day_kwh')}): the premises may be empty.",
+                    f"自 {_g(ev, 'since_day')} 起仅有基础负荷（每日 {_g(ev, 'recent_day_kwh')} kWh，"
+                    f"通常 {_g(ev, 'usual_day_kwh')} kWh），可能无人居住。")
+        if s == "schedule":
+            return (f"Daily routine shifted by {_g(ev, 'shift_hours')} h since {_g(ev, 'since_day')}.",
+                    f"自 {_g(ev, 'since_day')} 起作息时间偏移 {_g(ev, 'shift_hours')} 小时。")
+        word_en = "up" if s == "increase" else "down"
+        word_zh = "上升" if s == "increase" else "下降"
+        return (f"Usage {word_en} {abs(float(_g(ev, 'change_pct', 0)))}% since {_g(ev, 'since_day')}: "
+                f"{_g(ev, 'recent_day_kwh')} kWh/day against a usual {_g(ev, 'usual_day_kwh')}.",
+                f"自 {_g(ev, 'since_day')} 起用电{word_zh} {abs(float(_g(ev, 'change_pct', 0)))}%："
+                f"每日 {_g(ev, 'recent_day_kwh')} kWh，通常 {_g(ev, 'usual_day_kwh')} kWh。")
+    if t == "theft":
+        risk = _g(ev, "risk", f.score)
+        en = {
+            "consumption_drop": "Sustained drop in metered use while area peers did not drop",
+            "profile_distortion": "Daily load shape distorted (flattened, reversed, zeroed or random)",
+            "energy_mismatch": f"Metered {_g(ev, 'metered_kwh')} kWh but V×I×pf implies "
+                               f"{_g(ev, 'implied_kwh')} kWh: meter bypassed or slowed?",
+            "zero_with_voltage": "Zero energy for hours while voltage and current are present",
+            "tamper_event": f"Tamper flag from the meter: {', '.join(_g(ev, 'events', []))}",
+            "reverse_flow": "Reverse energy flow on a customer without solar",
+            "current_imbalance": f"Live {_g(ev, 'live_a')} A vs neutral {_g(ev, 'neutral_a')} A",
+            "area_loss": f"Area line loss {_g(ev, 'loss_rate')} vs normal {_g(ev, 'normal_loss_rate')}",
+        }[s]
+        zh = {
+            "consumption_drop": "计量用电量持续下降，而同台区用户未下降",
+            "profile_distortion": "日负荷曲线异常（平直、反转、清零或随机）",
+            "energy_mismatch": f"计量 {_g(ev, 'metered_kwh')} kWh，但电压×电流×功率因数推算为 "
+                               f"{_g(ev, 'implied_kwh')} kWh，疑似绕表或慢表",
+            "zero_with_voltage": "有电压有电流但电量长时间为零",
+            "tamper_event": f"电能表上报防窃电事件：{', '.join(_g(ev, 'events', []))}",
+            "reverse_flow": "无光伏用户出现反向电量",
+            "current_imbalance": f"火线电流 {_g(ev, 'live_a')} A，零线电流 {_g(ev, 'neutral_a')} A，不平衡",
+            "area_loss": f"台区线损率 {_g(ev, 'loss_rate')}，正常为 {_g(ev, 'normal_loss_rate')}",
+        }[s]
+        return f"{en} (risk {risk}).", f"{zh}（风险 {risk}）。"
+    if t == "voltage":
+        where_en = "across the area" if f.scope == "area" else "at this meter"
+        where_zh = "整个台区" if f.scope == "area" else "该表计"
+        return (f"{s.capitalize()} {where_en}: {_g(ev, 'observed_v')} V against the "
+                f"{_g(ev, 'standard')} limit {_g(ev, 'limit_v')} V (nominal {_g(ev, 'nominal_v', _g(ev, 'nominal'))} V).",
+                f"{where_zh}{_ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
+                f"限值 {_g(ev, 'limit_v')} V。")
+    if t == "outage":
+        if f.scope == "area":
+            return (f"Outage across the area: {_g(ev, 'meters_affected')} of "
+                    f"{_g(ev, 'meters_reporting')} meters lost power.",
+                    f"台区停电：{_g(ev, 'meters_reporting')} 块表中 {_g(ev, 'meters_affected')} 块失电。")
+        return ("Power failure reported by the meter.", "电能表上报停电。")
+    if t == "comm_gap":
+        return (f"No readings for {_g(ev, 'missing_intervals')} intervals.",
+                f"连续 {_g(ev, 'missing_intervals')} 个周期未收到数据。")
+    if t == "data_quality":
+        return (f"Data quality: {s.replace('_', ' ')} ({_g(ev, 'detail', '')}).",
+                f"数据质量：{_ZH_NAMES.get((t, s), s)}（{_g(ev, 'detail', '')}）。")
+    if t == "inactivity":
+        return (f"No activity for {_g(ev, 'idle_hours')} h at a time this customer is usually "
+                f"active: someone should check on them.",
+                f"该用户在通常活跃时段已 {_g(ev, 'idle_hours')} 小时无用电活动，请联系确认其安全。")
+    return f"{t}/{s}", f"{t}/{s}"
+
+
+_ZH_NAMES = {
+    ("surge", "interval"): "用电突增", ("surge", "daily"): "日用电突增",
+    ("surge", "bill_projection"): "电费预警", ("habit_change", "increase"): "用电习惯上升",
+    ("habit_change", "decrease"): "用电习惯下降", ("habit_change", "vacancy"): "疑似空置",
+    ("habit_change", "schedule"): "作息变化", ("theft", "consumption_drop"): "用电量骤降",
+    ("theft", "profile_distortion"): "负荷曲线异常", ("theft", "energy_mismatch"): "电量不符",
+    ("theft", "zero_with_voltage"): "有压无量", ("theft", "tamper_event"): "开盖/磁干扰",
+    ("theft", "reverse_flow"): "反向电量", ("theft", "current_imbalance"): "零火线电流不平衡",
+    ("theft", "area_loss"): "台区线损异常", ("voltage", "undervoltage"): "低电压",
+    ("voltage", "overvoltage"): "过电压", ("voltage", "sag"): "电压暂降",
+    ("voltage", "swell"): "电压暂升", ("voltage", "interruption"): "供电中断",
+    ("outage", "power_fail"): "停电", ("outage", "area"): "台区停电",
+    ("comm_gap", "meter"): "通信中断", ("data_quality", "late"): "数据迟到",
+    ("data_quality", "register_reset"): "表码复位", ("inactivity", "care"): "关爱用户无活动",
+}

@@ -1,0 +1,165 @@
+"""Offline runs of the same engine over historic readings, in time order, without Kafka.
+
+``run`` feeds one timestamp of the whole fleet per engine call (the fleet-wide analogue
+of the stream's one-area-interval batches), so a year of 200 half-hourly meters is
+17,520 vectorised calls rather than 3.5 million Python-level steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from models.alerts import to_alert
+from models.base import READING_DTYPE, EVENT_BITS, Fleet
+from models.config import DetectorConfig
+from models.engine import Engine
+
+OPTIONAL = ("kwh_export", "register_kwh", "voltage", "voltage_min", "voltage_max", "current",
+            "neutral_current", "power_factor")
+
+
+class ReadingsError(ValueError):
+    pass
+
+
+def load_readings(path: str | Path, *, tz: str | None = None, ts_mark: str = "end",
+                  interval_s: int | None = None) -> pd.DataFrame:
+    """Readings from CSV (optionally gzipped) or Parquet, normalised to epoch seconds at the
+    END of each interval.
+
+    ``tz`` localises zone-less timestamps (the London trial recorded UK local time);
+    ``ts_mark="start"`` says the file stamps the start of each interval.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ReadingsError(f"readings file {p} does not exist")
+    if p.suffix == ".parquet":
+        df = pd.read_parquet(p)
+    else:
+        df = pd.read_csv(p, dtype={"meter_id": str}, low_memory=False)
+    for c in ("meter_id", "ts", "kwh"):
+        if c not in df.columns:
+            raise ReadingsError(f"{p}: missing column {c!r} (have {', '.join(df.columns)})")
+    ts = df["ts"]
+    if pd.api.types.is_numeric_dtype(ts):
+        epoch = ts.astype("int64")
+    else:
+        t = pd.to_datetime(ts, format="ISO8601")
+        if t.dt.tz is None:
+            if not tz:
+                raise ReadingsError(f"{p}: timestamps have no zone; say which with --tz")
+            # DST: the repeated autumn hour is ambiguous in zone-less data; 'infer' keeps order.
+            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        epoch = (t - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)
+    df = df.assign(ts=epoch)
+    df = df[df["ts"].notna() & df["kwh"].notna()].copy()
+    df["ts"] = df["ts"].astype("int64")
+    if "interval_s" not in df.columns:
+        if interval_s is None:
+            # The most common step between a meter's consecutive readings.
+            d = df.sort_values(["meter_id", "ts"]).groupby("meter_id")["ts"].diff().dropna()
+            interval_s = int(d.mode().iloc[0]) if len(d) else 900
+        df["interval_s"] = interval_s
+    if ts_mark == "start":
+        df["ts"] = df["ts"] + df["interval_s"].astype("int64")
+    elif ts_mark != "end":
+        raise ReadingsError("ts_mark must be 'start' or 'end'")
+    return df.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+
+
+def synthetic_fleet(meter_ids: Iterable[str], *, nominal_voltage: float = 230.0,
+                    area_size: int = 10, seed: int = 0) -> Fleet:
+    """A registry for readings that come without one: one customer per meter, areas of
+    ``area_size`` meters by a seeded shuffle (peers for the consumption-drop test)."""
+    ids = sorted(set(meter_ids))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    area = np.empty(len(ids), np.int32)
+    area[order] = np.arange(len(ids)) // area_size
+    n_areas = int(area.max()) + 1 if len(ids) else 0
+    n = len(ids)
+    return Fleet(meter_id=ids, customer_id=list(ids), area=area,
+                 area_id=[f"AREA{j:03d}" for j in range(n_areas)],
+                 nominal_voltage=np.full(n, nominal_voltage), phases=np.ones(n, np.int8),
+                 solar=np.zeros(n, bool), care=np.zeros(n, bool), tariff=np.zeros(n, np.int8),
+                 rated_current=np.full(n, 100.0), is_area_meter=np.zeros(n, bool))
+
+
+def to_columns(df: pd.DataFrame, fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
+    """(fleet rows, READING_DTYPE columns) for a readings frame; unknown meters dropped."""
+    rows = df["meter_id"].map(fleet.index).to_numpy()
+    known = ~pd.isna(rows)
+    df = df[known]
+    rows = rows[known].astype(np.int64)
+    cols = np.zeros(len(df), READING_DTYPE)
+    cols["ts"] = df["ts"].to_numpy(np.int64)
+    cols["interval_s"] = df["interval_s"].to_numpy(np.int64)
+    unit = df["unit"].to_numpy() if "unit" in df.columns else None
+    cols["kwh"] = df["kwh"].to_numpy(np.float64)
+    for c in OPTIONAL:
+        cols[c] = df[c].to_numpy(np.float64) if c in df.columns else np.nan
+    if unit is not None:
+        wh = unit == "Wh"
+        for c in ("kwh", "kwh_export", "register_kwh"):
+            cols[c][wh] /= 1000.0
+    if "events" in df.columns:
+        ev = df["events"].fillna("").astype(str).to_numpy()
+        mask = np.zeros(len(df), np.uint32)
+        for name, bit in EVENT_BITS.items():
+            mask |= np.where(np.char.find(ev.astype(str), name) >= 0, bit, 0).astype(np.uint32)
+        cols["events"] = mask
+    return rows, cols
+
+
+@dataclass
+class BacktestResult:
+    alerts: list[dict] = field(default_factory=list)
+    readings: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+    seconds: float = 0.0
+    state_bytes: int = 0
+
+
+def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
+        tz: str = "Asia/Shanghai", country: str | None = "CN", voltage_standard: str | None = None,
+        engine: Engine | None = None, progress: Callable[[int, int], None] | None = None
+        ) -> BacktestResult:
+    """Run every detector over ``df`` in time order; alerts as dicts, in emission order."""
+    t0 = time.perf_counter()
+    eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard)
+    rows, cols = to_columns(df, fleet)
+    st_all = eng.new_state(len(fleet))
+    ast_all = eng.new_area_state(len(fleet.area_id))
+    res = BacktestResult(readings=len(rows), state_bytes=eng.state_bytes)
+    ts = cols["ts"]
+    cuts = np.flatnonzero(np.diff(ts)) + 1
+    bounds = np.r_[0, cuts, len(ts)]
+    zone = eng.zone
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        r = rows[a:b]
+        c = cols[a:b]
+        meters = np.unique(r)
+        areas = np.unique(fleet.area[meters])
+        st = st_all[meters]
+        ast = ast_all[areas]
+        out = eng.process(r, c, st, ast, meters, areas)
+        st_all[meters] = st
+        ast_all[areas] = ast
+        res.applied += out.applied
+        res.duplicates += out.duplicates
+        res.late += out.late
+        for f in out.findings:
+            res.alerts.append(to_alert(f, fleet, zone))
+        if progress and g % 500 == 0:
+            progress(b, len(ts))
+    res.seconds = time.perf_counter() - t0
+    return res

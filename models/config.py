@@ -1,0 +1,146 @@
+"""Detector thresholds: one place, one file (``config/detectors.toml``) engineers edit.
+
+Defaults here equal the shipped file; ``load_config(path)`` overrides any subset and
+rejects unknown keys so a typo can't silently keep a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "detectors.toml"
+
+
+@dataclass
+class HabitConfig:
+    min_days: int = 14  # complete days of history before habit alerts (trust)
+    alpha_min: float = 0.05  # slowest per-day learning rate of the slot profile
+    ref_alpha: float = 0.03  # learning rate of the slow reference level (CUSUM)
+    # interval surge: power above all of ratio x usual, usual + floor, and the
+    # customer's own high quantile x q_factor
+    surge_ratio: float = 3.0
+    surge_floor_kw: float = 2.0
+    surge_q_factor: float = 1.3
+    surge_peak_z: float = 4.0  # above the usual daily peak by this many spreads
+    # daily surge: day energy >= ratio x usual day and excess >= max(floor, z x spread)
+    day_ratio: float = 2.0
+    day_floor_kwh: float = 3.0
+    day_z: float = 3.0
+    # bill projection (from this day of the month on)
+    bill_ratio: float = 1.5
+    bill_floor_kwh: float = 60.0
+    bill_min_day: int = 7
+    # CUSUM on daily log ratio to the reference level
+    cusum_k: float = 0.5  # allowance, in units of the meter's daily variability
+    cusum_h: float = 5.0
+    rdev_floor: float = 0.12
+    z_cap: float = 3.0  # one day adds at most this much to a CUSUM
+    min_run_days: int = 3  # a lasting change spans at least this many days
+    cusum_c_kwh: float = 1.0  # stabiliser added to both levels (tiny homes)
+    # vacancy: day energy at most this multiple of base-load energy, for N days
+    vacancy_factor: float = 1.4
+    vacancy_days: int = 3
+    # schedule: best time shift of the daily shape beats no shift by this much,
+    # the same shift on >= schedule_votes of the last 5 days
+    schedule_gain: float = 0.35
+    schedule_votes: int = 4
+    # shape distortion (theft h2-h6): CUSUM over daily distortion scores
+    distort_k: float = 1.0
+    distort_h: float = 5.0
+    zero_run_h: float = 3.0  # hours of exact zeros in normally active hours
+    # consumption drop (theft): CUSUM decrease + area peers not falling
+    drop_max_ratio: float = 0.85
+    peer_fall: float = -0.15  # area's mean log ratio below this = peers fell too
+    # inactivity (care customers): hours at base load during normally active hours
+    inactivity_h: float = 6.0
+
+
+@dataclass
+class PhysicalConfig:
+    mismatch_tol: float = 0.25  # metered energy below (1 - tol) x V*I*pf*dt
+    mismatch_min_kwh: float = 0.1
+    mismatch_intervals: int = 2
+    zero_voltage_intervals: int = 8  # consecutive zero readings with voltage and current
+    zero_current_a: float = 0.5
+    imbalance_a: float = 1.0
+    imbalance_share: float = 0.25
+    imbalance_intervals: int = 2
+    reverse_min_kwh: float = 0.01
+
+
+@dataclass
+class VoltageConfig:
+    standard: str = "gbt12325"
+    min_duration_s: int = 900
+    area_share: float = 0.5
+    area_min_meters: int = 3
+    clear_intervals: int = 2
+
+
+@dataclass
+class AreaConfig:
+    loss_alpha: float = 0.05  # learning rate of the area's normal loss rate (per day)
+    loss_rise: float = 0.05  # loss rate above normal by this share of area energy
+    loss_days: int = 2
+    min_coverage: float = 0.97  # share of meter-intervals present for a loss day to count
+    outage_share: float = 0.5
+
+
+@dataclass
+class EngineConfig:
+    late_tolerance_s: int = 6 * 3600
+    comm_gap_intervals: int = 4
+
+
+@dataclass
+class DetectorConfig:
+    habit: HabitConfig = field(default_factory=HabitConfig)
+    physical: PhysicalConfig = field(default_factory=PhysicalConfig)
+    voltage: VoltageConfig = field(default_factory=VoltageConfig)
+    area: AreaConfig = field(default_factory=AreaConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def replace(self, **sections: dict[str, Any]) -> "DetectorConfig":
+        """A copy with some values changed: ``cfg.replace(habit={"cusum_h": 3})``."""
+        new = dataclasses.replace(self)
+        for name, changes in sections.items():
+            setattr(new, name, dataclasses.replace(getattr(self, name), **changes))
+        return new
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None = None) -> DetectorConfig:
+    """Defaults overridden by a TOML file (sections [habit], [physical], ...)."""
+    cfg = DetectorConfig()
+    if not path:
+        return cfg
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"detector config {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"detector config {p}: {e}") from None
+    sections = {f.name: f for f in fields(DetectorConfig)}
+    changes: dict[str, dict[str, Any]] = {}
+    for sec, body in doc.items():
+        if sec not in sections:
+            raise ConfigError(f"{p}: unknown section [{sec}] (known: {', '.join(sections)})")
+        known = {f.name: f for f in fields(getattr(cfg, sec))}
+        for k, v in body.items():
+            if k not in known:
+                raise ConfigError(f"{p}: unknown key {sec}.{k}")
+            want = type(getattr(getattr(cfg, sec), k))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, want) or isinstance(v, bool) != (want is bool):
+                raise ConfigError(f"{p}: {sec}.{k} = {v!r} must be {want.__name__}")
+            changes.setdefault(sec, {})[k] = v
+    return cfg.replace(**changes)

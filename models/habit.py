@@ -1,0 +1,590 @@
+"""The customer's habits, and what departs from them.
+
+One online profile per meter: expected power per half-hour slot for workdays and
+off-days (weekends, holidays) with its spread, the daily energy level, a slow reference
+level, and a base load (night minimum). From it:
+
+- ``surge``: an interval far above habit (within the interval), a day far above the
+  usual day (as soon as it is certain, at the latest when the day closes), and a month
+  projected far above the usual month (so the customer hears before the bill does).
+- ``habit_change``: a lasting change of level (two-sided CUSUM on the daily log ratio to
+  the reference), a vacancy (days at base load), a changed schedule (the daily shape
+  fits the profile better shifted in time, day after day). Reported once, with since
+  when and how much; the reference then re-learns the new level.
+- ``theft``: ``profile_distortion`` (a CUSUM over daily shape scores that catch the
+  flattened, reversed, zeroed and randomised days of Jokar et al.'s attacks h2-h6) and
+  ``consumption_drop`` (a lasting fall while the area's peers did not fall).
+- ``inactivity``: a care customer at base load for hours when normally active.
+
+Learning is robust: residuals are clipped to a few spreads, and a reading or a day that
+raised a surge does not teach the profile. State is a fixed ~1.2 KB record.
+
+>>> import numpy as np
+>>> from models.base import Batch, Fleet
+>>> from models.habit import HabitDetector
+>>> det = HabitDetector()
+>>> det.fields[0][0]
+'h_mu'
+"""
+
+from __future__ import annotations
+
+import math
+from calendar import monthrange
+from dataclasses import asdict
+from datetime import date
+
+import numpy as np
+
+from models.base import AreaView, Batch, Finding, Fleet
+from models.config import HabitConfig
+from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
+
+# Condition bits kept in h_open, and the slot in h_start holding each one's start.
+SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)
+N_COND = 7
+HOURS_PER_SLOT = 24 / SLOTS
+
+# A typical residential / small-business day in kW per half hour, used to seed a new
+# customer before it has history (scaled by its area peers' level when known).
+_t = np.arange(SLOTS) / 2.0
+_RES = 0.25 + 0.35 * np.exp(-((_t - 7.5) / 1.5) ** 2) + 0.8 * np.exp(-((_t - 19.5) / 2.2) ** 2)
+_BIZ = 0.3 + 1.2 * ((_t >= 8) & (_t < 18)) + 0.3 * np.exp(-((_t - 12.5) / 1.0) ** 2)
+SEED_PROFILE = {0: np.stack([_RES, _RES * 1.1]).astype(np.float32),
+                1: np.stack([_BIZ, _BIZ * 0.35 + 0.2]).astype(np.float32)}
+
+
+def _rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of a with the same row of b (0 if flat)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-12, (a * b).sum(axis=1) / den, 0.0)
+
+
+class HabitDetector:
+    """Per-meter usage profile and the habit-based detectors built on it.
+
+    Parameters
+    ----------
+    config
+        Thresholds (:class:`models.config.HabitConfig`).
+    calendar
+        Local time zone and holidays (:class:`models.localtime.LocalCalendar`).
+    """
+
+    fields = (
+        ("h_mu", "<f4", (2, SLOTS)),  # usual power kW per day type and slot
+        ("h_dev", "<f4", (2, SLOTS)),  # mean absolute deviation of that power
+        ("h_dvec", "<f4", (SLOTS,)),  # today's energy per slot (kWh)
+        ("h_ndays", "<i2", (2,)),  # complete days learned per day type
+        ("h_lv", "<f4", (2,)),  # usual daily energy per day type (kWh)
+        ("h_lvdev", "<f4", (2,)),  # its mean absolute deviation
+        ("h_ref", "<f4", (2,)),  # slow reference daily energy (CUSUM baseline)
+        ("h_q", "<f4"),  # high quantile (~p99) of interval power (kW)
+        ("h_base", "<f4"),  # base load (kW), EW of the daily minimum slot
+        ("h_day", "<i4"),  # local day ordinal of the accumulators below
+        ("h_dtype", "<i1"),
+        ("h_dkwh", "<f4"),  # energy so far today
+        ("h_dexp", "<f4"),  # usual energy for the part of today seen so far
+        ("h_dsec", "<i4"),  # seconds of today covered by readings
+        ("h_month", "<i4"),  # yyyymm of the month accumulators
+        ("h_mkwh", "<f4"),
+        ("h_msec", "<i4"),
+        ("h_rdev", "<f4"),  # mean absolute daily log ratio on normal days (scale of CUSUM)
+        ("h_pk", "<f4"), ("h_pkdev", "<f4"),  # usual daily peak interval power, its spread
+        ("h_dpk", "<f4"),  # today's peak interval power
+        ("h_cup", "<f4"), ("h_cun", "<f4"),  # CUSUM up / down (in units of h_rdev)
+        ("h_cupday", "<i4"), ("h_cunday", "<i4"),  # first day of the current run
+        ("h_cupsum", "<f4"), ("h_cunsum", "<f4"),  # sum of log ratios in the run
+        ("h_cupn", "<i2"), ("h_cunn", "<i2"),
+        ("h_dcu", "<f4"), ("h_dcuday", "<i4"),  # distortion CUSUM and its first day
+        ("h_cor", "<f4"), ("h_cordev", "<f4"),  # usual daily shape correlation, spread
+        ("h_vac", "<i2"),  # consecutive vacancy-like days
+        ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
+        ("h_inact", "<i2"),  # consecutive normally-active slots at base load
+        ("h_open", "<u2"),  # bit per condition
+        ("h_start", "<i8", (N_COND,)),  # start ts per condition
+        ("h_peak", "<f4", (N_COND,)),  # last reported magnitude per condition
+    )
+    area_fields = (
+        ("ha_r", "<f4"),  # EW of the area's mean daily log ratio (peers' trend)
+        ("ha_lv", "<f4"),  # EW of the area's mean daily energy per meter
+        ("ha_n", "<i4"),
+    )
+
+    def __init__(self, config: HabitConfig | None = None,
+                 calendar: LocalCalendar | None = None) -> None:
+        self.config = config or HabitConfig()
+        self.calendar = calendar or LocalCalendar()
+
+    # -- state ---------------------------------------------------------------------
+    def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
+        tariff = fleet.tariff[meters]
+        for t, prof in SEED_PROFILE.items():
+            sel = tariff == t
+            st["h_mu"][sel] = prof
+            st["h_dev"][sel] = prof * 0.5
+        st["h_lv"] = st["h_mu"].sum(axis=2) * 0.5
+        st["h_ref"] = st["h_lv"]
+        st["h_lvdev"] = st["h_lv"] * 0.3
+        st["h_q"] = st["h_mu"].max(axis=(1, 2)) * 2
+        st["h_base"] = st["h_mu"].min(axis=(1, 2))
+        st["h_cor"] = 0.5
+        st["h_cordev"] = 0.2
+        st["h_rdev"] = 0.3
+        st["h_pk"] = st["h_mu"].max(axis=(1, 2)) * 3
+        st["h_pkdev"] = st["h_pk"] * 0.3
+        st["h_shift"] = 0
+
+    def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
+        ast["ha_r"] = 0.0
+
+    def seed_from_peers(self, st: np.ndarray, peers: np.ndarray) -> None:
+        """Start new meters from their peers' mean profile (peers: state rows with
+        history): a better prior than the generic tariff shape."""
+        if len(peers):
+            st["h_mu"] = peers["h_mu"].mean(axis=0)
+            st["h_dev"] = peers["h_dev"].mean(axis=0)
+            st["h_lv"] = peers["h_lv"].mean(axis=0)
+            st["h_ref"] = st["h_lv"]
+            st["h_lvdev"] = peers["h_lvdev"].mean(axis=0)
+            st["h_q"] = np.median(peers["h_q"])
+            st["h_base"] = np.median(peers["h_base"])
+
+    # -- per interval ----------------------------------------------------------------
+    def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
+             out: list[Finding]) -> None:
+        cfg = self.config
+        n = len(batch)
+        if n == 0:
+            return
+        hours = batch.interval_s / 3600.0
+        kwh = batch.kwh
+        p = kwh / hours
+        day, slot, dtype, month, dim = self.calendar.lookup(batch.ts, batch.interval_s)
+        idx = np.arange(n)
+
+        # Day and month rollover first: the finished day is judged as a whole.
+        roll = (st["h_day"] != day) & (st["h_day"] > 0)
+        if roll.any():
+            self._close_days(st, np.flatnonzero(roll), batch, fleet, areas, out)
+        fresh = st["h_day"] != day
+        if fresh.any():
+            st["h_day"][fresh] = day[fresh]
+            st["h_dtype"][fresh] = dtype[fresh]
+            st["h_dkwh"][fresh] = 0
+            st["h_dexp"][fresh] = 0
+            st["h_dsec"][fresh] = 0
+            st["h_dvec"][fresh] = 0
+            st["h_dpk"][fresh] = 0
+        mroll = st["h_month"] != month
+        if mroll.any():
+            self._close_months(st, np.flatnonzero(mroll & (st["h_month"] > 0)), batch, out)
+            st["h_month"][mroll] = month[mroll]
+            st["h_mkwh"][mroll] = 0
+            st["h_msec"][mroll] = 0
+
+        mu = st["h_mu"][idx, dtype, slot].astype(np.float64)
+        dev = st["h_dev"][idx, dtype, slot].astype(np.float64)
+        trusted = st["h_ndays"].sum(axis=1) >= cfg.min_days
+        meter = batch.meter
+
+        # Interval surge: beyond all of ratio x usual, usual + floor, and the
+        # customer's own high quantile, so everyday kettles and ovens don't alert.
+        thr = np.maximum.reduce([cfg.surge_ratio * mu, mu + cfg.surge_floor_kw,
+                                 cfg.surge_q_factor * st["h_q"],
+                                 st["h_pk"] + cfg.surge_peak_z * st["h_pkdev"]])
+        surge = trusted & (p > thr)
+        self._track(st, SURGE_I, surge, batch, "surge", "interval", out,
+                    magnitude=p, start=batch.ts,
+                    evidence=lambda i: {"observed_kw": round(p[i], 3),
+                                        "expected_kw": round(mu[i], 3),
+                                        "spread_kw": round(dev[i], 3),
+                                        "threshold_kw": round(thr[i], 3),
+                                        "ratio": round(p[i] / max(mu[i], 1e-3), 2),
+                                        "interval_s": int(batch.interval_s[i])},
+                    score=lambda i: p[i] / max(thr[i], 1e-3), severity="warning")
+
+        # Today's and this month's accumulators.
+        st["h_dkwh"] += kwh
+        st["h_dexp"] += mu * hours
+        st["h_dsec"] += batch.interval_s
+        st["h_dvec"][idx, slot] += kwh
+        st["h_dpk"] = np.maximum(st["h_dpk"], np.where(surge, 0, p))
+        st["h_mkwh"] += kwh
+        st["h_msec"] += batch.interval_s
+
+        # Daily surge as soon as today's energy so far already exceeds the bar for the
+        # whole day: no need to wait for midnight.
+        usual_day = st["h_lv"][idx, dtype].astype(np.float64)
+        lvdev = st["h_lvdev"][idx, dtype].astype(np.float64)
+        day_bar = np.maximum(cfg.day_ratio * usual_day,
+                             usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * lvdev))
+        dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
+        if dsurge.any():
+            day0 = np.array([self.calendar.day_start_ts(int(d)) for d in day[dsurge]])
+            self._open(st, SURGE_D, np.flatnonzero(dsurge), batch, "surge", "daily", out,
+                       start=dict(zip(np.flatnonzero(dsurge).tolist(), day0.tolist())),
+                       magnitude=st["h_dkwh"],
+                       evidence=lambda i: {"today_kwh": round(float(st["h_dkwh"][i]), 2),
+                                           "usual_day_kwh": round(usual_day[i], 2),
+                                           "spread_kwh": round(lvdev[i], 2),
+                                           "ratio": round(float(st["h_dkwh"][i]) / max(usual_day[i], 1e-3), 2),
+                                           "day_complete": False,
+                                           "weekday": int(day[i] % 7)},
+                       score=lambda i: float(st["h_dkwh"][i]) / max(day_bar[i], 1e-3))
+
+        # Care customers: hours at base load through normally active hours.
+        if fleet.care[meter].any():
+            care = fleet.care[meter] & trusted
+            active = mu > np.maximum(2.5 * st["h_base"], st["h_base"] + 0.15)
+            idle = p <= np.maximum(1.3 * st["h_base"], st["h_base"] + 0.05)
+            st["h_inact"] = np.where(care & active & idle, st["h_inact"] + 1,
+                                     np.where(care & active, 0, st["h_inact"]))
+            need = int(round(cfg.inactivity_h * 3600 / max(int(batch.interval_s.max()), 1)))
+            inact = care & (st["h_inact"] >= need)
+            back = care & active & ~idle
+            self._track(st, INACT, inact, batch, "inactivity", "care", out, magnitude=None,
+                        start=batch.ts - (st["h_inact"].astype(np.int64) - 1) * batch.interval_s,
+                        evidence=lambda i: {"idle_hours": round(float(st["h_inact"][i]) * hours[i], 1),
+                                            "observed_kw": round(p[i], 3),
+                                            "usual_kw": round(mu[i], 3),
+                                            "base_kw": round(float(st["h_base"][i]), 3)},
+                        score=lambda i: float(st["h_inact"][i]) / max(need, 1),
+                        severity="critical", clear=back)
+
+        # Learning. A surging reading must not teach the profile.
+        learn = ~surge
+        nd = st["h_ndays"][idx, dtype].astype(np.float64)
+        a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min) * learn
+        # Learn faster while a slot has little history (first weeks), then alpha_min.
+        scale = np.maximum(dev, 0.05 + 0.1 * mu)
+        r = np.clip(p - mu, -3 * scale, 3 * scale)
+        st["h_mu"][idx, dtype, slot] = np.maximum(mu + a * r, 0.0)
+        st["h_dev"][idx, dtype, slot] = dev + a * (np.abs(r) - dev)
+        # Stochastic-approximation p99 of interval power (scale-free step).
+        q = st["h_q"].astype(np.float64)
+        step = 0.02 * np.maximum(q, 0.05)
+        st["h_q"] = np.where(learn, q + step * (0.99 - (p <= q)) * 10, q)
+
+    # -- day close -------------------------------------------------------------------
+    def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
+                    areas: AreaView, out: list[Finding]) -> None:
+        cfg = self.config
+        s = st[rows]  # copy; written back at the end
+        dt = s["h_dtype"].astype(np.int64)
+        ri = np.arange(len(rows))
+        # A day with too little coverage (comm gap) teaches and tells nothing.
+        complete = s["h_dsec"] >= 0.85 * 86400
+        E = s["h_dkwh"].astype(np.float64) * np.where(complete, 86400.0 / np.maximum(s["h_dsec"], 1), 1.0)
+        trusted = s["h_ndays"].sum(axis=1) >= cfg.min_days
+        lv = s["h_lv"][ri, dt].astype(np.float64)
+        lvdev = s["h_lvdev"][ri, dt].astype(np.float64)
+        ref = s["h_ref"][ri, dt].astype(np.float64)
+        mu = s["h_mu"][ri, dt].astype(np.float64)  # (k, SLOTS)
+        vec = s["h_dvec"].astype(np.float64) / 0.5  # kW per slot
+        day = s["h_day"].astype(np.int64)
+        day_end_ts = batch.ts[rows]  # the reading that closed the day (next day's first)
+        day_start = {int(d): self.calendar.day_start_ts(int(d)) for d in np.unique(day)}
+        start_ts = np.array([day_start[int(d)] for d in day], np.int64)
+
+        ev = complete & trusted
+        # Daily surge at close (if it did not open during the day), and close it.
+        bar = np.maximum(cfg.day_ratio * lv, lv + np.maximum(cfg.day_floor_kwh, cfg.day_z * lvdev))
+        was_open = (s["h_open"] & (1 << SURGE_D)) != 0
+        late_surge = ev & (E >= bar) & ~was_open
+        for j in np.flatnonzero(late_surge):
+            self._emit(s, j, rows, batch, "surge", "daily", "open", int(start_ts[j]), out,
+                       score=E[j] / max(bar[j], 1e-3),
+                       evidence={"today_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2),
+                                 "spread_kwh": round(lvdev[j], 2),
+                                 "ratio": round(E[j] / max(lv[j], 1e-3), 2), "day_complete": True,
+                                 "weekday": int(day[j] % 7)})
+        for j in np.flatnonzero(was_open | late_surge):
+            self._emit(s, j, rows, batch, "surge", "daily", "close",
+                       int(s["h_start"][j, SURGE_D]) if was_open[j] else int(start_ts[j]), out,
+                       evidence={"day_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2)})
+        s["h_open"] &= np.uint16(~(1 << SURGE_D) & 0xFFFF)
+        surge_day = was_open | late_surge
+
+        # Shape features of the finished day against the usual shape.
+        cor0 = _rowcorr(vec, mu)
+        cor_rev = _rowcorr(vec, mu[:, ::-1])
+        cv_day = vec.std(axis=1) / np.maximum(vec.mean(axis=1), 1e-6)
+        cv_usual = mu.std(axis=1) / np.maximum(mu.mean(axis=1), 1e-6)
+        base = s["h_base"].astype(np.float64)
+        active = mu > np.maximum(2 * base[:, None], base[:, None] + 0.1)
+        zero = vec <= 1e-9
+        zrun = _longest_run(zero & active) * HOURS_PER_SLOT
+        corz = (s["h_cor"] - cor0) / np.maximum(s["h_cordev"], 0.05)
+        flat = np.clip(1 - cv_day / np.maximum(cv_usual, 1e-3), 0, 1)
+        score = (np.clip(corz, 0, 6)
+                 + 4 * np.clip(cor_rev - cor0, 0, 1) * (cor_rev > 0.3)
+                 + 4 * flat * (cv_usual > 0.3)
+                 + np.clip(zrun - cfg.zero_run_h, 0, 6) * 1.5)
+        score = np.where(ev & ~surge_day, score, 0.0)
+        dcu_prev = s["h_dcu"].copy()
+        s["h_dcu"] = np.maximum(0, s["h_dcu"] + score - cfg.distort_k)
+        s["h_dcuday"] = np.where((dcu_prev == 0) & (s["h_dcu"] > 0), day, s["h_dcuday"])
+        dist = ev & (s["h_dcu"] > cfg.distort_h) & ((s["h_open"] & (1 << DISTORT)) == 0)
+        for j in np.flatnonzero(dist):
+            indicators = {"shape_correlation": round(cor0[j], 3),
+                          "usual_correlation": round(float(s["h_cor"][j]), 3),
+                          "reversed_correlation": round(cor_rev[j], 3),
+                          "flatness": round(flat[j], 3),
+                          "zero_hours_when_active": round(zrun[j], 1),
+                          "day_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2)}
+            st_day = int(s["h_dcuday"][j]) or int(day[j])
+            self._emit(s, j, rows, batch, "theft", "profile_distortion", "open",
+                       day_start.get(st_day) or self.calendar.day_start_ts(st_day), out,
+                       score=min(1.0, float(s["h_dcu"][j]) / (2 * cfg.distort_h)),
+                       severity="warning", evidence={"risk": round(min(1.0, float(s["h_dcu"][j]) / (2 * cfg.distort_h)), 3),
+                                                     "indicators": indicators})
+            s["h_open"][j] |= 1 << DISTORT
+            s["h_start"][j, DISTORT] = int(day_start.get(st_day) or self.calendar.day_start_ts(st_day))
+        undist = ((s["h_open"] & (1 << DISTORT)) != 0) & (s["h_dcu"] == 0) & ev
+        for j in np.flatnonzero(undist):
+            self._emit(s, j, rows, batch, "theft", "profile_distortion", "close",
+                       int(s["h_start"][j, DISTORT]), out, evidence={"shape_correlation": round(cor0[j], 3)})
+            s["h_open"][j] &= ~(1 << DISTORT) & 0xFFFF
+
+        # Level CUSUM on the log ratio to the slow reference.
+        c = cfg.cusum_c_kwh
+        r = np.log((E + c) / (np.maximum(ref, 0.0) + c))
+        r = np.where(ev & ~surge_day, r, 0.0)
+        # In units of the meter's own day-to-day variability: a steady home's 30% drop
+        # is as telling as an erratic home's halving.
+        rdev = np.maximum(s["h_rdev"].astype(np.float64), cfg.rdev_floor)
+        # Winsorised, so that one extreme day cannot make a "lasting" change alone.
+        z = np.clip(r / rdev, -cfg.z_cap, cfg.z_cap)
+        up_prev, dn_prev = s["h_cup"].copy(), s["h_cun"].copy()
+        s["h_cup"] = np.maximum(0, s["h_cup"] + z - cfg.cusum_k) * ev + s["h_cup"] * ~ev
+        s["h_cun"] = np.maximum(0, s["h_cun"] - z - cfg.cusum_k) * ev + s["h_cun"] * ~ev
+        for key, prev in (("up", up_prev), ("un", dn_prev)):
+            cu = s[f"h_c{key}"]
+            started = (prev == 0) & (cu > 0)
+            s[f"h_c{key}day"] = np.where(started, day, s[f"h_c{key}day"])
+            s[f"h_c{key}sum"] = np.where(cu > 0, np.where(started, 0, s[f"h_c{key}sum"]) + r, 0)
+            s[f"h_c{key}n"] = np.where(cu > 0, np.where(started, 0, s[f"h_c{key}n"]) + 1, 0)
+
+        # Vacancy: days of nothing but base load.
+        vac_day = ev & (E <= cfg.vacancy_factor * base * 24 + 0.3)
+        s["h_vac"] = np.where(vac_day, s["h_vac"] + 1, np.where(ev, 0, s["h_vac"]))
+        peers = areas.st["ha_r"][areas.pos[rows]].astype(np.float64) if len(areas.area) else np.zeros(len(rows))
+
+        up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days)
+        dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days)
+        vac = ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
+        for j in np.flatnonzero(up | dn | vac):
+            if vac[j]:
+                since = int(day[j]) - int(s["h_vac"][j]) + 1
+                ratio = (E[j] + c) / (max(ref[j], 0) + c)
+                level = E[j]
+                sub, sign = "vacancy", -1
+            elif up[j]:
+                since, n_, tot = int(s["h_cupday"][j]), int(s["h_cupn"][j]), float(s["h_cupsum"][j])
+                ratio, sub, sign = math.exp(tot / max(n_, 1)), "increase", 1
+                level = (ref[j] + c) * ratio - c
+            else:
+                since, n_, tot = int(s["h_cunday"][j]), int(s["h_cunn"][j]), float(s["h_cunsum"][j])
+                ratio, sub, sign = math.exp(tot / max(n_, 1)), "decrease", -1
+                level = (ref[j] + c) * ratio - c
+            since_ts = day_start.get(since) or self.calendar.day_start_ts(since)
+            change = level / max(ref[j], 0.05)
+            evd = {"since_day": _iso_day(since), "usual_day_kwh": round(ref[j], 2),
+                   "recent_day_kwh": round(level, 2), "ratio": round(change, 3),
+                   "change_pct": round((change - 1) * 100, 1),
+                   "days": int(day[j]) - since + 1, "peers_log_ratio": round(peers[j], 3)}
+            self._emit(s, j, rows, batch, "habit_change", sub, "open", since_ts, out,
+                       score=abs(math.log(max(ratio, 1e-3))), severity="info", evidence=evd)
+            if sub == "vacancy":
+                s["h_open"][j] |= 1 << VACANT
+                s["h_start"][j, VACANT] = since_ts
+            elif sign < 0 and change <= cfg.drop_max_ratio and peers[j] > cfg.peer_fall \
+                    and s["h_vac"][j] == 0 and not (s["h_open"][j] & (1 << DROP)):
+                risk = min(1.0, (1 - change) * 1.2)
+                self._emit(s, j, rows, batch, "theft", "consumption_drop", "open", since_ts, out,
+                           score=risk, severity="warning",
+                           evidence={"risk": round(risk, 3), "indicators": evd})
+                s["h_open"][j] |= 1 << DROP
+                s["h_start"][j, DROP] = since_ts
+            # The change is reported once: the reference jumps to the new level.
+            if sub != "vacancy":
+                # ratio is of (level + c): re-baseline in that space so a near-zero
+                # reference (a meter idle in its first days) moves to the new level.
+                ratio_c = min(max(ratio, 0.02), 50.0)
+                s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * ratio_c - c, 0.05)
+                s["h_cup"][j] = s["h_cun"][j] = 0
+        unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & ~vac_day
+        for j in np.flatnonzero(unvac):
+            self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",
+                       int(s["h_start"][j, VACANT]), out, evidence={"day_kwh": round(E[j], 2)})
+            s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
+        # A drop alert closes when the level is back near the old one.
+        undrop = ((s["h_open"] & (1 << DROP)) != 0) & ev & (s["h_cup"] > cfg.cusum_h)
+        for j in np.flatnonzero(undrop):
+            self._emit(s, j, rows, batch, "theft", "consumption_drop", "close",
+                       int(s["h_start"][j, DROP]), out, evidence={"day_kwh": round(E[j], 2)})
+            s["h_open"][j] &= ~(1 << DROP) & 0xFFFF
+
+        # Schedule: the day fits the usual shape better shifted, the same way, day after day.
+        shifts = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])
+        best_gain = np.full(len(rows), -np.inf)
+        best = np.zeros(len(rows), np.int64)
+        for sh in shifts:
+            g = _rowcorr(vec, np.roll(mu, sh, axis=1)) - cor0
+            better = g > best_gain
+            best_gain = np.where(better, g, best_gain)
+            best = np.where(better, sh, best)
+        vote = np.where(ev & (best_gain > cfg.schedule_gain) & (np.abs(r) < 0.4), best, 0)
+        s["h_shift"] = np.where(ev[:, None], np.concatenate([s["h_shift"][:, 1:], vote[:, None]], axis=1),
+                                s["h_shift"])
+        for j in np.flatnonzero(ev):
+            h = s["h_shift"][j]
+            vals, counts = np.unique(h[h != 0], return_counts=True)
+            if len(vals) and counts.max() >= cfg.schedule_votes:
+                sh = int(vals[counts.argmax()])
+                self._emit(s, j, rows, batch, "habit_change", "schedule", "open",
+                           int(start_ts[j]) - 4 * 86400, out, score=float(best_gain[j]),
+                           severity="info",
+                           evidence={"shift_hours": sh * HOURS_PER_SLOT,
+                                     "shape_correlation": round(cor0[j], 3),
+                                     "shifted_correlation": round(cor0[j] + best_gain[j], 3),
+                                     "since_day": _iso_day(int(day[j]) - 4)})
+                s["h_shift"][j] = 0
+                # Learn the new schedule at once rather than alert again tomorrow.
+                s["h_mu"][j] = np.roll(s["h_mu"][j], sh, axis=1)
+                s["h_dev"][j] = np.roll(s["h_dev"][j], sh, axis=1)
+
+        # Learn the day (level, spread, reference, base, shape stats) unless anomalous.
+        learn = complete & ~surge_day & (s["h_dcu"] == 0) & (s["h_vac"] == 0)
+        nd = s["h_ndays"][ri, dt].astype(np.float64)
+        a = np.maximum(1.0 / (nd + 1), 0.1) * learn
+        resid = np.clip(E - lv, -3 * np.maximum(lvdev, 0.5), 3 * np.maximum(lvdev, 0.5))
+        s["h_lv"][ri, dt] = lv + a * resid
+        s["h_lvdev"][ri, dt] = lvdev + a * (np.abs(resid) - lvdev)
+        s["h_rdev"] = s["h_rdev"] + np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0) * (
+            np.minimum(np.abs(r), 3 * rdev) - s["h_rdev"])
+        pk = s["h_dpk"].astype(np.float64)
+        apk = np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0)
+        s["h_pkdev"] = s["h_pkdev"] + apk * (np.abs(pk - s["h_pk"]) - s["h_pkdev"])
+        s["h_pk"] = s["h_pk"] + apk * (pk - s["h_pk"])
+        quiet = learn & (s["h_cup"] == 0) & (s["h_cun"] == 0)
+        ar = np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha) * quiet
+        cur = s["h_ref"][ri, dt].astype(np.float64)  # re-baselined above, maybe
+        s["h_ref"][ri, dt] = cur + ar * (E - cur)
+        dmin = np.where(complete, vec.min(axis=1), base)
+        s["h_base"] = base + np.where(learn, np.maximum(1 / (nd + 1), 0.1), 0) * (dmin - base)
+        ac = np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0)
+        s["h_cor"] = s["h_cor"] + ac * (cor0 - s["h_cor"])
+        s["h_cordev"] = s["h_cordev"] + ac * (np.abs(cor0 - s["h_cor"]) - s["h_cordev"])
+        s["h_ndays"][ri, dt] = np.where(complete, np.minimum(nd + 1, 30000), nd)
+        self._check_bill(s, rows, batch, day, ev, out)
+        s["h_day"] = 0  # so the caller's reset sees a fresh day
+        st[rows] = s
+
+        # Peers' trend for the consumption-drop test: the area's mean daily log ratio.
+        if len(areas.area) and ev.any():
+            pos = areas.pos[rows][ev]
+            sums = np.bincount(pos, weights=r[ev], minlength=len(areas.area))
+            cnt = np.bincount(pos, minlength=len(areas.area))
+            has = cnt > 0
+            m = np.where(has, sums / np.maximum(cnt, 1), 0)
+            areas.st["ha_r"] = np.where(has, areas.st["ha_r"] + 0.2 * (m - areas.st["ha_r"]),
+                                        areas.st["ha_r"])
+            areas.st["ha_n"] += has
+
+    def _check_bill(self, s: np.ndarray, rows: np.ndarray, batch: Batch, day: np.ndarray,
+                    ev: np.ndarray, out: list[Finding]) -> None:
+        """Project this month's use from month-to-date plus the usual rest of the month,
+        so the customer hears of a big bill before it arrives."""
+        cfg = self.config
+        dates = [date.fromordinal(int(d)) for d in day]
+        dim = np.array([monthrange(d.year, d.month)[1] for d in dates], np.float64)
+        mday = s["h_msec"] / 86400.0
+        usual_daily = s["h_ref"].mean(axis=1).astype(np.float64)
+        usual_month = usual_daily * dim
+        proj = s["h_mkwh"] + usual_daily * np.maximum(dim - mday, 0)
+        trusted = s["h_ndays"].sum(axis=1) >= max(cfg.min_days, 28)
+        hit = (ev & trusted & (mday >= cfg.bill_min_day) & (proj >= cfg.bill_ratio * usual_month)
+               & (proj - usual_month >= cfg.bill_floor_kwh) & ((s["h_open"] & (1 << BILL)) == 0))
+        for j in np.flatnonzero(hit):
+            d = dates[j]
+            mstart = self.calendar.day_start_ts(d.replace(day=1).toordinal())
+            ratio = float(proj[j] / max(usual_month[j], 1e-3))
+            self._emit(s, j, rows, batch, "surge", "bill_projection", "open", mstart, out,
+                       score=ratio, severity="info",
+                       evidence={"month_to_date_kwh": round(float(s["h_mkwh"][j]), 1),
+                                 "projected_kwh": round(float(proj[j]), 1),
+                                 "usual_month_kwh": round(float(usual_month[j]), 1),
+                                 "ratio": round(ratio, 2), "days_elapsed": round(float(mday[j]), 1),
+                                 "month": f"{d.year}-{d.month:02d}"})
+            s["h_open"][j] |= 1 << BILL
+            s["h_start"][j, BILL] = mstart
+
+    def _close_months(self, st: np.ndarray, rows: np.ndarray, batch: Batch,
+                      out: list[Finding]) -> None:
+        for j in rows[(st["h_open"][rows] & (1 << BILL)) != 0]:
+            self._emit(st, j, np.arange(len(st)), batch, "surge", "bill_projection", "close",
+                       int(st["h_start"][j, BILL]), out, evidence={"month_kwh": round(float(st["h_mkwh"][j]), 1)})
+            st["h_open"][j] &= ~(1 << BILL) & 0xFFFF
+
+    # -- open/close bookkeeping ----------------------------------------------------------
+    def _emit(self, st, j, rows, batch, type_, sub, action, start, out, *, score=0.0,
+              severity="warning", evidence=None) -> None:
+        out.append(Finding(type_, sub, action, "meter", int(batch.meter[rows[j]]), int(start),
+                           int(batch.ts[rows[j]]), severity, float(score), evidence or {}))
+
+    def _open(self, st, cond, js, batch, type_, sub, out, *, start, magnitude, evidence, score,
+              severity="warning") -> None:
+        for j in js:
+            s0 = int(start[j] if isinstance(start, dict) else start[j])
+            out.append(Finding(type_, sub, "open", "meter", int(batch.meter[j]), s0,
+                               int(batch.ts[j]), severity, float(score(j)), evidence(j)))
+            st["h_open"][j] |= 1 << cond
+            st["h_start"][j, cond] = s0
+            if magnitude is not None:
+                st["h_peak"][j, cond] = magnitude[j]
+
+    def _track(self, st, cond, active, batch, type_, sub, out, *, magnitude, start, evidence,
+               score, severity="warning", clear=None) -> None:
+        """Open where active and not open; update when the magnitude grows by half;
+        close where open and no longer active (or ``clear``)."""
+        is_open = (st["h_open"] & (1 << cond)) != 0
+        self._open(st, cond, np.flatnonzero(active & ~is_open), batch, type_, sub, out,
+                   start=start, magnitude=magnitude, evidence=evidence, score=score,
+                   severity=severity)
+        if magnitude is not None:
+            grow = active & is_open & (magnitude > 1.5 * st["h_peak"][:, cond])
+            for j in np.flatnonzero(grow):
+                out.append(Finding(type_, sub, "update", "meter", int(batch.meter[j]),
+                                   int(st["h_start"][j, cond]), int(batch.ts[j]), severity,
+                                   float(score(j)), evidence(j)))
+                st["h_peak"][j, cond] = magnitude[j]
+        ends = is_open & (~active if clear is None else clear)
+        for j in np.flatnonzero(ends):
+            out.append(Finding(type_, sub, "close", "meter", int(batch.meter[j]),
+                               int(st["h_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
+                               evidence(j)))
+            st["h_open"][j] &= ~(1 << cond) & 0xFFFF
+
+
+def _longest_run(mask: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each row."""
+    k, n = mask.shape
+    best = np.zeros(k, np.int64)
+    cur = np.zeros(k, np.int64)
+    for t in range(n):
+        cur = np.where(mask[:, t], cur + 1, 0)
+        best = np.maximum(best, cur)
+    return best
+
+
+def _iso_day(ordinal: int) -> str:
+    return date.fromordinal(int(ordinal)).isoformat() if ordinal > 0 else ""
+
+
+def config_dict(det: HabitDetector) -> dict:
+    return asdict(det.config)

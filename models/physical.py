@@ -1,0 +1,169 @@
+"""Physical checks: the meter's own measurements contradict each other, or it says so.
+
+These need no habit history, so they run from a meter's first reading:
+
+- ``theft/energy_mismatch``: metered energy well below what voltage x current x power
+  factor x duration implies (a bypassed or slowed meter still sees the load's current
+  on its voltage and current channels), for consecutive intervals.
+- ``theft/zero_with_voltage``: zero energy for hours while voltage is present and the
+  meter measures current.
+- ``theft/tamper_event``: cover / terminal cover open, magnetic tamper flags.
+- ``theft/reverse_flow``: export energy or a reverse-flow flag on a customer without
+  solar (a reversed meter connection runs the register backwards).
+- ``theft/current_imbalance``: live and neutral current differ (single phase), the
+  classic sign of a load connected around the meter to another return path.
+- ``outage/power_fail``: power-fail / last-gasp flags, closed by the restore flag.
+
+>>> import numpy as np
+>>> from models.base import Batch, Fleet, AreaView
+>>> from models.base import compose_dtype
+>>> det = PhysicalDetector()
+>>> st = np.zeros(1, compose_dtype(det.fields))
+>>> b = Batch.from_columns(1, meter=[0], ts=[1_700_000_100], events=[1])  # cover_open
+>>> out = []
+>>> det.step(st, b, Fleet.simple(1), AreaView(np.zeros(0, int), np.zeros(1, int), np.zeros(0)), out)
+>>> [(f.type, f.subtype, f.action) for f in out]
+[('theft', 'tamper_event', 'open')]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, Finding, Fleet,
+                         event_names)
+from models.config import PhysicalConfig
+
+MISMATCH, ZERO_V, REVERSE, IMBALANCE, OUTAGE = range(5)
+
+
+class PhysicalDetector:
+    """Cross-checks of one meter's measurements and its event flags."""
+
+    fields = (
+        ("x_em_run", "<i2"),  # consecutive intervals of energy mismatch
+        ("x_zv_run", "<i2"),  # consecutive zero-energy intervals with voltage and current
+        ("x_ci_run", "<i2"),  # consecutive current-imbalance intervals
+        ("x_open", "<u1"),
+        ("x_start", "<i8", (5,)),
+        ("x_missing", "<f4"),  # energy unaccounted for during an open mismatch (kWh)
+    )
+    area_fields = ()
+
+    def __init__(self, config: PhysicalConfig | None = None) -> None:
+        self.config = config or PhysicalConfig()
+
+    def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
+        pass
+
+    def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
+        pass
+
+    def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
+             out: list[Finding]) -> None:
+        cfg = self.config
+        if len(batch) == 0:
+            return
+        m = batch.meter
+        ts = batch.ts
+        hours = batch.interval_s / 3600.0
+        v, i, pf, kwh = batch.voltage, batch.current, batch.power_factor, batch.kwh
+        phases = fleet.phases[m].astype(np.float64)
+        customer = ~fleet.is_area_meter[m]
+
+        # Energy the meter's own V and I imply (unknown pf: assume 0.9, the usual
+        # residential figure, so a missing pf never inflates the expectation).
+        pf_used = np.where(np.isnan(pf), 0.9, np.abs(pf))
+        implied = v * i * pf_used * phases * hours / 1000.0
+        have = ~np.isnan(implied) & customer
+        mism = have & (implied >= cfg.mismatch_min_kwh) & (kwh < (1 - cfg.mismatch_tol) * implied)
+        st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
+        st["x_missing"] += np.where(mism, implied - kwh, 0.0)
+        self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, have & ~mism, batch,
+                    "theft", "energy_mismatch", out,
+                    start=ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
+                    evidence=lambda j: {
+                        "metered_kwh": round(float(kwh[j]), 4),
+                        "implied_kwh": round(float(implied[j]), 4),
+                        "voltage": round(float(v[j]), 1), "current": round(float(i[j]), 2),
+                        "power_factor": None if np.isnan(pf[j]) else round(float(pf[j]), 3),
+                        "ratio": round(float(kwh[j] / max(implied[j], 1e-9)), 3),
+                        "intervals": int(st["x_em_run"][j]),
+                        "unbilled_kwh": round(float(st["x_missing"][j]), 3)},
+                    risk=lambda j: min(1.0, 0.5 + 0.5 * (1 - kwh[j] / max(implied[j], 1e-9))))
+        st["x_missing"][~mism & have] = 0
+
+        # Zero energy while the meter sees voltage and current.
+        zv = customer & (kwh == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
+            np.isnan(i) | (i >= cfg.zero_current_a))
+        st["x_zv_run"] = np.where(zv, st["x_zv_run"] + 1, 0)
+        strong = ~np.isnan(i)
+        self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & strong, kwh > 0,
+                    batch, "theft", "zero_with_voltage", out,
+                    start=ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
+                    evidence=lambda j: {"intervals": int(st["x_zv_run"][j]),
+                                        "voltage": round(float(v[j]), 1),
+                                        "current": round(float(i[j]), 2),
+                                        "hours": round(float(st["x_zv_run"][j] * hours[j]), 2)},
+                    risk=lambda j: 0.8)
+
+        # Tamper flags: one point alert per flagged interval (each is a site visit).
+        tam = (batch.events & TAMPER_BITS) != 0
+        for j in np.flatnonzero(tam):
+            names = event_names(int(batch.events[j] & TAMPER_BITS))
+            sev = "critical" if "magnetic_tamper" in names else "warning"
+            out.append(Finding("theft", "tamper_event", "open", "meter", int(m[j]), int(ts[j]),
+                               int(ts[j]), sev, 0.9, {"risk": 0.9, "events": names,
+                                                       "indicators": {"events": names}}))
+
+        # Reverse flow on a customer without solar.
+        exp = np.nan_to_num(batch.kwh_export)
+        rev = customer & ~fleet.solar[m] & (
+            (exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
+        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out, start=ts,
+                    evidence=lambda j: {"export_kwh": round(float(exp[j]), 4),
+                                        "flag": bool(batch.events[j] & EVENT_BITS["reverse_flow"]),
+                                        "solar": False},
+                    risk=lambda j: 0.85)
+
+        # Live vs neutral current on single-phase meters.
+        ni = batch.neutral_current
+        hv = customer & (phases == 1) & ~np.isnan(i) & ~np.isnan(ni)
+        diff = np.abs(i - ni)
+        imb = hv & (diff >= cfg.imbalance_a) & (diff >= cfg.imbalance_share * np.maximum(i, ni))
+        st["x_ci_run"] = np.where(imb, st["x_ci_run"] + 1, np.where(hv, 0, st["x_ci_run"]))
+        self._track(st, IMBALANCE, st["x_ci_run"] >= cfg.imbalance_intervals, hv & ~imb, batch,
+                    "theft", "current_imbalance", out,
+                    start=ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
+                    evidence=lambda j: {"live_a": round(float(i[j]), 2),
+                                        "neutral_a": round(float(ni[j]), 2),
+                                        "difference_a": round(float(diff[j]), 2),
+                                        "intervals": int(st["x_ci_run"][j])},
+                    risk=lambda j: min(1.0, 0.5 + float(diff[j]) / max(float(max(i[j], ni[j])), 1e-6) / 2))
+
+        # Outage flags: power_fail/last gasp opens, power_restore closes.
+        fail = (batch.events & OUTAGE_BITS) != 0
+        restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
+        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out, start=ts,
+                    evidence=lambda j: {"events": event_names(int(batch.events[j]))},
+                    risk=None, severity="warning")
+
+    def _track(self, st, cond, active, clear, batch, type_, sub, out, *, start, evidence, risk,
+               severity="warning") -> None:
+        bit = np.uint8(1 << cond)
+        is_open = (st["x_open"] & bit) != 0
+        for j in np.flatnonzero(active & ~is_open):
+            ev = evidence(j)
+            score = float(risk(j)) if risk else 1.0
+            if risk:
+                ev = {"risk": round(score, 3), "indicators": ev}
+            s0 = int(start[j])
+            out.append(Finding(type_, sub, "open", "meter", int(batch.meter[j]), s0,
+                               int(batch.ts[j]), severity, score, ev))
+            st["x_open"][j] |= bit
+            st["x_start"][j, cond] = s0
+        for j in np.flatnonzero(is_open & clear):
+            out.append(Finding(type_, sub, "close", "meter", int(batch.meter[j]),
+                               int(st["x_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
+                               evidence(j)))
+            st["x_open"][j] &= ~bit

@@ -16,9 +16,21 @@ from typing import Any
 
 from models.base import Finding, Fleet
 
-STATUS = {"open": "open", "update": "update", "close": "closed"}
+# A "point" finding (a tamper flag) is an alert that opens and needs no close.
+STATUS = {"open": "open", "update": "update", "close": "closed", "point": "open"}
 _WEEKDAY_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _WEEKDAY_ZH = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"]
+
+
+def enc_hook(obj: Any) -> Any:
+    """For JSON encoders: numpy scalars and arrays in evidence become plain values."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
 def alert_id(type_: str, subtype: str, scope: str, subject_id: str, start: int) -> str:
@@ -50,6 +62,7 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
         "start": iso(f.start, tz), "detected_at": iso(f.ts, tz),
         "score": round(float(f.score), 4), "evidence": f.evidence,
         "message": {"en": en, "zh-CN": zh},
+        "transient": f.action == "point",
     }
 
 

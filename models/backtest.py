@@ -126,6 +126,8 @@ class BacktestResult:
     late: int = 0
     seconds: float = 0.0
     state_bytes: int = 0
+    state: object = None  # final meter state rows, fleet order
+    area_state: object = None
 
 
 def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
@@ -162,4 +164,5 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         if progress and g % 500 == 0:
             progress(b, len(ts))
     res.seconds = time.perf_counter() - t0
+    res.state, res.area_state = st_all, ast_all
     return res

@@ -23,7 +23,7 @@ These need no habit history, so they run from a meter's first reading:
 >>> out = []
 >>> det.step(st, b, Fleet.simple(1), AreaView(np.zeros(0, int), np.zeros(1, int), np.zeros(0)), out)
 >>> [(f.type, f.subtype, f.action) for f in out]
-[('theft', 'tamper_event', 'open')]
+[('theft', 'tamper_event', 'point')]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class PhysicalDetector:
         for j in np.flatnonzero(tam):
             names = event_names(int(batch.events[j] & TAMPER_BITS))
             sev = "critical" if "magnetic_tamper" in names else "warning"
-            out.append(Finding("theft", "tamper_event", "open", "meter", int(m[j]), int(ts[j]),
+            out.append(Finding("theft", "tamper_event", "point", "meter", int(m[j]), int(ts[j]),
                                int(ts[j]), sev, 0.9, {"risk": 0.9, "events": names,
                                                        "indicators": {"events": names}}))
 

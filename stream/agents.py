@@ -1,0 +1,144 @@
+"""The agents. Each guards its own errors: Faust acks an event even when the agent
+raises, so an unguarded error would lose the message. Here a failure sends the original
+bytes and the traceback to the dead-letter topic (and counts it) before the event is
+acked; nothing is dropped silently.
+
+Ordering that keeps alerts at-least-once across a crash: an area's alerts are published
+and acknowledged by the broker *before* the state that reflects them is written to the
+table. A crash in between replays the batch, which reproduces the same alerts (same ids,
+same status, same detected_at: consumers dedupe on that) and then writes the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+
+import msgspec
+
+from stream import metrics as M
+from stream.app import Runtime
+from stream.processing import SourceMessage
+from stream.registry import Registry, RegistryError
+
+log = logging.getLogger("meterwatch.agents")
+_enc = msgspec.json.Encoder()
+
+
+def _deadletter(stage: str, event, exc: BaseException) -> bytes:
+    value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
+    try:
+        payload, enc = bytes(value).decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        import base64
+
+        payload, enc = base64.b64encode(value).decode("ascii"), "base64"
+    m = event.message
+    return _enc.encode({
+        "stage": stage, "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+        "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
+        "key": (event.key or b"").decode("utf-8", "replace") if isinstance(event.key, bytes) else None,
+        "payload_encoding": enc, "payload": payload, "at": time.time(),
+    })
+
+
+def register(rt: Runtime) -> None:
+    app, topics, tables = rt.app, rt.topics, rt.tables
+    s = rt.settings
+    cache: dict[bytes, tuple[bytes, object]] = {}
+
+    @app.agent(topics.readings, name="ingest")
+    async def ingest(stream):
+        # Batches of events: validation is vectorised over everything that arrived,
+        # which is what makes one-reading-per-message input affordable.
+        async for events in stream.take_events(2000, within=0.02):
+            msgs = [SourceMessage(bytes(e.value or b""), e.message.topic, e.message.partition,
+                                  e.message.offset, int((e.message.timestamp or time.time()) * 1000))
+                    for e in events]
+            try:
+                res = rt.ingestor.handle(msgs)
+            except Exception as exc:  # a bug: keep every message for replay
+                log.exception("ingest failed on %d messages", len(events))
+                for e in events:
+                    M.deadletter.labels(stage="ingest").inc()
+                    await topics.deadletter.send(value=_deadletter("ingest", e, exc))
+                continue
+            for area_id, batch in res.area_batches:
+                await topics.by_area.send(key=area_id.encode(), value=batch)
+            for rec in res.rejected:
+                await topics.rejected.send(value=rec)
+
+    @app.agent(topics.by_area, name="process")
+    async def process(stream):
+        areas = tables.areas
+        async for event in stream.events():
+            key = event.key
+            try:
+                blob = areas.get(key)
+                hit = cache.get(key)
+                if hit is not None and blob is not None and hit[0] is blob:
+                    state = hit[1]
+                else:
+                    state = rt.processor.load_state(blob, key.decode())
+                res = rt.processor.handle(event.value, state)
+                for rec in res.rejected:
+                    await topics.rejected.send(value=rec)
+                if res.alerts:
+                    futs = [await topics.alerts.send(key=k.encode(), value=v)
+                            for k, v, _ in res.alerts]
+                    await asyncio.gather(*futs)
+                if res.outcome is not None and res.outcome.applied:
+                    new = state.to_bytes()
+                    areas[key] = new
+                    cache[key] = (new, state)
+            except Exception as exc:
+                log.exception("processing area %r failed", key)
+                M.deadletter.labels(stage="process").inc()
+                cache.pop(key, None)  # the in-memory state may be half-updated
+                await topics.deadletter.send(value=_deadletter("process", event, exc))
+
+    @app.timer(s.registry_reload_s)
+    async def reload_registry():
+        try:
+            new = rt.registry.reload_if_changed()
+        except (RegistryError, OSError) as e:
+            M.registry_reloads.labels(result="error").inc()
+            log.error("registry reload failed, keeping the previous one: %s", e)
+            return
+        if new is not rt.registry:
+            rt.registry = new
+            rt.ingestor.registry = new
+            rt.processor.set_registry(new)
+            M.registry_reloads.labels(result="ok").inc()
+            M.registry_meters.set(len(new))
+            log.info("registry reloaded: %d meters", len(new))
+
+    @app.timer(5.0)
+    async def gauges():
+        consumer = app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:
+            return
+        for tp in assigned:
+            if tp.topic not in (s.readings_topic, s.by_area_topic):
+                continue
+            try:
+                hw = consumer.highwater(tp)
+                pos = await consumer.position(tp)
+            except Exception:
+                continue
+            if hw is not None and pos is not None:
+                M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
+        n_meters = 0
+        for k, (blob, st) in list(cache.items()):
+            n_meters += len(st.meter_ids)
+        M.meters_tracked.set(n_meters)
+        M.areas_tracked.set(len(cache))
+
+    M.registry_meters.set(len(rt.registry))
+    M.worker_up.labels(app=s.app_id, standard=s.voltage_standard).set(1)
+    M.prime()

@@ -1,0 +1,399 @@
+"""``meterwatch``: the command line.
+
+    meterwatch demo                 local broker + worker + simulated fleet + live alerts
+    meterwatch worker               a Faust worker (broker from METERWATCH_BROKER)
+    meterwatch simulate             publish a simulated fleet to ami.readings
+    meterwatch replay FILE          publish historic readings (CSV/Parquet) in time order
+    meterwatch backtest ...         run the detectors over a file, no Kafka
+    meterwatch evaluate ...         measure detection quality (report with plots)
+    meterwatch kafka start|stop|status   the local single-node KRaft broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from stream.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+
+
+def _settings(args, **over) -> Settings:
+    try:
+        return load_settings(config_file=getattr(args, "config", None), **over)
+    except SettingsError as e:
+        sys.exit(f"meterwatch: configuration error: {e}")
+
+
+# -- topics --------------------------------------------------------------------------------
+async def ensure_topics(settings: Settings) -> None:
+    """Create the pipeline's topics if missing (Faust ignores absent source topics)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from stream.app import MAX_MESSAGE_BYTES
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        want = [settings.readings_topic, settings.rejected_topic, settings.by_area_topic,
+                settings.alerts_topic, settings.deadletter_topic]
+        new = [NewTopic(t, settings.topic_partitions, 1,
+                        topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+               for t in want if t not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+# -- worker --------------------------------------------------------------------------------
+def cmd_worker(args) -> None:
+    from faust.worker import Worker
+
+    from stream.app import build
+
+    s = _settings(args, registry=args.registry, broker=args.broker,
+                  web_port=args.web_port)
+    asyncio.run(ensure_topics(s))
+    rt = build(s, worker_id=args.worker_id or f"w{s.web_port}")
+    worker = Worker(rt.app, loglevel=s.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+# -- simulate --------------------------------------------------------------------------------
+def _simulator(args, start: datetime):
+    from stream.sim import FleetSimulator
+
+    sim = FleetSimulator(n_customers=args.customers, n_areas=args.areas, seed=args.seed,
+                         start=start, interval_s=args.interval, bad_rate=args.bad_rate)
+    if args.scenario_rate > 0:
+        sim.random_scenario(rate=args.scenario_rate, days=max(int(args.days), 1))
+    return sim
+
+
+async def publish(settings: Settings, messages, *, rate: float | None = None,
+                  progress=None) -> int:
+    """Send (key, value) pairs to the readings topic, at most ``rate`` messages/s."""
+    from aiokafka import AIOKafkaProducer
+
+    from stream.app import MAX_MESSAGE_BYTES
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, linger_ms=5,
+                                max_request_size=MAX_MESSAGE_BYTES, acks="all")
+    await producer.start()
+    n = 0
+    t0 = time.monotonic()
+    try:
+        pending = []
+        for key, value in messages:
+            pending.append(await producer.send(settings.readings_topic, value=value, key=key))
+            n += 1
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if progress:
+                progress(1)
+            if rate:
+                ahead = n / rate - (time.monotonic() - t0)
+                if ahead > 0.005:
+                    await asyncio.sleep(ahead)
+        if pending:
+            await asyncio.gather(*pending)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+def cmd_simulate(args) -> None:
+    s = _settings(args, broker=args.broker)
+    if not s.broker:
+        sys.exit("meterwatch simulate: no broker (set METERWATCH_BROKER or --broker)")
+    start = _sim_start(args)
+    sim = _simulator(args, start)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sim.write_registry_csv(out / "registry.csv")
+    asyncio.run(ensure_topics(s))
+    rate = None
+    if args.speed > 0:
+        per_interval = args.areas
+        rate = per_interval * args.speed / args.interval
+    n = asyncio.run(publish(s, sim.iter_messages(days=args.days), rate=rate))
+    sim.write_ground_truth(out / "ground_truth.jsonl")
+    print(f"published {n} messages ({sim.emitted.get('readings', 0)} readings) to "
+          f"{s.readings_topic}; registry and ground truth in {out}")
+
+
+def _sim_start(args) -> datetime:
+    if getattr(args, "start", None):
+        return datetime.fromisoformat(args.start)
+    # Simulated time must not run ahead of the wall clock (future readings are rejected):
+    # start far enough back that the whole run ends before now.
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    start = now - timedelta(days=args.days)
+    return start.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# -- replay --------------------------------------------------------------------------------
+def replay_messages(df, registry, batch_size: int = 500):
+    """Concentrator-like batches: per interval, per area, time order."""
+    import msgspec
+    import numpy as np
+
+    enc = msgspec.json.encode
+    area_of = {m: registry.fleet.area_id[registry.fleet.area[i]]
+               for m, i in registry.fleet.index.items()}
+    cols = [c for c in ("kwh", "kwh_export", "register_kwh", "voltage", "voltage_min",
+                        "voltage_max", "current", "neutral_current", "power_factor")
+            if c in df.columns]
+    df = df.assign(area_id=df["meter_id"].map(area_of).fillna("?"))
+    for (ts, area), g in df.groupby(["ts", "area_id"], sort=True):
+        recs = []
+        for row in g.itertuples(index=False):
+            r = {"meter_id": row.meter_id, "ts": int(ts), "interval_s": int(row.interval_s)}
+            for c in cols:
+                v = getattr(row, c)
+                if v == v:  # not NaN
+                    r[c] = float(v)
+            if "events" in g.columns and isinstance(row.events, str) and row.events:
+                r["events"] = row.events.split("|")
+            recs.append(r)
+        for k in range(0, len(recs), batch_size):
+            yield area.encode(), enc({"area_id": area, "readings": recs[k:k + batch_size]})
+
+
+def cmd_replay(args) -> None:
+    from tqdm import tqdm
+
+    from models.backtest import load_readings
+    from stream.registry import Registry
+
+    s = _settings(args, broker=args.broker, registry=args.registry)
+    if not s.broker or not s.registry:
+        sys.exit("meterwatch replay: needs a broker and a registry (METERWATCH_BROKER, "
+                 "METERWATCH_REGISTRY or --broker/--registry)")
+    df = load_readings(args.file, tz=args.tz, ts_mark=args.ts_mark)
+    reg = Registry.load(s.registry)
+    asyncio.run(ensure_topics(s))
+    with tqdm(total=df.groupby(["ts"]).ngroups * 0 + len(df), unit="reading",
+              disable=args.quiet) as bar:
+        def counting():
+            for key, value in replay_messages(df, reg):
+                yield key, value
+                bar.update(value.count(b'"meter_id"'))
+        n = asyncio.run(publish(s, counting(), rate=args.rate or None))
+    print(f"replayed {len(df)} readings in {n} messages")
+
+
+# -- backtest / evaluate ------------------------------------------------------------------
+def cmd_backtest(args) -> None:
+    import msgspec
+
+    from models.backtest import load_readings, run, synthetic_fleet
+    from models.config import ConfigError, load_config
+    from stream.registry import Registry, RegistryError
+
+    s = _settings(args)
+    try:
+        cfg = load_config(args.detectors or s.detectors_config or None)
+        df = load_readings(args.readings, tz=args.tz, ts_mark=args.ts_mark)
+        fleet = (Registry.load(args.registry).fleet if args.registry
+                 else synthetic_fleet(df["meter_id"].unique()))
+    except (ConfigError, RegistryError, ValueError) as e:
+        sys.exit(f"meterwatch backtest: {e}")
+    tz = args.tz or s.timezone
+    res = run(df, fleet, config=cfg, tz=tz, country=args.country or s.holidays_country or None,
+              voltage_standard=args.standard or s.voltage_standard)
+    from models.alerts import enc_hook
+
+    enc = msgspec.json.Encoder(enc_hook=enc_hook)
+    with open(args.out, "wb") as f:
+        for a in res.alerts:
+            f.write(enc.encode(a) + b"\n")
+    print(f"{res.readings} readings, {res.applied} applied, {len(res.alerts)} alert messages "
+          f"-> {args.out} in {res.seconds:.1f} s ({res.readings / max(res.seconds, 1e-9):,.0f} "
+          f"readings/s; state {res.state_bytes} B/meter)")
+
+
+def cmd_evaluate(args, rest) -> None:
+    from models import evaluate
+
+    sys.exit(evaluate.main(rest))
+
+
+# -- kafka -----------------------------------------------------------------------------------
+def cmd_kafka(args, rest) -> None:
+    from stream import kafka_local
+
+    sys.exit(kafka_local.main(rest))
+
+
+# -- demo ------------------------------------------------------------------------------------
+def cmd_demo(args) -> None:
+    """Everything on this machine: broker (if none configured), worker, simulator, alerts."""
+    from stream.kafka_local import LocalKafka, ensure_kafka
+
+    s = _settings(args)
+    data = Path(s.data_dir) / "demo"
+    data.mkdir(parents=True, exist_ok=True)
+    kafka = None
+    procs: list[subprocess.Popen] = []
+    broker = s.broker
+    try:
+        if not broker:
+            print("meterwatch demo: no broker configured; starting the local Kafka "
+                  "(first run fetches it from Maven Central)...", flush=True)
+            ensure_kafka()
+            kafka = LocalKafka(data / "kafka")
+            kafka.start()
+            broker = kafka.bootstrap
+        args.days = float(args.days)
+        start = _sim_start(args)
+        sim = _simulator(args, start)
+        sim.write_registry_csv(data / "registry.csv")
+        env = dict(os.environ, METERWATCH_BROKER=broker, METERWATCH_REGISTRY=str(data / "registry.csv"),
+                   METERWATCH_WEB_PORT=str(s.web_port), METERWATCH_DATA_DIR=str(data),
+                   METERWATCH_LOG_LEVEL="warning")
+        s2 = _settings(args, broker=broker, registry=str(data / "registry.csv"))
+        asyncio.run(ensure_topics(s2))
+        procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
+                                      cwd=PROJECT_ROOT))
+        print(f"""
+meterwatch demo
+  broker          {broker}
+  worker metrics  http://{s.web_host}:{s.web_port}/metrics
+  registry        {data / 'registry.csv'}  ({args.customers} customers, {args.areas} areas)
+  ground truth    {data / 'ground_truth.jsonl'} (written when the simulation ends)
+  simulating {args.days:g} days at {args.speed:g}x ({args.speed / 86400:.2f} days/s); alerts below.
+  Ctrl-C stops everything.
+""", flush=True)
+        asyncio.run(_demo_run(s2, sim, args, data))
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if kafka is not None:
+            kafka.stop()
+        print("demo stopped.", flush=True)
+
+
+async def _demo_run(s: Settings, sim, args, data: Path) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(s.alerts_topic, bootstrap_servers=s.broker,
+                                auto_offset_reset="latest", group_id=None)
+    await consumer.start()
+    rate = args.areas * args.speed / args.interval
+
+    async def printer():
+        seen = set()
+        async for m in consumer:
+            a = json.loads(m.value)
+            k = (a["id"], a["status"], a["detected_at"])
+            if k in seen:
+                continue
+            seen.add(k)
+            who = a["customer_id"] or f"area {a['area_id']}"
+            print(f"{a['detected_at'][:16]}  {a['severity']:8s} {a['status']:6s} "
+                  f"{a['type']}/{a['subtype']:18s} {who:10s} {a['message']['en']}", flush=True)
+
+    task = asyncio.create_task(printer())
+    try:
+        await asyncio.sleep(3)
+        n = await publish(s, sim.iter_messages(days=args.days), rate=rate)
+        sim.write_ground_truth(data / "ground_truth.jsonl")
+        print(f"simulation done: {n} messages. Worker keeps running; Ctrl-C to stop.", flush=True)
+        await task
+    finally:
+        task.cancel()
+        await consumer.stop()
+
+
+# -- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meterwatch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="settings TOML file (else METERWATCH_CONFIG)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0):
+        sp.add_argument("--customers", type=int, default=customers)
+        sp.add_argument("--areas", type=int, default=areas)
+        sp.add_argument("--days", type=float, default=days)
+        sp.add_argument("--interval", type=int, default=900)
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--speed", type=float, default=speed,
+                        help="simulated seconds per wall second (86400 = a day per second; "
+                             "0 = as fast as possible)")
+        sp.add_argument("--bad-rate", type=float, default=0.001)
+        sp.add_argument("--scenario-rate", type=float, default=0.05,
+                        help="share of customers given an injected anomaly")
+        sp.add_argument("--start", help="first interval (ISO 8601); default: days before now")
+
+    d = sub.add_parser("demo", help="local broker, worker, simulated fleet, live alerts")
+    sim_args(d)
+    w = sub.add_parser("worker", help="run a Faust worker")
+    w.add_argument("--broker")
+    w.add_argument("--registry")
+    w.add_argument("--web-port", type=int)
+    w.add_argument("--worker-id")
+    sm = sub.add_parser("simulate", help="publish a simulated fleet")
+    sim_args(sm, speed=0.0)
+    sm.add_argument("--broker")
+    sm.add_argument("--out", default=str(PROJECT_ROOT / ".data" / "sim"))
+    r = sub.add_parser("replay", help="publish historic readings in time order")
+    r.add_argument("file")
+    r.add_argument("--tz", help="zone of timestamps that have none (e.g. Europe/London)")
+    r.add_argument("--ts-mark", choices=("start", "end"), default="end")
+    r.add_argument("--registry")
+    r.add_argument("--broker")
+    r.add_argument("--rate", type=float, default=0, help="max messages/s (0 = unthrottled)")
+    r.add_argument("--quiet", action="store_true")
+    b = sub.add_parser("backtest", help="run the detectors over a file, no Kafka")
+    b.add_argument("--readings", required=True)
+    b.add_argument("--registry", help="registry CSV (default: one synthetic customer per meter)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--detectors", help="detector thresholds TOML (config/detectors.toml)")
+    b.add_argument("--tz")
+    b.add_argument("--country")
+    b.add_argument("--standard")
+    b.add_argument("--ts-mark", choices=("start", "end"), default="end")
+    sub.add_parser("evaluate", help="measure detection quality (see `meterwatch evaluate -h`)",
+                   add_help=False)
+    sub.add_parser("kafka", help="local broker: start|stop|status|fetch", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # evaluate and kafka parse their own arguments.
+    for name, fn in (("evaluate", cmd_evaluate), ("kafka", cmd_kafka)):
+        if name in argv[:2]:
+            i = argv.index(name)
+            fn(None, argv[i + 1:])
+            return
+    args = build_parser().parse_args(argv)
+    {"demo": cmd_demo, "worker": cmd_worker, "simulate": cmd_simulate, "replay": cmd_replay,
+     "backtest": cmd_backtest}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -167,8 +167,10 @@ class Engine:
         return out
 
     def _round(self, sel, pos, rows, cols, st, ast, areas, out: Outcome) -> None:
-        c = cols[sel]
-        s = st[pos]
+        # Usual case: every meter of st once, in order: work on st itself, no copies.
+        identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
+        c = cols if len(sel) == len(cols) and bool((sel == np.arange(len(cols))).all()) else cols[sel]
+        s = st if identity else st[pos]
         ts = c["ts"]
         iv = c["interval_s"].astype(np.int64)
         last = s["e_last_ts"]
@@ -191,12 +193,14 @@ class Engine:
         if late.any():
             s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
         if not acc.any():
-            st[pos] = s
+            if not identity:
+                st[pos] = s
             return
         fleet = self.fleet
+        all_acc = bool(acc.all())
         a_idx = np.flatnonzero(acc)
-        ca, sa = c[acc], s[acc]
-        meter = rows[sel][acc]
+        ca, sa = (c, s) if all_acc else (c[acc], s[acc])
+        meter = rows[sel] if all_acc else rows[sel][acc]
         b = Batch(meter=meter, ts=ca["ts"], interval_s=ca["interval_s"], kwh=ca["kwh"],
                   kwh_export=ca["kwh_export"], register_kwh=ca["register_kwh"],
                   voltage=ca["voltage"], voltage_min=ca["voltage_min"],
@@ -218,8 +222,10 @@ class Engine:
         sa["e_bits"] = shifted | np.uint64(1)
         sa["e_last_ts"] = b.ts
         sa["e_n"] += 1
-        s[a_idx] = sa
-        st[pos] = s
+        if not all_acc:
+            s[a_idx] = sa
+        if not identity:
+            st[pos] = s
         out.applied += len(a_idx)
         out.findings.extend(findings)
 

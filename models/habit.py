@@ -553,6 +553,8 @@ class HabitDetector:
         """Open where active and not open; update when the magnitude grows by half;
         close where open and no longer active (or ``clear``)."""
         is_open = (st["h_open"] & (1 << cond)) != 0
+        if not active.any() and not is_open.any():
+            return
         self._open(st, cond, np.flatnonzero(active & ~is_open), batch, type_, sub, out,
                    start=start, magnitude=magnitude, evidence=evidence, score=score,
                    severity=severity)

@@ -108,7 +108,8 @@ class PhysicalDetector:
                     risk=lambda j: 0.8)
 
         # Tamper flags: one point alert per flagged interval (each is a site visit).
-        tam = (batch.events & TAMPER_BITS) != 0
+        any_events = bool(batch.events.any())
+        tam = (batch.events & TAMPER_BITS) != 0 if any_events else np.zeros(len(batch), bool)
         for j in np.flatnonzero(tam):
             names = event_names(int(batch.events[j] & TAMPER_BITS))
             sev = "critical" if "magnetic_tamper" in names else "warning"
@@ -152,6 +153,8 @@ class PhysicalDetector:
                severity="warning") -> None:
         bit = np.uint8(1 << cond)
         is_open = (st["x_open"] & bit) != 0
+        if not active.any() and not is_open.any():
+            return
         for j in np.flatnonzero(active & ~is_open):
             ev = evidence(j)
             score = float(risk(j)) if risk else 1.0

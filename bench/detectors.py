@@ -1,0 +1,123 @@
+"""Detector cost and state size at fleet scale, without Kafka.
+
+Feeds a simulated fleet to the engine the way the stream does (one transformer area's
+interval per call) and the way the backtest does (one timestamp of the fleet per call),
+and prints microseconds per reading and bytes of state per meter.
+
+    python bench/detectors.py [--meters 100000] [--area-size 250] [--days 2]
+
+Figures are wall-clock on a shared machine: compare the two modes of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.base import READING_DTYPE, Fleet
+from models.engine import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def synthetic_columns(fleet: Fleet, ts: int, rng: np.random.Generator, rows: np.ndarray) -> np.ndarray:
+    """One interval of plausible readings (energy, voltage, current, pf) for ``rows``."""
+    n = len(rows)
+    c = np.zeros(n, READING_DTYPE)
+    hour = (ts // 3600) % 24
+    level = 0.3 + 0.7 * (7 <= hour <= 22)
+    kwh = rng.gamma(2.0, 0.08 * level, n)
+    v = 220 + rng.normal(0, 2.5, n)
+    pf = rng.uniform(0.88, 0.99, n)
+    c["ts"], c["interval_s"], c["kwh"] = ts, 900, kwh
+    c["voltage"], c["voltage_min"], c["voltage_max"] = v, v - 3, v + 3
+    c["current"] = kwh * 4 / (v * pf) * 1000
+    c["neutral_current"] = c["current"]
+    c["power_factor"] = pf
+    c["register_kwh"] = 1000.0 + ts / 1e5
+    c["kwh_export"] = np.nan
+    return c
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meters", type=int, default=100_000)
+    ap.add_argument("--area-size", type=int, default=250)
+    ap.add_argument("--days", type=float, default=2.0)
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "detectors.json"))
+    a = ap.parse_args(argv)
+    n_areas = max(1, a.meters // a.area_size)
+    fleet = Fleet.simple(a.meters, areas=n_areas)
+    # Contiguous areas, as a registry lists them.
+    fleet.area = (np.arange(a.meters) // a.area_size).clip(max=n_areas - 1).astype(np.int32)
+    eng = Engine(fleet)
+    st_all = eng.new_state(a.meters)
+    ast_all = eng.new_area_state(n_areas)
+    rng = np.random.default_rng(0)
+    t0_ts = 1_767_196_800 + 900  # 2026-01-01 00:15 +08:00 (end of the first interval)
+    intervals = int(a.days * 96)
+    area_rows = [np.flatnonzero(fleet.area == k) for k in range(n_areas)]
+
+    # Stream-shaped: per interval, per area, one engine call with that area's state.
+    t_engine = 0.0
+    n = 0
+    findings = 0
+    wall0 = time.perf_counter()
+    for i in range(intervals):
+        ts = t0_ts + i * 900
+        for k, rows in enumerate(area_rows):
+            cols = synthetic_columns(fleet, ts, rng, rows)
+            st = st_all[rows]
+            ast = ast_all[k:k + 1]
+            t = time.perf_counter()
+            out = eng.process(rows, cols, st, ast, rows, np.array([k]))
+            t_engine += time.perf_counter() - t
+            st_all[rows] = st
+            ast_all[k:k + 1] = ast
+            n += len(rows)
+            findings += len(out.findings)
+    wall = time.perf_counter() - wall0
+    per_area = t_engine / n * 1e6
+
+    # Backtest-shaped: one call per timestamp for the whole fleet (state gathered once).
+    st2 = eng.new_state(a.meters)
+    ast2 = eng.new_area_state(n_areas)
+    all_rows = np.arange(a.meters)
+    areas = np.arange(n_areas)
+    t_fleet = 0.0
+    n2 = 0
+    for i in range(min(intervals, 48)):
+        ts = t0_ts + i * 900
+        cols = synthetic_columns(fleet, ts, rng, all_rows)
+        t = time.perf_counter()
+        eng.process(all_rows, cols, st2, ast2, all_rows, areas)
+        t_fleet += time.perf_counter() - t
+        n2 += a.meters
+    per_fleet = t_fleet / n2 * 1e6
+
+    res = {
+        "meters": a.meters, "area_size": a.area_size, "intervals": intervals,
+        "readings": n, "findings": findings,
+        "us_per_reading_area_batches": round(per_area, 2),
+        "us_per_reading_fleet_batches": round(per_fleet, 2),
+        "state_bytes_per_meter": eng.state_bytes,
+        "area_state_bytes": eng.area_dtype.itemsize,
+        "state_mb_total": round(eng.state_bytes * a.meters / 1e6, 1),
+        "wall_s": round(wall, 1),
+    }
+    print(f"engine over {n:,} readings of {a.meters:,} meters in {n_areas} areas of {a.area_size}:")
+    print(f"  area batches  (stream shape)  : {per_area:6.2f} us/reading")
+    print(f"  fleet batches (backtest shape): {per_fleet:6.2f} us/reading")
+    print(f"  state: {eng.state_bytes} B/meter ({res['state_mb_total']} MB for the fleet), "
+          f"{eng.area_dtype.itemsize} B/area; {findings} findings")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -40,6 +40,7 @@ class HabitConfig:
     rdev_floor: float = 0.12
     z_cap: float = 3.0  # one day adds at most this much to a CUSUM
     min_run_days: int = 3  # a lasting change spans at least this many days
+    settle_days: int = 7  # after a reported change, days of fast re-learning
     cusum_c_kwh: float = 1.0  # stabiliser added to both levels (tiny homes)
     # vacancy: day energy at most this multiple of base-load energy, for N days
     vacancy_factor: float = 1.4
@@ -144,3 +145,17 @@ def load_config(path: str | Path | None = None) -> DetectorConfig:
                 raise ConfigError(f"{p}: {sec}.{k} = {v!r} must be {want.__name__}")
             changes.setdefault(sec, {})[k] = v
     return cfg.replace(**changes)
+
+
+def to_toml(cfg: DetectorConfig) -> str:
+    """The configuration as the TOML engineers edit (comments come from the file)."""
+    lines = ["# meterwatch detector thresholds. Every key is optional: a missing one keeps",
+             "# the built-in default (models/config.py). Unknown keys are an error.", ""]
+    for sec in fields(DetectorConfig):
+        lines.append(f"[{sec.name}]")
+        for f in fields(getattr(cfg, sec.name)):
+            v = getattr(getattr(cfg, sec.name), f.name)
+            lines.append(f"{f.name} = {str(v).lower() if isinstance(v, bool) else repr(v)}"
+                         .replace("'", '"'))
+        lines.append("")
+    return "\n".join(lines)

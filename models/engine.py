@@ -250,8 +250,11 @@ class Engine:
         have = ~np.isnan(reg) & (prev > 0)
         drop = have & (reg < prev - 0.01)
         for j in np.flatnonzero(drop):
-            kind = "meter_exchange" if reg[j] < max(10.0, 0.05 * prev[j]) else (
-                "rollover" if prev[j] >= 0.9 * 10 ** np.ceil(np.log10(prev[j])) else "decrease")
+            # A register near its maximum (99999.x) that restarts is a rollover; one that
+            # drops to near zero from anywhere else is a new meter.
+            near_max = prev[j] >= 0.9 * 10 ** np.ceil(np.log10(prev[j]))
+            kind = ("rollover" if near_max else
+                    "meter_exchange" if reg[j] < max(10.0, 0.05 * prev[j]) else "decrease")
             findings.append(Finding("data_quality", "register_reset", "open", "meter",
                                     int(b.meter[j]), int(b.ts[j]), int(b.ts[j]), "info", 0.0,
                                     {"detail": kind, "previous_kwh": float(prev[j]),

@@ -102,6 +102,7 @@ class HabitDetector:
         ("h_dcu", "<f4"), ("h_dcuday", "<i4"),  # distortion CUSUM and its first day
         ("h_cor", "<f4"), ("h_cordev", "<f4"),  # usual daily shape correlation, spread
         ("h_vac", "<i2"),  # consecutive vacancy-like days
+        ("h_settle", "<i1"),  # days left of re-learning after a reported change
         ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
         ("h_inact", "<i2"),  # consecutive normally-active slots at base load
         ("h_open", "<u2"),  # bit per condition
@@ -353,12 +354,19 @@ class HabitDetector:
         # Level CUSUM on the log ratio to the slow reference.
         c = cfg.cusum_c_kwh
         r = np.log((E + c) / (np.maximum(ref, 0.0) + c))
-        r = np.where(ev & ~surge_day, r, 0.0)
+        # Surge days count too (winsorised below): a lasting rise starts with days that
+        # look like surges, and leaving them out would understate "how much".
+        r = np.where(ev, r, 0.0)
         # In units of the meter's own day-to-day variability: a steady home's 30% drop
         # is as telling as an erratic home's halving.
-        rdev = np.maximum(s["h_rdev"].astype(np.float64), cfg.rdev_floor)
+        # h_rdev is a mean absolute deviation; x1.25 makes it a standard deviation.
+        rdev = np.maximum(1.25 * s["h_rdev"].astype(np.float64), cfg.rdev_floor)
         # Winsorised, so that one extreme day cannot make a "lasting" change alone.
         z = np.clip(r / rdev, -cfg.z_cap, cfg.z_cap)
+        # After a reported change the habit re-learns for a few days (held CUSUM) so that
+        # the tail of the same change is not reported again.
+        settling = s["h_settle"] > 0
+        z = np.where(settling, 0.0, z)
         up_prev, dn_prev = s["h_cup"].copy(), s["h_cun"].copy()
         s["h_cup"] = np.maximum(0, s["h_cup"] + z - cfg.cusum_k) * ev + s["h_cup"] * ~ev
         s["h_cun"] = np.maximum(0, s["h_cun"] - z - cfg.cusum_k) * ev + s["h_cun"] * ~ev
@@ -410,13 +418,18 @@ class HabitDetector:
                            evidence={"risk": round(risk, 3), "indicators": evd})
                 s["h_open"][j] |= 1 << DROP
                 s["h_start"][j, DROP] = since_ts
-            # The change is reported once: the reference jumps to the new level.
+            # The change is reported once: the whole habit (reference, usual day, slot
+            # profile) moves to the new level, or surges would keep firing against the old.
             if sub != "vacancy":
-                # ratio is of (level + c): re-baseline in that space so a near-zero
-                # reference (a meter idle in its first days) moves to the new level.
+                # ratio is of (level + c): re-baseline the reference in that space so a
+                # near-zero reference (a meter idle in its first days) reaches the new level.
                 ratio_c = min(max(ratio, 0.02), 50.0)
                 s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * ratio_c - c, 0.05)
+                scale = np.float32(min(max(change, 0.05), 20.0))
+                for f in ("h_lv", "h_lvdev", "h_mu", "h_dev"):
+                    s[f][j] = s[f][j] * scale
                 s["h_cup"][j] = s["h_cun"][j] = 0
+                s["h_settle"][j] = cfg.settle_days
         unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & ~vac_day
         for j in np.flatnonzero(unvac):
             self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",
@@ -459,10 +472,16 @@ class HabitDetector:
                 s["h_dev"][j] = np.roll(s["h_dev"][j], sh, axis=1)
 
         # Learn the day (level, spread, reference, base, shape stats) unless anomalous.
-        learn = complete & ~surge_day & (s["h_dcu"] == 0) & (s["h_vac"] == 0)
+        settle = s["h_settle"].astype(np.float64)
+        fast = np.where(settle > 0, 1.0 / (cfg.settle_days - settle + 2), 0.0)
+        learn = complete & (~surge_day | (settle > 0)) & (s["h_dcu"] == 0) & (s["h_vac"] == 0)
         nd = s["h_ndays"][ri, dt].astype(np.float64)
-        a = np.maximum(1.0 / (nd + 1), 0.1) * learn
+        a = np.maximum(np.maximum(1.0 / (nd + 1), 0.1), fast) * learn
+        # Current values: a reported change may have just re-baselined them.
+        lv = s["h_lv"][ri, dt].astype(np.float64)
+        lvdev = s["h_lvdev"][ri, dt].astype(np.float64)
         resid = np.clip(E - lv, -3 * np.maximum(lvdev, 0.5), 3 * np.maximum(lvdev, 0.5))
+        resid = np.where(settle > 0, E - lv, resid)
         s["h_lv"][ri, dt] = lv + a * resid
         s["h_lvdev"][ri, dt] = lvdev + a * (np.abs(resid) - lvdev)
         s["h_rdev"] = s["h_rdev"] + np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0) * (
@@ -472,7 +491,8 @@ class HabitDetector:
         s["h_pkdev"] = s["h_pkdev"] + apk * (np.abs(pk - s["h_pk"]) - s["h_pkdev"])
         s["h_pk"] = s["h_pk"] + apk * (pk - s["h_pk"])
         quiet = learn & (s["h_cup"] == 0) & (s["h_cun"] == 0)
-        ar = np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha) * quiet
+        ar = np.maximum(np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha),
+                        fast) * quiet
         cur = s["h_ref"][ri, dt].astype(np.float64)  # re-baselined above, maybe
         s["h_ref"][ri, dt] = cur + ar * (E - cur)
         dmin = np.where(complete, vec.min(axis=1), base)
@@ -481,6 +501,8 @@ class HabitDetector:
         s["h_cor"] = s["h_cor"] + ac * (cor0 - s["h_cor"])
         s["h_cordev"] = s["h_cordev"] + ac * (np.abs(cor0 - s["h_cor"]) - s["h_cordev"])
         s["h_ndays"][ri, dt] = np.where(complete, np.minimum(nd + 1, 30000), nd)
+        s["h_settle"] = np.where(complete & (s["h_settle"] > 0) & ~(up | dn), s["h_settle"] - 1,
+                                 s["h_settle"])
         self._check_bill(s, rows, batch, day, ev, out)
         s["h_day"] = 0  # so the caller's reset sees a fresh day
         st[rows] = s

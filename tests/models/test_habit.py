@@ -1,0 +1,135 @@
+"""Habits and departures from them, on hand-built households run through the engine."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.attacks import h5, h6
+from models.backtest import run
+from models.base import Fleet
+
+TZ = "Asia/Shanghai"
+DAY0 = int(datetime(2026, 3, 2, tzinfo=ZoneInfo(TZ)).timestamp())  # a Monday
+SLOT_H = np.arange(48) / 2
+
+
+def household(days: int, seed: int = 0, level: float = 1.0) -> np.ndarray:
+    """(days, 48) kWh per half hour: base load, morning and evening peaks, noise."""
+    rng = np.random.default_rng(seed)
+    shape = 0.12 + 0.25 * np.exp(-((SLOT_H - 7.5) / 1.2) ** 2) + 0.6 * np.exp(-((SLOT_H - 19.5) / 2) ** 2)
+    daily = rng.lognormal(0, 0.12, (days, 1))
+    noise = rng.lognormal(0, 0.25, (days, 48))
+    return shape[None, :] * daily * noise * level
+
+
+def frame(series: dict[str, np.ndarray]) -> pd.DataFrame:
+    rows = []
+    for mid, x in series.items():
+        flat = x.ravel()
+        ts = DAY0 + 1800 * (np.arange(len(flat)) + 1)
+        rows.append(pd.DataFrame({"meter_id": mid, "ts": ts, "interval_s": 1800, "kwh": flat}))
+    return pd.concat(rows).sort_values(["ts", "meter_id"]).reset_index(drop=True)
+
+
+def alerts(series, fleet=None, **kw):
+    fleet = fleet or Fleet.simple(len(series))
+    fleet.meter_id = list(series)
+    fleet.index = {m: i for i, m in enumerate(fleet.meter_id)}
+    res = run(frame(series), fleet, tz=TZ, country="CN", **kw)
+    return [a for a in res.alerts if a["status"] == "open"]
+
+
+def day_of(a) -> int:
+    return (int(datetime.fromisoformat(a["detected_at"]).timestamp()) - DAY0 - 1) // 86400
+
+
+def test_a_regular_household_raises_no_habit_alerts_in_four_months():
+    got = alerts({"M0": household(120)})
+    assert [a for a in got if a["type"] in ("habit_change", "surge", "theft")] == []
+
+
+def test_no_habit_alert_before_the_profile_has_two_weeks_of_history():
+    x = household(30)
+    x[5] *= 4  # a huge day on day 5: too early to judge
+    got = alerts({"M0": x})
+    assert not [a for a in got if a["type"] == "surge" and day_of(a) < 14]
+
+
+def test_a_big_new_load_in_one_interval_is_an_interval_surge_within_that_interval():
+    x = household(40)
+    x[30, 20] += 4.0  # +8 kW for one half hour at 10:00
+    got = [a for a in alerts({"M0": x}) if a["subtype"] == "interval"]
+    assert len(got) == 1
+    t = int(datetime.fromisoformat(got[0]["detected_at"]).timestamp())
+    assert t == DAY0 + 30 * 86400 + 21 * 1800  # the END of that half hour
+    assert got[0]["evidence"]["observed_kw"] == pytest.approx(2 * x[30, 20], rel=1e-3)
+
+
+def test_a_day_at_three_times_the_usual_energy_is_a_daily_surge_the_same_day():
+    x = household(40)
+    x[32] *= 3.0
+    got = [a for a in alerts({"M0": x}) if a["subtype"] == "daily"]
+    assert len(got) == 1 and day_of(got[0]) == 32
+    assert got[0]["evidence"]["ratio"] >= 2.0
+    assert "usually" in got[0]["message"]["en"] and "通常" in got[0]["message"]["zh-CN"]
+
+
+def test_a_vacancy_is_reported_once_within_a_week():
+    x = household(70)
+    base = x[:30].min(axis=1).mean()
+    x[40:60] = base * np.random.default_rng(2).uniform(0.9, 1.1, (20, 48))
+    got = [a for a in alerts({"M0": x}) if a["type"] == "habit_change"]
+    vac = [a for a in got if a["subtype"] in ("vacancy", "decrease")]
+    assert vac and 40 <= day_of(vac[0]) <= 47
+    assert len([a for a in got if a["subtype"] == "vacancy"]) == 1
+
+
+def test_a_lasting_increase_is_reported_once_with_since_when_and_how_much():
+    x = household(80)
+    x[40:] *= 1.8
+    got = [a for a in alerts({"M0": x}) if a["type"] == "habit_change"]
+    inc = [a for a in got if a["subtype"] == "increase"]
+    assert len(inc) == 1 and 40 <= day_of(inc[0]) <= 47
+    ev = inc[0]["evidence"]
+    assert ev["since_day"] >= "2026-04-10" and ev["ratio"] == pytest.approx(1.8, rel=0.35)
+
+
+@pytest.mark.parametrize("attack", [h5, h6], ids=["h5_flat", "h6_reversed"])
+def test_a_distorted_daily_shape_is_a_theft_indicator_within_a_week(attack):
+    x = household(90)
+    for d in range(60, 90):
+        x[d] = attack(x[d], np.random.default_rng(d))
+    got = [a for a in alerts({"M0": x}) if a["type"] == "theft"]
+    assert got and 60 <= day_of(got[0]) <= 67
+    assert 0 < got[0]["evidence"]["risk"] <= 1 and got[0]["evidence"]["indicators"]
+
+
+def test_a_care_customer_idle_through_normally_active_hours_raises_inactivity():
+    x = household(40)
+    base = x[:20].min()
+    x[30, 14:] = base  # from 07:00 on day 30: nothing but base load
+    x[31:] = base
+    fleet = Fleet.simple(1, care=[True])
+    got = [a for a in alerts({"M0": x}, fleet) if a["type"] == "inactivity"]
+    assert got and day_of(got[0]) in (30, 31)
+    assert got[0]["severity"] == "critical"
+
+
+def test_area_loss_rises_when_a_customer_takes_energy_around_the_meter_and_is_ranked_first():
+    n = 6
+    series = {f"M{i}": household(50, seed=i) for i in range(n)}
+    true_total = sum(series.values())
+    thief = "M3"
+    series[thief] = series[thief].copy()
+    series[thief][30:] *= 0.3  # metered energy falls; the area meter still sees it all
+    series["TX"] = true_total * 1.03  # 3% technical loss
+    fleet = Fleet.simple(n + 1, is_area_meter=[False] * n + [True])
+    got = [a for a in alerts(series, fleet) if a["subtype"] == "area_loss"]
+    assert len(got) == 1 and 30 <= day_of(got[0]) <= 33
+    ev = got[0]["evidence"]
+    assert ev["loss_rate"] > ev["normal_loss_rate"] + 0.05
+    assert got[0]["scope"] == "area"
+    assert ev["suspects"] and ev["suspects"][0]["meter_id"] == thief

@@ -101,7 +101,8 @@ class Ingestor:
 
     def _reject(self, res: IngestResult, m: SourceMessage, rj: Reject, now: float) -> None:
         M.readings_rejected.labels(reason=rj.reason).inc()
-        # The whole message for message-level problems; the one reading otherwise.
+        # Always the whole source message: with its offset and the reading's index a
+        # reading can be re-sent exactly as it came.
         value = m.value
         res.rejected.append(rejected_record(value, rj, topic=m.topic, partition=m.partition,
                                             offset=m.offset, at=now))
@@ -149,7 +150,9 @@ class Processor:
         index = fleet.index
         rows = np.fromiter((index.get(m, -1) for m in msg.meter_ids), np.int64, len(msg.meter_ids))
         ok = rows >= 0
-        if area is not None:
+        if area is None:  # the area itself left the registry
+            ok[:] = False
+        else:
             ok &= fleet.area[np.where(ok, rows, 0)] == area
         if not ok.all():
             # The registry changed between ingest and here (meter removed or moved area).

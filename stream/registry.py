@@ -66,6 +66,7 @@ class Registry:
             "meter_id", "customer_id", "area", "nominal_voltage", "phases", "solar", "care",
             "tariff", "rated_current", "is_area_meter", "account_manager")}
         area_index: dict[str, int] = {}
+        area_meter_line: dict[str, int] = {}
         seen: set[str] = set()
         for lineno, raw in enumerate(reader, start=2):
             r = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
@@ -106,6 +107,11 @@ class Registry:
                 raise RegistryError(f"{where}: {e.args[0]!r} is not a boolean") from None
             if role == "customer" and not r["customer_id"]:
                 raise RegistryError(f"{where}: empty customer_id for a customer meter")
+            if role == "area":
+                if area_id in area_meter_line:
+                    raise RegistryError(f"{where}: area {area_id!r} has more than one area meter "
+                                        f"(the other on line {area_meter_line[area_id]})")
+                area_meter_line[area_id] = lineno
             a = area_index.setdefault(area_id, len(area_index))
             cols["meter_id"].append(mid)
             cols["customer_id"].append(r["customer_id"])

@@ -140,10 +140,15 @@ def decode_message(value: bytes) -> Decoded:
     head = value.lstrip()[:1]
     try:
         if head == b"[":
-            return Decoded(_dec_list.decode(value), [])
+            rs = _dec_list.decode(value)
+            if not rs:
+                return Decoded([], [Reject("empty_batch", "no readings")])
+            return Decoded(rs, [])
         if head == b"{":
             env = _dec_env.decode(value)
             if env.readings is not None:
+                if not env.readings:
+                    return Decoded([], [Reject("empty_batch", "no readings")])
                 return Decoded(env.readings, [])
             return Decoded([_dec_one.decode(value)], [])
         raise msgspec.DecodeError("expected a JSON object or array")
@@ -187,10 +192,19 @@ def _decode_error(value: bytes, e: Exception) -> Decoded:
     return Decoded([], [Reject("malformed_json", str(e))])
 
 
+class _Peek(msgspec.Struct):
+    meter_id: object = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+
+
 def _peek_meter_id(raw: msgspec.Raw) -> str | None:
+    """The meter id of a reading that failed to decode (other fields are skipped
+    unchecked, so an out-of-range number elsewhere does not hide it)."""
     try:
-        v = msgspec.json.decode(raw)
-        return v.get("meter_id") if isinstance(v, dict) and isinstance(v.get("meter_id"), str) else None
+        v = _peek.decode(raw).meter_id
+        return v if isinstance(v, str) else None
     except Exception:
         return None
 
@@ -267,10 +281,12 @@ def validate(decoded: Decoded, registry: Registry, now: float, *,
     tsf = _ts_column(ts_raw, n)
     bad_ts = np.isnan(tsf)
     # Beyond year ~33000 an epoch no longer fits the int64 column: treat as non-finite.
-    ok_ts = np.abs(tsf) < 1e12
+    ok_ts = np.abs(tsf) < 1e11
     fin_ts = ok_ts | bad_ts
     cols["ts"] = np.round(np.where(ok_ts, tsf, 0.0))
-    cols["interval_s"] = np.fromiter(map(_get["interval_s"], readings), np.int64, n)
+    # Absurd integers must not wrap in the int32 column: map them to -1 (bad_interval).
+    cols["interval_s"] = np.fromiter(
+        (x if -(2 ** 31) < x < 2 ** 31 else -1 for x in map(_get["interval_s"], readings)), np.int64, n)
     cols["events"] = np.fromiter(map(event_mask, map(_get["events"], readings)), np.uint32, n)
     for c in ("kwh", "kwh_export", "register_kwh", "voltage_min", "voltage_max",
               "neutral_current", "power_factor"):
@@ -303,15 +319,16 @@ def validate(decoded: Decoded, registry: Registry, now: float, *,
     checks = (
         ("unknown_meter", lambda: rows < 0, lambda i: f"meter {meter_ids[i]!r} is not in the registry"),
         ("non_finite", lambda: np.logical_or.reduce(
-            [~fin_ts] + [np.isinf(cols[c]) for c in _FLOAT_COLS]),
+            [~fin_ts & ~np.isfinite(tsf)] + [np.isinf(cols[c]) for c in _FLOAT_COLS]),
          lambda i: "a value is not finite: " + ", ".join(
              ["ts"] * (not fin_ts[i]) + [c for c in _FLOAT_COLS if math.isinf(cols[c][i])])),
         ("negative_energy", lambda: (kwh < 0) | (exp < 0),
          lambda i: f"kwh {kwh[i]} / kwh_export {exp[i]}: energy cannot be negative"),
         ("bad_interval", lambda: (iv < 60) | (iv > 86400) | (86400 % np.maximum(iv, 1) != 0),
          lambda i: f"interval_s {iv[i]} must divide a day (60-86400 s)"),
-        ("bad_timestamp", lambda: bad_ts | (ts < 946684800),
+        ("bad_timestamp", lambda: bad_ts | (ts < 946684800) | (~ok_ts & np.isfinite(tsf)),
          lambda i: f"ts {ts_raw[i]!r} is not ISO 8601 with a UTC offset" if bad_ts[i]
+         else f"ts {ts_raw[i]!r} is not epoch seconds (milliseconds?)" if not ok_ts[i]
          else f"ts {ts_raw[i]!r} is before 2000-01-01"),
         ("future_timestamp", lambda: ts > now + max_future_s,
          lambda i: f"ts {datetime.fromtimestamp(float(ts[i])).isoformat()} is "

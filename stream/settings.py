@@ -34,8 +34,18 @@ def _choice(*allowed: str):
 
 
 def _positive(name: str, v: float) -> float:
-    if v <= 0:
+    if not v > 0:  # also rejects NaN
         raise SettingsError(f"{name}={v!r}: must be > 0")
+    return v
+
+
+def _timezone(name: str, v: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(v)
+    except Exception:
+        raise SettingsError(f"{name}={v!r}: not a known IANA time zone") from None
     return v
 
 
@@ -68,7 +78,7 @@ class Settings:
     # Detector configuration file (TOML); empty = the shipped defaults.
     detectors_config: str = ""
     # Local time zone of the utility: slots, days and holidays are local.
-    timezone: str = "Asia/Shanghai"
+    timezone: str = field(default="Asia/Shanghai", metadata={"check": _timezone})
     holidays_country: str = "CN"
     voltage_standard: str = field(
         default="gbt12325", metadata={"check": _choice("gbt12325", "en50160", "ansi_c84_1")}
@@ -102,7 +112,7 @@ def _coerce(name: str, raw: Any, typ: type, source: str) -> Any:
                 return False
             raise ValueError("expected true/false")
         if typ is int:
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError("expected an integer")
             return int(raw)
         if typ is float:
@@ -173,14 +183,7 @@ def load_settings(
             except SettingsError as e:
                 raise SettingsError(str(e).replace(f"{name}=", f"{name} ({source}) = ", 1)) from None
         out[name] = v
-    s = Settings(**out)
-    try:
-        from zoneinfo import ZoneInfo
-
-        ZoneInfo(s.timezone)
-    except Exception:
-        raise SettingsError(f"timezone={s.timezone!r}: not a known IANA time zone") from None
-    return s
+    return Settings(**out)
 
 
 def replace(s: Settings, **changes: Any) -> Settings:

@@ -19,13 +19,13 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "detectors.to
 class HabitConfig:
     min_days: int = 14  # complete days of history before habit alerts (trust)
     alpha_min: float = 0.05  # slowest per-day learning rate of the slot profile
-    ref_alpha: float = 0.03  # learning rate of the slow reference level (CUSUM)
+    ref_alpha: float = 0.07  # learning rate of the reference level (CUSUM), per day
     # interval surge: power above all of ratio x usual, usual + floor, and the
     # customer's own high quantile x q_factor
     surge_ratio: float = 3.0
-    surge_floor_kw: float = 2.0
+    surge_floor_kw: float = 3.0
     surge_q_factor: float = 1.3
-    surge_peak_z: float = 4.0  # above the usual daily peak by this many spreads
+    surge_peak_z: float = 5.0  # above the usual daily peak by this many spreads
     # daily surge: day energy >= ratio x usual day and excess >= max(floor, z x spread)
     day_ratio: float = 2.0
     day_floor_kwh: float = 3.0
@@ -35,8 +35,8 @@ class HabitConfig:
     bill_floor_kwh: float = 60.0
     bill_min_day: int = 7
     # CUSUM on daily log ratio to the reference level
-    cusum_k: float = 0.5  # allowance, in units of the meter's daily variability
-    cusum_h: float = 5.0
+    cusum_k: float = 0.75  # allowance, in units of the meter's daily variability
+    cusum_h: float = 6.0
     rdev_floor: float = 0.12
     z_cap: float = 3.0  # one day adds at most this much to a CUSUM
     min_run_days: int = 3  # a lasting change spans at least this many days
@@ -49,13 +49,21 @@ class HabitConfig:
     # the same shift on >= schedule_votes of the last 5 days
     schedule_gain: float = 0.35
     schedule_votes: int = 4
-    # shape distortion (theft h2-h6): CUSUM over daily distortion scores
-    distort_k: float = 1.0
-    distort_h: float = 5.0
+    # shape distortion (theft h2-h6), judged on the recent few days' shape
+    recent_alpha: float = 0.4  # weight of the newest day in the recent shape
+    distort_z: float = 4.0  # recent-shape correlation below usual by this many spreads
+    cor_spread_floor: float = 0.1  # ... with the spread at least this (correlation units)
+    cor_drop_min: float = 0.35  # ... and at least this much lower in absolute terms
+    reversal_gain: float = 0.3  # reversed usual shape fits better by this much
+    flat_share: float = 0.85  # recent shape this much flatter than usual
     zero_run_h: float = 3.0  # hours of exact zeros in normally active hours
+    distort_days: int = 2  # consecutive distorted days before alerting
+    clear_days: int = 3  # consecutive normal days that close it
     # consumption drop (theft): CUSUM decrease + area peers not falling
-    drop_max_ratio: float = 0.85
-    peer_fall: float = -0.15  # area's mean log ratio below this = peers fell too
+    drop_max_ratio: float = 0.75
+    drop_min_days: int = 4
+    peer_fall: float = -0.15  # area's median log ratio below this = peers fell too
+    peer_min: int = 4  # meters reporting in an area for its median to count
     # inactivity (care customers): hours at base load during normally active hours
     inactivity_h: float = 6.0
 

@@ -99,8 +99,11 @@ class HabitDetector:
         ("h_cupday", "<i4"), ("h_cunday", "<i4"),  # first day of the current run
         ("h_cupsum", "<f4"), ("h_cunsum", "<f4"),  # sum of log ratios in the run
         ("h_cupn", "<i2"), ("h_cunn", "<i2"),
-        ("h_dcu", "<f4"), ("h_dcuday", "<i4"),  # distortion CUSUM and its first day
-        ("h_cor", "<f4"), ("h_cordev", "<f4"),  # usual daily shape correlation, spread
+        ("h_recent", "<f4", (SLOTS,)),  # EW of recent days' slot power (a few days' shape)
+        ("h_dcu", "<f4"), ("h_dcuday", "<i4"),  # distorted-days streak and its first day
+        ("h_dclr", "<i1"),  # normal days since an open distortion alert
+        ("h_cor", "<f4"), ("h_cordev", "<f4"),  # usual recent-shape correlation, spread
+        ("h_mref", "<f4"),  # usual daily energy as the month began (bill projection)
         ("h_vac", "<i2"),  # consecutive vacancy-like days
         ("h_settle", "<i1"),  # days left of re-learning after a reported change
         ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
@@ -186,6 +189,7 @@ class HabitDetector:
             st["h_month"][mroll] = month[mroll]
             st["h_mkwh"][mroll] = 0
             st["h_msec"][mroll] = 0
+            st["h_mref"][mroll] = st["h_ref"][mroll].mean(axis=1)
 
         mu = st["h_mu"][idx, dtype, slot].astype(np.float64)
         dev = st["h_dev"][idx, dtype, slot].astype(np.float64)
@@ -213,7 +217,7 @@ class HabitDetector:
         st["h_dexp"] += mu * hours
         st["h_dsec"] += batch.interval_s
         st["h_dvec"][idx, slot] += kwh
-        st["h_dpk"] = np.maximum(st["h_dpk"], np.where(surge, 0, p))
+        st["h_dpk"] = np.maximum(st["h_dpk"], p)
         st["h_mkwh"] += kwh
         st["h_msec"] += batch.interval_s
 
@@ -222,7 +226,7 @@ class HabitDetector:
         usual_day = st["h_lv"][idx, dtype].astype(np.float64)
         lvdev = st["h_lvdev"][idx, dtype].astype(np.float64)
         day_bar = np.maximum(cfg.day_ratio * usual_day,
-                             usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * lvdev))
+                             usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
         dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
         if dsurge.any():
             day0 = np.array([self.calendar.day_start_ts(int(d)) for d in day[dsurge]])
@@ -256,8 +260,10 @@ class HabitDetector:
                         score=lambda i: float(st["h_inact"][i]) / max(need, 1),
                         severity="critical", clear=back)
 
-        # Learning. A surging reading must not teach the profile.
-        learn = ~surge
+        # Learning. Residuals are clipped to a few spreads, so one surge barely moves the
+        # profile, while a new load that recurs every evening becomes habit within weeks
+        # instead of alerting every evening. A vacant home does not teach its profile.
+        learn = (st["h_open"] & (1 << VACANT)) == 0
         nd = st["h_ndays"][idx, dtype].astype(np.float64)
         a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min) * learn
         # Learn faster while a slot has little history (first weeks), then alpha_min.
@@ -293,7 +299,7 @@ class HabitDetector:
 
         ev = complete & trusted
         # Daily surge at close (if it did not open during the day), and close it.
-        bar = np.maximum(cfg.day_ratio * lv, lv + np.maximum(cfg.day_floor_kwh, cfg.day_z * lvdev))
+        bar = np.maximum(cfg.day_ratio * lv, lv + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
         was_open = (s["h_open"] & (1 << SURGE_D)) != 0
         late_surge = ev & (E >= bar) & ~was_open
         for j in np.flatnonzero(late_surge):
@@ -310,53 +316,74 @@ class HabitDetector:
         s["h_open"] &= np.uint16(~(1 << SURGE_D) & 0xFFFF)
         surge_day = was_open | late_surge
 
-        # Shape features of the finished day against the usual shape.
-        cor0 = _rowcorr(vec, mu)
-        cor_rev = _rowcorr(vec, mu[:, ::-1])
-        cv_day = vec.std(axis=1) / np.maximum(vec.mean(axis=1), 1e-6)
-        cv_usual = mu.std(axis=1) / np.maximum(mu.mean(axis=1), 1e-6)
+        # Shape: judged on the last few days' shape (EW of day vectors), not one noisy
+        # day. Attacks h4-h6 randomise, flatten or reverse the day every day, which a
+        # few-day average makes unmistakable; h2 zeroes a window of every day.
+        mix = (5 * s["h_mu"][:, 0] + 2 * s["h_mu"][:, 1]).astype(np.float64) / 7
+        rec = np.where(complete[:, None], (1 - cfg.recent_alpha) * s["h_recent"] + cfg.recent_alpha * vec,
+                       s["h_recent"]).astype(np.float64)
+        fresh_rec = (s["h_recent"].sum(axis=1) == 0) & complete
+        rec[fresh_rec] = vec[fresh_rec]
+        s["h_recent"] = rec
+        cor0 = _rowcorr(rec, mix)
+        cor_rev = _rowcorr(rec, mix[:, ::-1])
+        cv_rec = rec.std(axis=1) / np.maximum(rec.mean(axis=1), 1e-6)
+        cv_usual = mix.std(axis=1) / np.maximum(mix.mean(axis=1), 1e-6)
         base = s["h_base"].astype(np.float64)
         active = mu > np.maximum(2 * base[:, None], base[:, None] + 0.1)
-        zero = vec <= 1e-9
-        zrun = _longest_run(zero & active) * HOURS_PER_SLOT
-        corz = (s["h_cor"] - cor0) / np.maximum(s["h_cordev"], 0.05)
-        flat = np.clip(1 - cv_day / np.maximum(cv_usual, 1e-3), 0, 1)
-        score = (np.clip(corz, 0, 6)
-                 + 4 * np.clip(cor_rev - cor0, 0, 1) * (cor_rev > 0.3)
-                 + 4 * flat * (cv_usual > 0.3)
-                 + np.clip(zrun - cfg.zero_run_h, 0, 6) * 1.5)
-        score = np.where(ev & ~surge_day, score, 0.0)
-        dcu_prev = s["h_dcu"].copy()
-        s["h_dcu"] = np.maximum(0, s["h_dcu"] + score - cfg.distort_k)
-        s["h_dcuday"] = np.where((dcu_prev == 0) & (s["h_dcu"] > 0), day, s["h_dcuday"])
-        dist = ev & (s["h_dcu"] > cfg.distort_h) & ((s["h_open"] & (1 << DISTORT)) == 0)
+        zrun = _longest_run((vec <= 1e-9) & active) * HOURS_PER_SLOT
+        # Spread floored in correlation units: a home whose shape has been steady for
+        # weeks is not 'six spreads off' on an ordinary odd week.
+        corz = (s["h_cor"] - cor0) / np.maximum(1.25 * s["h_cordev"], cfg.cor_spread_floor)
+        corz = np.where(s["h_cor"] - cor0 >= cfg.cor_drop_min, corz, 0.0)
+        flat = np.clip(1 - cv_rec / np.maximum(cv_usual, 1e-3), 0, 1)
+        rev = (cor_rev - cor0 > cfg.reversal_gain) & (cor_rev > 0.3)
+        distorted = ev & ((corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
+                          | (zrun >= cfg.zero_run_h))
+        s["h_dcuday"] = np.where(distorted & (s["h_dcu"] == 0), day, s["h_dcuday"])
+        s["h_dcu"] = np.where(distorted, s["h_dcu"] + 1, np.where(ev, 0, s["h_dcu"]))
+        is_open = (s["h_open"] & (1 << DISTORT)) != 0
+        dist = ev & (s["h_dcu"] >= cfg.distort_days) & ~is_open
         for j in np.flatnonzero(dist):
-            indicators = {"shape_correlation": round(cor0[j], 3),
+            risk = float(min(1.0, 0.4 + 0.1 * max(corz[j], 0) + 0.3 * rev[j] + 0.3 * flat[j]
+                             + 0.05 * zrun[j]))
+            indicators = {"shape_correlation": round(float(cor0[j]), 3),
                           "usual_correlation": round(float(s["h_cor"][j]), 3),
-                          "reversed_correlation": round(cor_rev[j], 3),
-                          "flatness": round(flat[j], 3),
-                          "zero_hours_when_active": round(zrun[j], 1),
-                          "day_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2)}
+                          "correlation_drop_z": round(float(corz[j]), 2),
+                          "reversed_correlation": round(float(cor_rev[j]), 3),
+                          "flatness": round(float(flat[j]), 3),
+                          "zero_hours_when_active": round(float(zrun[j]), 1),
+                          "day_kwh": round(float(E[j]), 2), "usual_day_kwh": round(float(lv[j]), 2),
+                          "days": int(s["h_dcu"][j])}
             st_day = int(s["h_dcuday"][j]) or int(day[j])
-            self._emit(s, j, rows, batch, "theft", "profile_distortion", "open",
-                       day_start.get(st_day) or self.calendar.day_start_ts(st_day), out,
-                       score=min(1.0, float(s["h_dcu"][j]) / (2 * cfg.distort_h)),
-                       severity="warning", evidence={"risk": round(min(1.0, float(s["h_dcu"][j]) / (2 * cfg.distort_h)), 3),
-                                                     "indicators": indicators})
+            start = day_start.get(st_day) or self.calendar.day_start_ts(st_day)
+            self._emit(s, j, rows, batch, "theft", "profile_distortion", "open", start, out,
+                       score=risk, severity="warning",
+                       evidence={"risk": round(risk, 3), "indicators": indicators})
             s["h_open"][j] |= 1 << DISTORT
-            s["h_start"][j, DISTORT] = int(day_start.get(st_day) or self.calendar.day_start_ts(st_day))
-        undist = ((s["h_open"] & (1 << DISTORT)) != 0) & (s["h_dcu"] == 0) & ev
+            s["h_start"][j, DISTORT] = start
+            s["h_dclr"][j] = 0
+        # An open distortion alert closes after a few normal days in a row.
+        s["h_dclr"] = np.where(is_open & ev & ~distorted, s["h_dclr"] + 1,
+                               np.where(is_open & distorted, 0, s["h_dclr"]))
+        undist = is_open & (s["h_dclr"] >= cfg.clear_days)
         for j in np.flatnonzero(undist):
             self._emit(s, j, rows, batch, "theft", "profile_distortion", "close",
-                       int(s["h_start"][j, DISTORT]), out, evidence={"shape_correlation": round(cor0[j], 3)})
+                       int(s["h_start"][j, DISTORT]), out,
+                       evidence={"shape_correlation": round(float(cor0[j]), 3)})
             s["h_open"][j] &= ~(1 << DISTORT) & 0xFFFF
 
         # Level CUSUM on the log ratio to the slow reference.
         c = cfg.cusum_c_kwh
-        r = np.log((E + c) / (np.maximum(ref, 0.0) + c))
+        r_own = np.log((E + c) / (np.maximum(ref, 0.0) + c))
         # Surge days count too (winsorised below): a lasting rise starts with days that
         # look like surges, and leaving them out would understate "how much".
-        r = np.where(ev, r, 0.0)
+        r_own = np.where(ev, r_own, 0.0)
+        # Relative to the area: weather, holidays and seasons move the whole area's
+        # use together; a habit change or a theft moves one home against its peers.
+        peer_r = _peer_median(r_own, ev, areas.pos[rows] if len(areas.area) else None,
+                              cfg.peer_min)
+        r = r_own - peer_r
         # In units of the meter's own day-to-day variability: a steady home's 30% drop
         # is as telling as an erratic home's halving.
         # h_rdev is a mean absolute deviation; x1.25 makes it a standard deviation.
@@ -380,10 +407,11 @@ class HabitDetector:
         # Vacancy: days of nothing but base load.
         vac_day = ev & (E <= cfg.vacancy_factor * base * 24 + 0.3)
         s["h_vac"] = np.where(vac_day, s["h_vac"] + 1, np.where(ev, 0, s["h_vac"]))
-        peers = areas.st["ha_r"][areas.pos[rows]].astype(np.float64) if len(areas.area) else np.zeros(len(rows))
+        peers = peer_r
 
-        up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days)
-        dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days)
+        vacant = ((s["h_open"] & (1 << VACANT)) != 0) | (s["h_vac"] > 0)
+        up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
+        dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
         vac = ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
@@ -411,7 +439,8 @@ class HabitDetector:
                 s["h_open"][j] |= 1 << VACANT
                 s["h_start"][j, VACANT] = since_ts
             elif sign < 0 and change <= cfg.drop_max_ratio and peers[j] > cfg.peer_fall \
-                    and s["h_vac"][j] == 0 and not (s["h_open"][j] & (1 << DROP)):
+                    and s["h_vac"][j] == 0 and not (s["h_open"][j] & (1 << DROP)) \
+                    and int(day[j]) - since + 1 >= cfg.drop_min_days:
                 risk = min(1.0, (1 - change) * 1.2)
                 self._emit(s, j, rows, batch, "theft", "consumption_drop", "open", since_ts, out,
                            score=risk, severity="warning",
@@ -430,11 +459,14 @@ class HabitDetector:
                     s[f][j] = s[f][j] * scale
                 s["h_cup"][j] = s["h_cun"][j] = 0
                 s["h_settle"][j] = cfg.settle_days
-        unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & ~vac_day
+        # Occupied again: clearly above the vacancy level (hysteresis against flapping).
+        occupied = E > 2 * (cfg.vacancy_factor * base * 24 + 0.3)
+        unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & occupied
         for j in np.flatnonzero(unvac):
             self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",
                        int(s["h_start"][j, VACANT]), out, evidence={"day_kwh": round(E[j], 2)})
             s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
+            s["h_cup"][j] = s["h_cun"][j] = 0
         # A drop alert closes when the level is back near the old one.
         undrop = ((s["h_open"] & (1 << DROP)) != 0) & ev & (s["h_cup"] > cfg.cusum_h)
         for j in np.flatnonzero(undrop):
@@ -474,7 +506,7 @@ class HabitDetector:
         # Learn the day (level, spread, reference, base, shape stats) unless anomalous.
         settle = s["h_settle"].astype(np.float64)
         fast = np.where(settle > 0, 1.0 / (cfg.settle_days - settle + 2), 0.0)
-        learn = complete & (~surge_day | (settle > 0)) & (s["h_dcu"] == 0) & (s["h_vac"] == 0)
+        learn = complete & (~surge_day | (settle > 0)) & (s["h_vac"] == 0) & ~distorted
         nd = s["h_ndays"][ri, dt].astype(np.float64)
         a = np.maximum(np.maximum(1.0 / (nd + 1), 0.1), fast) * learn
         # Current values: a reported change may have just re-baselined them.
@@ -497,9 +529,10 @@ class HabitDetector:
         s["h_ref"][ri, dt] = cur + ar * (E - cur)
         dmin = np.where(complete, vec.min(axis=1), base)
         s["h_base"] = base + np.where(learn, np.maximum(1 / (nd + 1), 0.1), 0) * (dmin - base)
-        ac = np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0)
-        s["h_cor"] = s["h_cor"] + ac * (cor0 - s["h_cor"])
+        normal_shape = learn & ~distorted & ((s["h_open"] & (1 << DISTORT)) == 0)
+        ac = np.where(normal_shape, np.maximum(1 / (nd + 1), 0.05), 0)
         s["h_cordev"] = s["h_cordev"] + ac * (np.abs(cor0 - s["h_cor"]) - s["h_cordev"])
+        s["h_cor"] = s["h_cor"] + ac * (cor0 - s["h_cor"])
         s["h_ndays"][ri, dt] = np.where(complete, np.minimum(nd + 1, 30000), nd)
         s["h_settle"] = np.where(complete & (s["h_settle"] > 0) & ~(up | dn), s["h_settle"] - 1,
                                  s["h_settle"])
@@ -510,7 +543,7 @@ class HabitDetector:
         # Peers' trend for the consumption-drop test: the area's mean daily log ratio.
         if len(areas.area) and ev.any():
             pos = areas.pos[rows][ev]
-            sums = np.bincount(pos, weights=r[ev], minlength=len(areas.area))
+            sums = np.bincount(pos, weights=r_own[ev], minlength=len(areas.area))
             cnt = np.bincount(pos, minlength=len(areas.area))
             has = cnt > 0
             m = np.where(has, sums / np.maximum(cnt, 1), 0)
@@ -526,7 +559,9 @@ class HabitDetector:
         dates = [date.fromordinal(int(d)) for d in day]
         dim = np.array([monthrange(d.year, d.month)[1] for d in dates], np.float64)
         mday = s["h_msec"] / 86400.0
-        usual_daily = s["h_ref"].mean(axis=1).astype(np.float64)
+        # Against the habit as the month began: a level re-baselined mid-month (a drop)
+        # must not make the early, higher days look like a coming big bill.
+        usual_daily = np.where(s["h_mref"] > 0, s["h_mref"], s["h_ref"].mean(axis=1)).astype(np.float64)
         usual_month = usual_daily * dim
         proj = s["h_mkwh"] + usual_daily * np.maximum(dim - mday, 0)
         trusted = s["h_ndays"].sum(axis=1) >= max(cfg.min_days, 28)
@@ -593,6 +628,18 @@ class HabitDetector:
                                int(st["h_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
                                evidence(j)))
             st["h_open"][j] &= ~(1 << cond) & 0xFFFF
+
+
+def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peers: int) -> np.ndarray:
+    """Each row's area median of today's log ratio (0 where too few peers reported)."""
+    out = np.zeros(len(r))
+    if pos is None:
+        return out
+    for a in np.unique(pos):
+        sel = (pos == a) & ev
+        if sel.sum() >= min_peers:
+            out[pos == a] = np.median(r[sel])
+    return out
 
 
 def _longest_run(mask: np.ndarray) -> np.ndarray:

@@ -76,9 +76,12 @@ class PhysicalDetector:
         pf_used = np.where(np.isnan(pf), 0.9, np.abs(pf))
         implied = v * i * pf_used * phases * hours / 1000.0
         have = ~np.isnan(implied) & customer
-        mism = have & (implied >= cfg.mismatch_min_kwh) & (kwh < (1 - cfg.mismatch_tol) * implied)
+        # The current flows both ways: a solar customer exporting shows current with
+        # zero import. Metered throughput is import plus export.
+        through = kwh + np.nan_to_num(batch.kwh_export)
+        mism = have & (implied >= cfg.mismatch_min_kwh) & (through < (1 - cfg.mismatch_tol) * implied)
         st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
-        st["x_missing"] += np.where(mism, implied - kwh, 0.0)
+        st["x_missing"] += np.where(mism, implied - through, 0.0)
         self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, have & ~mism, batch,
                     "theft", "energy_mismatch", out,
                     start=ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
@@ -94,7 +97,7 @@ class PhysicalDetector:
         st["x_missing"][~mism & have] = 0
 
         # Zero energy while the meter sees voltage and current.
-        zv = customer & (kwh == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
+        zv = customer & (through == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
             np.isnan(i) | (i >= cfg.zero_current_a))
         st["x_zv_run"] = np.where(zv, st["x_zv_run"] + 1, 0)
         strong = ~np.isnan(i)

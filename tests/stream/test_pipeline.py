@@ -45,8 +45,9 @@ def free_port() -> int:
 class Env:
     """One isolated pipeline: its own app id and topic names on the shared broker."""
 
-    def __init__(self, bootstrap: str, tmp: Path, **sim_kw) -> None:
+    def __init__(self, bootstrap: str, tmp: Path, store: str = "memory", **sim_kw) -> None:
         self.bootstrap = bootstrap
+        self.store = store
         self.tmp = tmp
         tag = uuid.uuid4().hex[:8]
         self.app_id = f"mw-{tag}"
@@ -69,6 +70,7 @@ class Env:
                  METERWATCH_REGISTRY=str(self.registry_path),
                  METERWATCH_DATA_DIR=str(self.tmp / "data"),
                  METERWATCH_WEB_PORT=str(web_port), METERWATCH_LOG_LEVEL="warning",
+                 METERWATCH_STORE=self.store,
                  METERWATCH_MAX_FUTURE_S=str(10 * 365 * 86400.0))
         return e
 
@@ -211,8 +213,9 @@ def _scenario(sim: FleetSimulator) -> None:
     sim.inject("comm_gap", m[7], "2026-03-05T00:00:00+08:00", "2026-03-05T06:00:00+08:00")
 
 
-def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tmp_path):
-    env = Env(kafka_bootstrap, tmp_path)
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tmp_path, store):
+    env = Env(kafka_bootstrap, tmp_path, store=store)
     _scenario(env.sim)
     days = 8
     res, expected, reg, n_readings = reference(env, days)

@@ -61,7 +61,10 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         web_port=settings.web_port,
         web_in_thread=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
-        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        # Per-partition fetch size: modest, so a backlog is applied while it is read
+        # rather than after. A larger single message is still returned whole by the
+        # broker (record batches beyond the limit come back alone).
+        consumer_max_fetch_size=1024 * 1024,
         producer_acks=-1,
         broker_commit_every=1000,
         broker_commit_interval=1.0,

@@ -160,8 +160,8 @@ def load_settings(
                 raise SettingsError(f"config file {path}: unknown setting {k!r}")
             values[k] = (v, f"config file {path}")
     for k, v in env.items():
-        if not k.startswith(PREFIX) or k == PREFIX + "CONFIG":
-            continue
+        if not k.startswith(PREFIX) or k in (PREFIX + "CONFIG", PREFIX + "KAFKA_CACHE"):
+            continue  # read by the loader itself / by stream.kafka_local
         name = k[len(PREFIX):].lower()
         if name not in known:
             # A typo'd variable would otherwise be ignored in silence.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -33,10 +34,12 @@ class _Blob(msgspec.Struct, array_like=True):
     area_record: bytes
 
 
+@lru_cache(maxsize=64)
 def _descr(dt: np.dtype) -> str:
     return json.dumps(dt.descr)
 
 
+@lru_cache(maxsize=64)
 def _key(descr: str) -> str:
     return hashlib.blake2b(descr.encode(), digest_size=8).hexdigest()
 

@@ -45,10 +45,55 @@ def _deadletter(stage: str, event, exc: BaseException) -> bytes:
     })
 
 
+def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException) -> bytes:
+    try:
+        payload, enc = m.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        import base64
+
+        payload, enc = base64.b64encode(m.value).decode("ascii"), "base64"
+    return _enc.encode({
+        "stage": stage, "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+        "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
+        "payload_encoding": enc, "payload": payload, "at": time.time(),
+    })
+
+
 def register(rt: Runtime) -> None:
-    app, topics, tables = rt.app, rt.topics, rt.tables
+    app, topics = rt.app, rt.topics
     s = rt.settings
     cache: dict[bytes, tuple[bytes, object]] = {}
+
+    async def ingest_batch(msgs: list[SourceMessage]) -> list:
+        """Validate, re-key by area, publish; the futures of the broker's acks."""
+        try:
+            res = rt.ingestor.handle(msgs)
+        except Exception as exc:  # a bug: keep every message for replay
+            log.exception("ingest failed on %d messages", len(msgs))
+            futs = []
+            for m in msgs:
+                M.deadletter.labels(stage="ingest").inc()
+                futs.append(await topics.deadletter.send(value=_deadletter_raw("ingest", m, exc)))
+            return futs
+        futs = [await topics.by_area.send(key=area_id.encode(), value=batch)
+                for area_id, batch in res.area_batches]
+        futs += [await topics.rejected.send(value=rec) for rec in res.rejected]
+        return futs
+
+    if s.ingest == "direct":
+        @app.task
+        async def ingest_direct():
+            await _direct_ingest(rt, ingest_batch)
+    else:
+        register_faust_ingest(rt, ingest_batch)
+
+    _register_process(rt, cache)
+    _register_timers(rt, cache)
+
+
+def register_faust_ingest(rt: Runtime, ingest_batch) -> None:
+    app, topics = rt.app, rt.topics
 
     @app.agent(topics.readings, name="ingest")
     async def ingest(stream):
@@ -58,18 +103,47 @@ def register(rt: Runtime) -> None:
             msgs = [SourceMessage(bytes(e.value or b""), e.message.topic, e.message.partition,
                                   e.message.offset, int((e.message.timestamp or time.time()) * 1000))
                     for e in events]
-            try:
-                res = rt.ingestor.handle(msgs)
-            except Exception as exc:  # a bug: keep every message for replay
-                log.exception("ingest failed on %d messages", len(events))
-                for e in events:
-                    M.deadletter.labels(stage="ingest").inc()
-                    await topics.deadletter.send(value=_deadletter("ingest", e, exc))
+            await asyncio.gather(*await ingest_batch(msgs))
+
+
+async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
+    """Stateless ingest on a plain consumer: poll a batch, publish the area batches and
+    rejects, wait for the broker's acks, then commit. A crash before the commit means
+    the batch is read again; downstream drops what was already applied."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    s = rt.settings
+    consumer = AIOKafkaConsumer(
+        s.readings_topic, bootstrap_servers=s.broker, group_id=f"{s.app_id}-ingest",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=s.ingest_max_records)
+            if not batch:
                 continue
-            for area_id, batch in res.area_batches:
-                await topics.by_area.send(key=area_id.encode(), value=batch)
-            for rec in res.rejected:
-                await topics.rejected.send(value=rec)
+            msgs = [SourceMessage(m.value or b"", m.topic, m.partition, m.offset,
+                                  m.timestamp or int(time.time() * 1000))
+                    for records in batch.values() for m in records]
+            # Waiting for the acks before the next poll keeps polls large (cheap per
+            # reading); overlapping them made batches small and cost more (measured).
+            await asyncio.gather(*await ingest_batch(msgs))
+            await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                                   for tp, records in batch.items() if records})
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # Nothing was committed past what was published: stop the worker rather than
+        # carry on with a broken consumer or producer.
+        log.exception("direct ingest failed; stopping the worker")
+        await rt.app.crash(exc)
+    finally:
+        await consumer.stop()
+
+
+def _register_process(rt: Runtime, cache: dict) -> None:
+    app, topics, tables = rt.app, rt.topics, rt.tables
 
     @app.agent(topics.by_area, name="process")
     async def process(stream):
@@ -99,6 +173,12 @@ def register(rt: Runtime) -> None:
                 M.deadletter.labels(stage="process").inc()
                 cache.pop(key, None)  # the in-memory state may be half-updated
                 await topics.deadletter.send(value=_deadletter("process", event, exc))
+
+
+
+def _register_timers(rt: Runtime, cache: dict) -> None:
+    app = rt.app
+    s = rt.settings
 
     @app.timer(s.registry_reload_s)
     async def reload_registry():

@@ -83,6 +83,11 @@ class Settings:
     voltage_standard: str = field(
         default="gbt12325", metadata={"check": _choice("gbt12325", "en50160", "ansi_c84_1")}
     )
+    # Ingest path: "direct" reads ami.readings with aiokafka getmany batches (stateless,
+    # commit after the re-keyed batches are acknowledged); "faust" uses a Faust agent,
+    # whose per-message path costs ~270 us CPU (see bench/README.md).
+    ingest: str = field(default="direct", metadata={"check": _choice("direct", "faust")})
+    ingest_max_records: int = field(default=5000, metadata={"check": _positive})
     # Validation limits.
     max_message_bytes: int = field(default=4 * 1024 * 1024, metadata={"check": _positive})
     max_future_s: float = field(default=300.0, metadata={"check": _positive})

@@ -131,6 +131,11 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             await asyncio.gather(*await ingest_batch(msgs))
             await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
                                    for tp, records in batch.items() if records})
+            for tp, records in batch.items():
+                hw = consumer.highwater(tp)
+                if hw is not None and records:
+                    M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                        max(0, hw - records[-1].offset - 1))
     except asyncio.CancelledError:
         raise
     except Exception as exc:

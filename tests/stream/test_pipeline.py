@@ -228,6 +228,14 @@ def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tm
         assert sent > 0
         applied = env.wait_applied([port], n_readings)
         assert applied == n_readings
+        # The control room sees the ingest consumer's lag per partition, caught up.
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("meterwatch_consumer_lag_messages{")
+                and f'topic="{env.topics["readings"]}"' in line]
+        assert lags and all(v == 0 for v in lags)
         got = env.read(env.topics["alerts"], min_count=len(expected))
         assert alert_keys(got) == expected
         assert env.read(env.topics["dead"], idle_s=1) == []

@@ -114,22 +114,20 @@ class Engine:
         return self.dtype.itemsize
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
-        new = st["e_init"] == 0
+        self._init_rows(st, meters, "e_init", "init")
+
+    def _init_new_areas(self, ast: np.ndarray, areas: np.ndarray) -> None:
+        self._init_rows(ast, areas, "ea_init", "init_area")
+
+    def _init_rows(self, st: np.ndarray, ids: np.ndarray, flag: str, method: str) -> None:
+        """Let every detector fill the rows not initialised yet (new meters/areas)."""
+        new = st[flag] == 0
         if new.any():
             sub = st[new]
             for d in self.detectors:
-                d.init(sub, self.fleet, meters[new])
-            sub["e_init"] = 1
+                getattr(d, method)(sub, self.fleet, ids[new])
+            sub[flag] = 1
             st[new] = sub
-
-    def _init_new_areas(self, ast: np.ndarray, areas: np.ndarray) -> None:
-        new = ast["ea_init"] == 0
-        if new.any():
-            sub = ast[new]
-            for d in self.detectors:
-                d.init_area(sub, self.fleet, areas[new])
-            sub["ea_init"] = 1
-            ast[new] = sub
 
     # -- processing ----------------------------------------------------------------
     def process(self, rows: np.ndarray, cols: np.ndarray, st: np.ndarray, ast: np.ndarray,

@@ -28,24 +28,14 @@ _enc = msgspec.json.Encoder()
 
 
 def _deadletter(stage: str, event, exc: BaseException) -> bytes:
-    value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
-    try:
-        payload, enc = bytes(value).decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        import base64
-
-        payload, enc = base64.b64encode(value).decode("ascii"), "base64"
     m = event.message
-    return _enc.encode({
-        "stage": stage, "error": f"{type(exc).__name__}: {exc}",
-        "traceback": "".join(traceback.format_exception(exc))[-8000:],
-        "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
-        "key": (event.key or b"").decode("utf-8", "replace") if isinstance(event.key, bytes) else None,
-        "payload_encoding": enc, "payload": payload, "at": time.time(),
-    })
+    value = event.value if isinstance(event.value, (bytes, bytearray)) else b""
+    return _deadletter_raw(stage, SourceMessage(bytes(value), m.topic, m.partition, m.offset, 0),
+                           exc, key=event.key)
 
 
-def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException) -> bytes:
+def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException, key=None) -> bytes:
+    """The dead-letter record: the original bytes, where they came from, and the error."""
     try:
         payload, enc = m.value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -56,6 +46,7 @@ def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException) -> bytes:
         "stage": stage, "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc))[-8000:],
         "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
+        "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
         "payload_encoding": enc, "payload": payload, "at": time.time(),
     })
 

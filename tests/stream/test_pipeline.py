@@ -405,3 +405,39 @@ def test_every_bad_input_class_is_rejected_with_its_reason(kafka_bootstrap, tmp_
         assert env.read(env.topics["dead"], idle_s=1) == []
     finally:
         env.stop_all()
+
+
+def test_an_agent_error_is_dead_lettered_with_the_original_bytes_and_the_worker_goes_on(
+        kafka_bootstrap, tmp_path):
+    # Faust acks an event even when the agent raises; the agent must keep the message
+    # itself. A corrupt message on the internal by-area topic makes processing fail.
+    env = Env(kafka_bootstrap, tmp_path)
+    days = 1
+    n = len(list(r for _, v in env.messages(days) for r in json.loads(v)["readings"]))
+    try:
+        _, port = env.start_worker()
+        garbage = b"\xff\x00 not an area batch"
+
+        async def corrupt():
+            prod = AIOKafkaProducer(bootstrap_servers=env.bootstrap)
+            await prod.start()
+            try:
+                await (await prod.send(env.topics["byarea"], key=env.sim.area_ids[0].encode(),
+                                       value=garbage))
+            finally:
+                await prod.stop()
+        asyncio.run(corrupt())
+        env.publish(env.messages(days))
+        assert env.wait_applied([port], n) == n  # the worker went on
+        dead = [json.loads(m.value) for m in env.read(env.topics["dead"], min_count=1)]
+        assert len(dead) == 1
+        d = dead[0]
+        assert d["stage"] == "process" and d["source"]["topic"] == env.topics["byarea"]
+        assert d["payload_encoding"] == "base64"
+        import base64
+
+        assert base64.b64decode(d["payload"]) == garbage
+        assert "Traceback" in d["traceback"] and d["error"]
+        assert env.metric(port, 'meterwatch_deadletter_total{stage="process"}') == 1
+    finally:
+        env.stop_all()

@@ -114,7 +114,23 @@ class Engine:
         return self.dtype.itemsize
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
+        new = st["e_init"] == 0
+        if not new.any():
+            return
         self._init_rows(st, meters, "e_init", "init")
+        # A new customer among customers with history starts from its area peers'
+        # habits (same tariff class) rather than the generic tariff shape.
+        trusted = ~new & (st["h_ndays"].sum(axis=1) >= self.habit.config.min_days)
+        if not trusted.any():
+            return
+        area, tariff = self.fleet.area[meters], self.fleet.tariff[meters]
+        for a, t in {(int(x), int(y)) for x, y in zip(area[new], tariff[new])}:
+            peers = trusted & (area == a) & (tariff == t)
+            if peers.any():
+                idx = np.flatnonzero(new & (area == a) & (tariff == t))
+                sub = st[idx]
+                self.habit.seed_from_peers(sub, st[peers])
+                st[idx] = sub
 
     def _init_new_areas(self, ast: np.ndarray, areas: np.ndarray) -> None:
         self._init_rows(ast, areas, "ea_init", "init_area")

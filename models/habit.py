@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from calendar import monthrange
-from dataclasses import asdict
 from datetime import date
 
 import numpy as np
@@ -112,11 +111,7 @@ class HabitDetector:
         ("h_start", "<i8", (N_COND,)),  # start ts per condition
         ("h_peak", "<f4", (N_COND,)),  # last reported magnitude per condition
     )
-    area_fields = (
-        ("ha_r", "<f4"),  # EW of the area's mean daily log ratio (peers' trend)
-        ("ha_lv", "<f4"),  # EW of the area's mean daily energy per meter
-        ("ha_n", "<i4"),
-    )
+    area_fields = ()  # peers are judged by today's area median, computed at day close
 
     def __init__(self, config: HabitConfig | None = None,
                  calendar: LocalCalendar | None = None) -> None:
@@ -143,7 +138,7 @@ class HabitDetector:
         st["h_shift"] = 0
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
-        ast["ha_r"] = 0.0
+        pass
 
     def seed_from_peers(self, st: np.ndarray, peers: np.ndarray) -> None:
         """Start new meters from their peers' mean profile (peers: state rows with
@@ -154,8 +149,8 @@ class HabitDetector:
             st["h_lv"] = peers["h_lv"].mean(axis=0)
             st["h_ref"] = st["h_lv"]
             st["h_lvdev"] = peers["h_lvdev"].mean(axis=0)
-            st["h_q"] = np.median(peers["h_q"])
-            st["h_base"] = np.median(peers["h_base"])
+            for f in ("h_q", "h_base", "h_pk", "h_pkdev", "h_rdev", "h_cor", "h_cordev"):
+                st[f] = np.median(peers[f])
 
     # -- per interval ----------------------------------------------------------------
     def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
@@ -540,17 +535,6 @@ class HabitDetector:
         s["h_day"] = 0  # so the caller's reset sees a fresh day
         st[rows] = s
 
-        # Peers' trend for the consumption-drop test: the area's mean daily log ratio.
-        if len(areas.area) and ev.any():
-            pos = areas.pos[rows][ev]
-            sums = np.bincount(pos, weights=r_own[ev], minlength=len(areas.area))
-            cnt = np.bincount(pos, minlength=len(areas.area))
-            has = cnt > 0
-            m = np.where(has, sums / np.maximum(cnt, 1), 0)
-            areas.st["ha_r"] = np.where(has, areas.st["ha_r"] + 0.2 * (m - areas.st["ha_r"]),
-                                        areas.st["ha_r"])
-            areas.st["ha_n"] += has
-
     def _check_bill(self, s: np.ndarray, rows: np.ndarray, batch: Batch, day: np.ndarray,
                     ev: np.ndarray, out: list[Finding]) -> None:
         """Project this month's use from month-to-date plus the usual rest of the month,
@@ -655,7 +639,3 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
 
 def _iso_day(ordinal: int) -> str:
     return date.fromordinal(int(ordinal)).isoformat() if ordinal > 0 else ""
-
-
-def config_dict(det: HabitDetector) -> dict:
-    return asdict(det.config)

@@ -114,6 +114,13 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             batch = await consumer.getmany(timeout_ms=200, max_records=s.ingest_max_records)
             if not batch:
                 continue
+            # Lag as of this poll, set before the batch flows on (so it is never older
+            # than what downstream has applied).
+            for tp, records in batch.items():
+                hw = consumer.highwater(tp)
+                if hw is not None and records:
+                    M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                        max(0, hw - records[-1].offset - 1))
             msgs = [SourceMessage(m.value or b"", m.topic, m.partition, m.offset,
                                   m.timestamp or int(time.time() * 1000))
                     for records in batch.values() for m in records]
@@ -122,11 +129,6 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             await asyncio.gather(*await ingest_batch(msgs))
             await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
                                    for tp, records in batch.items() if records})
-            for tp, records in batch.items():
-                hw = consumer.highwater(tp)
-                if hw is not None and records:
-                    M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                        max(0, hw - records[-1].offset - 1))
     except asyncio.CancelledError:
         raise
     except Exception as exc:

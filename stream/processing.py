@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -61,9 +60,9 @@ class Ingestor:
         readings: list = []
         src: list[int] = []  # message index per reading
         pos: list[int] = []  # position within its message
+        M.messages_consumed.inc(len(msgs))
+        M.message_bytes.inc(sum(len(m.value) for m in msgs))
         for k, m in enumerate(msgs):
-            M.messages_consumed.inc()
-            M.message_bytes.inc(len(m.value))
             if len(m.value) > limit:
                 self._reject(res, m, Reject("payload_too_large",
                                             f"{len(m.value)} bytes > limit {limit}"), now)
@@ -127,10 +126,17 @@ class Processor:
                              voltage_standard=settings.voltage_standard)
         self.zone = ZoneInfo(settings.timezone)
         self.area_labels = M.AreaLabels(settings.metrics_areas_max)
+        self._customers_per_area = self._count_customers(registry)
+
+    @staticmethod
+    def _count_customers(registry: Registry) -> np.ndarray:
+        f = registry.fleet
+        return np.bincount(f.area[~f.is_area_meter], minlength=len(f.area_id))
 
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
         self.engine.set_fleet(registry.fleet)
+        self._customers_per_area = self._count_customers(registry)
 
     def new_state(self, area_id: str) -> AreaState:
         return AreaState.empty(area_id, self.engine.dtype, self.engine.area_dtype)
@@ -198,9 +204,10 @@ class Processor:
         if out.applied:
             M.latency_applied.observe(delay)
         label = self.area_labels(msg.area_id)
-        n_reg = int((fleet.area == area).sum() - (1 if area in self.registry.area_meter else 0))
+        n_reg = int(self._customers_per_area[area])
         if n_reg:
-            M.meters_reporting.labels(area=label).set(min(1.0, len(meters) / n_reg))
+            reporting = int((~fleet.is_area_meter[meters]).sum())
+            M.meters_reporting.labels(area=label).set(min(1.0, reporting / n_reg))
         v = cols["voltage"]
         have_v = ~np.isnan(v)
         if have_v.any():
@@ -230,7 +237,3 @@ class Processor:
             M.latency_alert.observe(delay)
         M.batch_seconds.observe(time.perf_counter() - t0)
         return res
-
-
-def alert_payload(alert: dict[str, Any]) -> bytes:
-    return json_encode(alert)

@@ -1,6 +1,7 @@
 """The engine's meter-data validation: each reading's effect happens exactly once."""
 
 import numpy as np
+import pytest
 
 from models.base import READING_DTYPE, Fleet
 from models.config import DetectorConfig
@@ -115,3 +116,23 @@ def test_same_input_same_output():
             outs += m.feed(cols(T0 + 900 * k, kwh=float(rng.gamma(2, 0.1)))).findings
         return [(f.type, f.subtype, f.action, f.start, f.ts) for f in outs], m.st.tobytes()
     assert once() == once()
+
+
+def test_a_new_customer_starts_from_its_area_peers_habits_not_the_generic_shape():
+    fleet = Fleet.simple(5)
+    eng = Engine(fleet)
+    st = eng.new_state(5)
+    ast = eng.new_area_state(1)
+    # Four customers with a month of history using ~20 kWh on workdays, 25 on off-days.
+    eng._init_new(st[:4], np.arange(4))  # as if seen before
+    st["h_ndays"][:4] = (22, 8)
+    st["h_lv"][:4] = (20.0, 25.0)
+    st["h_mu"][:4] = 0.8
+    c = cols(T0, n=5)
+    eng.process(np.arange(5), c, st, ast, np.arange(5), np.array([0]))
+    assert st["h_lv"][4] == pytest.approx([20.0, 25.0])
+    assert st["h_mu"][4].mean() == pytest.approx(0.8, rel=0.05)
+    # The generic residential seed would have been far smaller.
+    fresh = eng.new_state(1)
+    eng._init_new(fresh, np.array([0]))
+    assert fresh["h_lv"][0][0] < 15

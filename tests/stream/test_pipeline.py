@@ -231,11 +231,15 @@ def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tm
         # The control room sees the ingest consumer's lag per partition, caught up.
         import urllib.request
 
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith("meterwatch_consumer_lag_messages{")
-                and f'topic="{env.topics["readings"]}"' in line]
-        assert lags and all(v == 0 for v in lags)
+        def lags():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("meterwatch_consumer_lag_messages{")
+                    and f'topic="{env.topics["readings"]}"' in line]
+        deadline = time.monotonic() + 10
+        while not (lags() and all(v == 0 for v in lags())) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert lags() and all(v == 0 for v in lags())
         got = env.read(env.topics["alerts"], min_count=len(expected))
         assert alert_keys(got) == expected
         assert env.read(env.topics["dead"], idle_s=1) == []

@@ -102,6 +102,7 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     rejects, wait for the broker's acks, then commit. A crash before the commit means
     the batch is read again; downstream drops what was already applied."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import CommitFailedError
 
     s = rt.settings
     consumer = AIOKafkaConsumer(
@@ -127,8 +128,14 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             # Waiting for the acks before the next poll keeps polls large (cheap per
             # reading); overlapping them made batches small and cost more (measured).
             await asyncio.gather(*await ingest_batch(msgs))
-            await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
-                                   for tp, records in batch.items() if records})
+            try:
+                await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                                       for tp, records in batch.items() if records})
+            except CommitFailedError as e:
+                # The group rebalanced (a worker joined or left) while this batch was
+                # published: its new owner re-reads from the last commit and the
+                # process agent drops what was already applied. Not a reason to stop.
+                log.warning("ingest commit lost to a rebalance; the batch will be re-read: %s", e)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

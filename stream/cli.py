@@ -382,7 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("evaluate", help="measure detection quality (see `meterwatch evaluate -h`)",
                    add_help=False)
     sub.add_parser("kafka", help="local broker: start|stop|status|fetch", add_help=False)
+    sub.add_parser("notify", help="route alerts to managers and the control room "
+                   "(see `meterwatch notify -h`)", add_help=False)
+    sub.add_parser("console", help="account manager console (see `meterwatch console -h`)",
+                   add_help=False)
+    sub.add_parser("users", help="console accounts: add, passwd, list (see `meterwatch users -h`)",
+                   add_help=False)
     return p
+
+
+def _delegate(name: str, rest: list[str]) -> None:
+    # Services with their own argument parsers, imported only when asked for.
+    if name == "notify":
+        from stream.notify.cli import main as run
+    else:  # console, users
+        from stream.console.cli import main as run
+
+        rest = [name] + rest
+    run(rest)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,6 +409,13 @@ def main(argv: list[str] | None = None) -> None:
         if name in argv[:2]:
             i = argv.index(name)
             fn(None, argv[i + 1:])
+            return
+    for name in ("notify", "console", "users"):
+        if name in argv[:3]:
+            i = argv.index(name)
+            if argv[:i]:  # --config FILE before the command
+                os.environ.setdefault("METERWATCH_CONFIG", argv[i - 1])
+            _delegate(name, argv[i + 1:])
             return
     args = build_parser().parse_args(argv)
     {"demo": cmd_demo, "worker": cmd_worker, "simulate": cmd_simulate, "replay": cmd_replay,

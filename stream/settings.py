@@ -100,6 +100,45 @@ class Settings:
         default="info", metadata={"check": _choice("debug", "info", "warning", "error")}
     )
 
+    # --- Alert store (shared by the notifier and the console) -------------------------
+    # SQLAlchemy URL: sqlite:///path (default, under data_dir) or
+    # postgresql+psycopg://user@host:port/db. Same code for both.
+    db_url: str = ""
+    # --- Notifier (`meterwatch notify`) -------------------------------------------------
+    # Account managers and their channels (CSV: manager_id, name, email, webhook_url,
+    # language, quiet_hours, digest). See stream/notify/.
+    managers: str = ""
+    notify_group: str = "meterwatch-notify"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = field(default=25, metadata={"check": _port})
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False, metadata={"secret": True})
+    smtp_starttls: bool = False
+    smtp_from: str = "meterwatch@localhost"
+    # One HMAC-SHA256 key signs every webhook body; receivers verify with it.
+    webhook_secret: str = field(default="", repr=False, metadata={"secret": True})
+    # Prometheus Alertmanager base URL (v2 API), for control-room alerts; empty = off.
+    alertmanager_url: str = ""
+    # Control room's own channels (besides Alertmanager).
+    control_room_email: str = ""
+    control_room_webhook: str = ""
+    # Link base for alert pages in messages, e.g. https://meterwatch.example/console
+    console_url: str = "http://127.0.0.1:6080"
+    notify_retry_initial_s: float = field(default=5.0, metadata={"check": _positive})
+    notify_retry_max_s: float = field(default=300.0, metadata={"check": _positive})
+    # A critical alert unacknowledged this long is escalated to the control room.
+    escalate_after_s: float = field(default=3600.0, metadata={"check": _positive})
+    # Updates of an open alert are batched into one digest per this period.
+    update_digest_s: float = field(default=3600.0, metadata={"check": _positive})
+    # --- Console (`meterwatch console`) -------------------------------------------------
+    console_host: str = "127.0.0.1"
+    console_port: int = field(default=6080, metadata={"check": _port})
+    session_secret: str = field(default="", repr=False, metadata={"secret": True})
+    # Cookies marked Secure (turn off only for plain-http local use).
+    cookie_secure: bool = True
+    # Workers' web address, for a customer's live profile (Faust routes to the owner).
+    worker_url: str = "http://127.0.0.1:6066"
+
     @property
     def kafka_url(self) -> str:
         return "kafka://" + ";".join(self.broker.split(","))

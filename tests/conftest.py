@@ -23,3 +23,34 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
         yield kafka.bootstrap
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (Debian's package) for the session; yields its URL."""
+    from tests.support.postgres import LocalPostgres
+
+    pg = LocalPostgres().start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Each database the alert store supports: a SQLite file and a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meterwatch.db'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = request.getfixturevalue("postgres_url")
+    name = "t_" + uuid.uuid4().hex[:12]
+    eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(sa.text(f"CREATE DATABASE {name}"))
+    eng.dispose()
+    yield base.rsplit("/", 1)[0] + "/" + name

@@ -1,0 +1,558 @@
+"""The alert store: what happened to each alert after the pipeline raised it.
+
+The notifier writes alerts into it as they arrive on ``meterwatch.alerts`` and keeps its
+delivery outbox here; the console reads alerts from it and records what people did
+(acknowledged, resolved with an outcome, notes), with an audit log of who did what.
+
+One schema, two databases through SQLAlchemy Core: SQLite by default (a file under the
+data folder, WAL mode so the notifier and the console can share it) and PostgreSQL when
+``METERWATCH_DB_URL`` says so. SQLAlchemy is used because it renders the same statements
+for both dialects (upserts, autoincrement, types), which hand-written SQL would fork.
+
+Times the store creates are epoch seconds (floats, sortable in both databases); the
+alert record itself keeps its ISO timestamps as the pipeline wrote them.
+
+>>> s = AlertStore("sqlite://")
+>>> a = {"id": "a1", "type": "surge", "subtype": "daily", "status": "open",
+...      "severity": "warning", "scope": "meter", "meter_id": "m1", "customer_id": "c1",
+...      "area_id": "A", "start": "2026-01-05T00:00:00+00:00",
+...      "detected_at": "2026-01-05T18:00:00+00:00", "score": 3.1, "evidence": {},
+...      "message": {"en": "Today 38 kWh", "zh-CN": "今日 38 kWh"}}
+>>> s.ingest(a, manager_id="mgr1", now=100.0).kind
+'new'
+>>> s.ingest(a, manager_id="mgr1", now=101.0).kind  # redelivered: nothing changes
+'duplicate'
+>>> s.get_alert("a1")["state"]
+'new'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+STATES = ("new", "acknowledged", "resolved")
+ROLES = ("manager", "control_room", "engineer", "admin")
+# What a person found when they followed an alert up; `meterwatch evaluate` reads these
+# back as labels (confirmed_* are true positives, false_alarm a false one).
+OUTCOMES = ("confirmed_theft", "confirmed_fault", "confirmed_usage_change",
+            "customer_contacted", "site_visit_done", "false_alarm", "duplicate", "other")
+DELIVERY_STATES = ("pending", "held", "sent", "dead")
+
+metadata = sa.MetaData()
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("subtype", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("severity_rank", sa.Integer, nullable=False),
+    sa.Column("scope", sa.String(8), nullable=False),
+    sa.Column("meter_id", sa.String(64)),
+    sa.Column("customer_id", sa.String(64)),
+    sa.Column("area_id", sa.String(64)),
+    # The account manager responsible (from the registry at first sight); None for
+    # subjects no manager looks after. Console isolation filters on it.
+    sa.Column("manager_id", sa.String(64)),
+    # Condition as the pipeline reports it: open until a "closed" message arrives.
+    sa.Column("status", sa.String(8), nullable=False),
+    # Workflow: new -> acknowledged -> resolved (by people, in the console).
+    sa.Column("state", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("start_ts", sa.Float, nullable=False),
+    sa.Column("detected_ts", sa.Float, nullable=False),
+    sa.Column("first_seen_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("messages", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("record", sa.Text, nullable=False),  # latest alert message, JSON
+    sa.Column("acknowledged_by", sa.String(64)),
+    sa.Column("acknowledged_at", sa.Float),
+    sa.Column("resolved_by", sa.String(64)),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("outcome", sa.String(32)),
+    sa.Index("ix_alerts_manager_state", "manager_id", "state"),
+    sa.Index("ix_alerts_customer", "customer_id"),
+    sa.Index("ix_alerts_detected", "detected_ts"),
+)
+
+# One row per distinct alert message (id, status, detected_at): redelivery is a no-op.
+alert_messages = sa.Table(
+    "alert_messages", metadata,
+    sa.Column("alert_id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(8), primary_key=True),
+    sa.Column("detected_at", sa.String(40), primary_key=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("manager_id", sa.String(64)),  # for role=manager: whose customers
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+notes = sa.Table(
+    "notes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(40)),
+    sa.Column("customer_id", sa.String(64)),
+    sa.Column("author", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_notes_alert", "alert_id"),
+    sa.Index("ix_notes_customer", "customer_id"),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(80)),
+    sa.Column("detail", sa.Text),
+)
+
+# The notifier's outbox. `key` makes a delivery unique (alert id + what + channel +
+# recipient), so re-running the routing of a redelivered alert enqueues nothing new.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
+    sa.Column("alert_id", sa.String(40)),
+    sa.Column("kind", sa.String(16), nullable=False),  # alert|digest|escalation|...
+    sa.Column("channel", sa.String(16), nullable=False),  # email|webhook|alertmanager
+    sa.Column("recipient", sa.String(64), nullable=False),  # manager id or control_room
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_deliveries_due", "state", "due_at"),
+)
+
+
+def iso_to_epoch(s: str) -> float:
+    return datetime.fromisoformat(s).timestamp()
+
+
+def default_url(data_dir: str | Path) -> str:
+    p = Path(data_dir)
+    p.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p / 'meterwatch.db'}"
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What an arriving alert message was to the store."""
+
+    kind: str  # new | update | close | duplicate | stale
+    alert: dict[str, Any] | None  # the stored row after the message (None if duplicate)
+
+
+class NotFound(KeyError):
+    pass
+
+
+class AlertStore:
+    """Alerts, people's actions on them, users, notes, audit log and delivery outbox.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy database URL (``sqlite:///file.db``, ``sqlite://`` in memory,
+        ``postgresql+psycopg://...``).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kw: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # Notifier and console are separate processes on one file: wait for a lock
+            # rather than fail, and let readers proceed while one writes (WAL).
+            kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kw["poolclass"] = sa.pool.StaticPool
+        self.engine = sa.create_engine(url, **kw)
+        if url.startswith("sqlite"):
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- alerts from the pipeline -----------------------------------------------------
+
+    def ingest(self, alert: dict[str, Any], *, manager_id: str | None,
+               now: float | None = None) -> Ingested:
+        """Record one alert message; idempotent on ``(id, status, detected_at)``.
+
+        A message older than the stored one (by ``detected_at``) is kept in the message
+        log but does not roll the alert back ("stale"): redelivery after a rebalance can
+        reorder an alert's messages.
+        """
+        now = time.time() if now is None else now
+        record = json.dumps(alert, sort_keys=True, ensure_ascii=False)
+        status = "closed" if alert["status"] == "closed" else "open"
+        detected_ts = iso_to_epoch(alert["detected_at"])
+        with self.engine.begin() as c:
+            try:
+                c.execute(alert_messages.insert().values(
+                    alert_id=alert["id"], status=alert["status"],
+                    detected_at=alert["detected_at"], received_at=now, record=record))
+            except IntegrityError:
+                return Ingested("duplicate", None)
+            row = c.execute(sa.select(alerts).where(alerts.c.id == alert["id"])).mappings().first()
+            if row is None:
+                c.execute(alerts.insert().values(
+                    id=alert["id"], type=alert["type"], subtype=alert["subtype"],
+                    severity=alert["severity"], severity_rank=SEVERITY_RANK.get(alert["severity"], 0),
+                    scope=alert.get("scope", "meter"), meter_id=alert.get("meter_id"),
+                    customer_id=alert.get("customer_id"), area_id=alert.get("area_id"),
+                    manager_id=manager_id, status=status, state="new",
+                    start_ts=iso_to_epoch(alert["start"]), detected_ts=detected_ts,
+                    first_seen_at=now, updated_at=now, score=alert.get("score"),
+                    messages=1, record=record))
+                kind = "new" if status == "open" else "close"
+            else:
+                if detected_ts < row["detected_ts"] or (
+                        detected_ts == row["detected_ts"] and row["status"] == "closed"):
+                    c.execute(alerts.update().where(alerts.c.id == alert["id"])
+                              .values(messages=row["messages"] + 1))
+                    return Ingested("stale", self._row(c, alert["id"]))
+                c.execute(alerts.update().where(alerts.c.id == alert["id"]).values(
+                    severity=alert["severity"],
+                    severity_rank=SEVERITY_RANK.get(alert["severity"], 0),
+                    status=status, detected_ts=detected_ts, updated_at=now,
+                    score=alert.get("score"), messages=row["messages"] + 1, record=record))
+                kind = "close" if status == "closed" else "update"
+            return Ingested(kind, self._row(c, alert["id"]))
+
+    @staticmethod
+    def _row(c, alert_id: str) -> dict[str, Any] | None:
+        r = c.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+        return _alert_dict(r) if r is not None else None
+
+    def get_alert(self, alert_id: str, *, manager_id: str | None = None) -> dict[str, Any] | None:
+        """The alert, or None; with ``manager_id``, None unless it is that manager's."""
+        q = sa.select(alerts).where(alerts.c.id == alert_id)
+        if manager_id is not None:
+            q = q.where(alerts.c.manager_id == manager_id)
+        with self.engine.connect() as c:
+            r = c.execute(q).mappings().first()
+        return _alert_dict(r) if r is not None else None
+
+    def list_alerts(self, *, manager_id: str | None = None, states: Iterable[str] | None = None,
+                    type: str | None = None, area_id: str | None = None,
+                    customer_id: str | None = None, status: str | None = None,
+                    limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Alerts, most severe then newest first, filtered as asked."""
+        q = sa.select(alerts)
+        if manager_id is not None:
+            q = q.where(alerts.c.manager_id == manager_id)
+        if states:
+            q = q.where(alerts.c.state.in_(list(states)))
+        if type:
+            q = q.where(alerts.c.type == type)
+        if area_id:
+            q = q.where(alerts.c.area_id == area_id)
+        if customer_id:
+            q = q.where(alerts.c.customer_id == customer_id)
+        if status:
+            q = q.where(alerts.c.status == status)
+        q = q.order_by(alerts.c.severity_rank.desc(), alerts.c.detected_ts.desc(),
+                       alerts.c.id).limit(limit).offset(offset)
+        with self.engine.connect() as c:
+            return [_alert_dict(r) for r in c.execute(q).mappings()]
+
+    def messages_of(self, alert_id: str) -> list[dict[str, Any]]:
+        """Every distinct message received for an alert, oldest first."""
+        q = (sa.select(alert_messages.c.record).where(alert_messages.c.alert_id == alert_id)
+             .order_by(alert_messages.c.received_at, alert_messages.c.detected_at))
+        with self.engine.connect() as c:
+            return [json.loads(r) for (r,) in c.execute(q)]
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Alert counts by workflow state, type and severity (for metrics)."""
+        q = (sa.select(alerts.c.state, alerts.c.type, alerts.c.severity,
+                       sa.func.count().label("n"))
+             .group_by(alerts.c.state, alerts.c.type, alerts.c.severity))
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    # ---- people's actions -------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, actor: str, *, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            row = self._row(c, alert_id)
+            if row is None:
+                raise NotFound(alert_id)
+            if row["state"] == "new":
+                c.execute(alerts.update().where(alerts.c.id == alert_id).values(
+                    state="acknowledged", acknowledged_by=actor, acknowledged_at=now))
+                self._audit(c, actor, "acknowledge", alert_id, None, now)
+            return self._row(c, alert_id)
+
+    def resolve(self, alert_id: str, actor: str, outcome: str, note: str = "", *,
+                now: float | None = None) -> dict[str, Any]:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome {outcome!r}: must be one of {', '.join(OUTCOMES)}")
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            row = self._row(c, alert_id)
+            if row is None:
+                raise NotFound(alert_id)
+            vals: dict[str, Any] = dict(state="resolved", resolved_by=actor, resolved_at=now,
+                                        outcome=outcome)
+            if row["acknowledged_at"] is None:
+                vals.update(acknowledged_by=actor, acknowledged_at=now)
+            c.execute(alerts.update().where(alerts.c.id == alert_id).values(**vals))
+            if note.strip():
+                c.execute(notes.insert().values(alert_id=alert_id, customer_id=row["customer_id"],
+                                                author=actor, text=note.strip(), created_at=now))
+            self._audit(c, actor, "resolve", alert_id, {"outcome": outcome}, now)
+            return self._row(c, alert_id)
+
+    def add_note(self, actor: str, text: str, *, alert_id: str | None = None,
+                 customer_id: str | None = None, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        if not text.strip():
+            raise ValueError("a note needs text")
+        with self.engine.begin() as c:
+            if alert_id is not None and customer_id is None:
+                row = self._row(c, alert_id)
+                if row is None:
+                    raise NotFound(alert_id)
+                customer_id = row["customer_id"]
+            r = c.execute(notes.insert().values(alert_id=alert_id, customer_id=customer_id,
+                                                author=actor, text=text.strip(), created_at=now))
+            self._audit(c, actor, "note", alert_id or customer_id, None, now)
+            return int(r.inserted_primary_key[0])
+
+    def notes_for(self, *, alert_id: str | None = None,
+                  customer_id: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(notes).order_by(notes.c.created_at, notes.c.id)
+        if alert_id is not None:
+            q = q.where(notes.c.alert_id == alert_id)
+        if customer_id is not None:
+            q = q.where(notes.c.customer_id == customer_id)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Resolved alerts with their outcome: labels for measuring precision on real cases."""
+        q = (sa.select(alerts.c.id, alerts.c.type, alerts.c.subtype, alerts.c.meter_id,
+                       alerts.c.customer_id, alerts.c.area_id, alerts.c.start_ts,
+                       alerts.c.detected_ts, alerts.c.outcome, alerts.c.resolved_at)
+             .where(alerts.c.outcome.is_not(None)).order_by(alerts.c.resolved_at))
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    # ---- audit ------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(c, actor: str, action: str, target: str | None, detail: Any, now: float) -> None:
+        c.execute(audit.insert().values(
+            at=now, actor=actor, action=action, target=target,
+            detail=None if detail is None else json.dumps(detail, sort_keys=True)))
+
+    def audit(self, actor: str, action: str, target: str | None = None, detail: Any = None, *,
+              now: float | None = None) -> None:
+        with self.engine.begin() as c:
+            self._audit(c, actor, action, target, detail, time.time() if now is None else now)
+
+    def audit_log(self, *, limit: int = 200, actor: str | None = None,
+                  target: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if actor is not None:
+            q = q.where(audit.c.actor == actor)
+        if target is not None:
+            q = q.where(audit.c.target == target)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    # ---- users ------------------------------------------------------------------------
+
+    def create_user(self, username: str, password: str, role: str, *,
+                    manager_id: str | None = None, actor: str = "system",
+                    now: float | None = None) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: must be one of {', '.join(ROLES)}")
+        if role == "manager" and not manager_id:
+            raise ValueError("a manager account needs the manager id it looks after")
+        if len(password) < 8:
+            raise ValueError("password: at least 8 characters")
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            c.execute(users.insert().values(username=username, password_hash=_hasher().hash(password),
+                                            role=role, manager_id=manager_id, created_at=now))
+            self._audit(c, actor, "create_user", username, {"role": role}, now)
+
+    def set_password(self, username: str, password: str, *, actor: str = "system") -> None:
+        if len(password) < 8:
+            raise ValueError("password: at least 8 characters")
+        with self.engine.begin() as c:
+            r = c.execute(users.update().where(users.c.username == username)
+                          .values(password_hash=_hasher().hash(password)))
+            if r.rowcount == 0:
+                raise NotFound(username)
+            self._audit(c, actor, "set_password", username, None, time.time())
+
+    def get_user(self, username: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            r = c.execute(sa.select(users).where(users.c.username == username)).mappings().first()
+        if r is None:
+            return None
+        d = dict(r)
+        d.pop("password_hash")
+        return d
+
+    def verify_user(self, username: str, password: str) -> dict[str, Any] | None:
+        """The user if the password matches and the account is enabled, else None.
+
+        Hashes a dummy password for an unknown user so timing does not reveal which
+        usernames exist.
+        """
+        from argon2.exceptions import VerificationError, InvalidHashError
+
+        with self.engine.connect() as c:
+            r = c.execute(sa.select(users).where(users.c.username == username)).mappings().first()
+        h = _hasher()
+        if r is None:
+            try:
+                h.verify(_DUMMY_HASH(), password)
+            except (VerificationError, InvalidHashError):
+                pass
+            return None
+        try:
+            h.verify(r["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if r["disabled"]:
+            return None
+        if h.check_needs_rehash(r["password_hash"]):
+            with self.engine.begin() as c:
+                c.execute(users.update().where(users.c.username == username)
+                          .values(password_hash=h.hash(password)))
+        d = dict(r)
+        d.pop("password_hash")
+        return d
+
+    # ---- delivery outbox --------------------------------------------------------------
+
+    def enqueue(self, *, key: str, alert_id: str | None, kind: str, channel: str,
+                recipient: str, payload: dict[str, Any], due_at: float,
+                now: float | None = None) -> bool:
+        """Add a delivery; False (and nothing written) if one with this key exists."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            try:
+                with c.begin_nested():
+                    c.execute(deliveries.insert().values(
+                        key=key, alert_id=alert_id, kind=kind, channel=channel,
+                        recipient=recipient, payload=json.dumps(payload, sort_keys=True,
+                                                                ensure_ascii=False),
+                        state="pending" if due_at <= now else "held",
+                        created_at=now, due_at=due_at))
+            except IntegrityError:
+                return False
+        return True
+
+    def due(self, now: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries whose time has come, oldest due first."""
+        now = time.time() if now is None else now
+        q = (sa.select(deliveries).where(deliveries.c.state.in_(("pending", "held")))
+             .where(deliveries.c.due_at <= now).order_by(deliveries.c.due_at, deliveries.c.id)
+             .limit(limit))
+        with self.engine.connect() as c:
+            out = []
+            for r in c.execute(q).mappings():
+                d = dict(r)
+                d["payload"] = json.loads(d["payload"])
+                out.append(d)
+            return out
+
+    def next_due_at(self) -> float | None:
+        q = sa.select(sa.func.min(deliveries.c.due_at)).where(
+            deliveries.c.state.in_(("pending", "held")))
+        with self.engine.connect() as c:
+            return c.execute(q).scalar()
+
+    def mark_sent(self, delivery_id: int, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            c.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
+                state="sent", sent_at=now, attempts=deliveries.c.attempts + 1, last_error=None))
+
+    def mark_failed(self, delivery_id: int, error: str, *, retry_at: float | None) -> None:
+        """Record a failed attempt; ``retry_at=None`` gives up (state ``dead``)."""
+        with self.engine.begin() as c:
+            vals: dict[str, Any] = dict(attempts=deliveries.c.attempts + 1, last_error=error[:2000])
+            if retry_at is None:
+                vals["state"] = "dead"
+            else:
+                vals.update(state="pending", due_at=retry_at)
+            c.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(**vals))
+
+    def deliveries_for(self, *, alert_id: str | None = None, state: str | None = None
+                       ) -> list[dict[str, Any]]:
+        q = sa.select(deliveries).order_by(deliveries.c.id)
+        if alert_id is not None:
+            q = q.where(deliveries.c.alert_id == alert_id)
+        if state is not None:
+            q = q.where(deliveries.c.state == state)
+        with self.engine.connect() as c:
+            out = []
+            for r in c.execute(q).mappings():
+                d = dict(r)
+                d["payload"] = json.loads(d["payload"])
+                out.append(d)
+            return out
+
+
+def _alert_dict(r) -> dict[str, Any]:
+    d = dict(r)
+    d["record"] = json.loads(d["record"])
+    return d
+
+
+_HASHER = None
+_DUMMY: str | None = None
+
+
+def _hasher():
+    global _HASHER
+    if _HASHER is None:
+        from argon2 import PasswordHasher
+
+        _HASHER = PasswordHasher()
+    return _HASHER
+
+
+def _DUMMY_HASH() -> str:
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = _hasher().hash("not-a-real-password")
+    return _DUMMY

@@ -1,0 +1,1 @@
+"""Real servers for the tests (PostgreSQL, ...), started on loopback and stopped after."""

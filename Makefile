@@ -6,13 +6,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench evaluate kafka-fetch clean
+.PHONY: demo test bench evaluate kafka-fetch system-deps clean
+
+# Real servers the tests start on loopback, from Debian's packages: Prometheus and
+# promtool, Alertmanager, PostgreSQL, and Chromium with its driver for browser tests.
+DEBS := prometheus prometheus-alertmanager postgresql chromium chromium-driver
+DEB_BINS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager \
+	/usr/bin/chromium /usr/bin/chromedriver
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,rocksdb]'
 	touch $(STAMP)
+
+system-deps:
+	@missing=""; for b in $(DEB_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests ($$missing missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBS) >/dev/null; \
+	fi
 
 kafka-fetch: $(STAMP)
 	$(BIN)/python -m stream.kafka_local fetch
@@ -22,7 +38,7 @@ demo: $(STAMP) kafka-fetch
 	$(BIN)/meterwatch demo
 
 ## Run the tests (unit tests and the real-Kafka pipeline tests).
-test: $(STAMP) kafka-fetch
+test: $(STAMP) kafka-fetch system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP) kafka-fetch

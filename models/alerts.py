@@ -43,7 +43,12 @@ def iso(ts: int, tz=timezone.utc) -> str:
 
 
 def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
-    """The alert record (a JSON-ready dict) for a finding."""
+    """The alert record (a JSON-ready dict) for a finding.
+
+    A meter alert carries ``context`` (the customer's day so far against their habit
+    band, from the engine), so the people who read it see the readings without
+    querying another system.
+    """
     if f.scope == "meter":
         meter_id = fleet.meter_id[f.subject]
         customer_id = fleet.customer_id[f.subject] or None
@@ -63,7 +68,7 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
         "score": round(float(f.score), 4), "evidence": f.evidence,
         "message": {"en": en, "zh-CN": zh},
         "transient": f.action == "point",
-    }
+    } | ({"context": f.context} if f.context is not None else {})
 
 
 def _g(ev: dict, k: str, default: Any = "?") -> Any:

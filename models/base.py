@@ -197,6 +197,8 @@ class Finding:
     severity: str = "warning"
     score: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
+    # For people: the customer's day against their habit band at this step (engine).
+    context: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -39,7 +39,7 @@ import numpy as np
 from models.area import AreaDetector, rollup_outages
 from models.base import AreaView, Batch, Finding, Fleet, compose_dtype
 from models.config import DetectorConfig
-from models.habit import HabitDetector
+from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
 from models.physical import PhysicalDetector
 from models.voltage import VoltageDetector
@@ -228,6 +228,13 @@ class Engine:
         for d in self.detectors:
             d.step(sa, b, fleet, view, findings)
         findings = rollup_outages(findings, b, fleet, view, self.config.area.outage_share)
+        # The state as of this round, not of the end of the message: a catch-up upload
+        # holds many rounds, and the backtest sees each on its own.
+        for f in findings:
+            if f.scope == "meter" and f.action != "close" and f.context is None:
+                j = int(np.searchsorted(meter, f.subject))
+                if j < len(meter) and meter[j] == f.subject:
+                    f.context = habit_context(sa[j])
         # Advance the applied-interval bookkeeping.
         lt = sa["e_last_ts"]
         shift = np.where(lt > 0, (b.ts - lt) // np.maximum(b.interval_s.astype(np.int64), 1), 64)

@@ -614,6 +614,44 @@ class HabitDetector:
             st["h_open"][j] &= ~(1 << cond) & 0xFFFF
 
 
+def habit_context(row: np.ndarray) -> dict:
+    """What an alert page draws: the customer's day so far against their habit band.
+
+    ``row`` is one meter's state record. Energy per half-hour slot (kWh) of the local
+    day being accumulated, the usual energy for that day type with its spread, and the
+    recent days' shape. Slots not yet reached today are ``None``.
+
+    >>> from models.base import compose_dtype
+    >>> st = np.zeros(1, compose_dtype(HabitDetector.fields))
+    >>> st["h_mu"][0, 0] = 1.0; st["h_dsec"] = 3600; st["h_day"] = 739600
+    >>> ctx = habit_context(st[0])
+    >>> ctx["expected_kwh"][0], ctx["kwh"][:3]
+    (0.5, [0.0, 0.0, None])
+    """
+    dt = int(row["h_dtype"])
+    seen = int(min(SLOTS, max(0, int(row["h_dsec"])) // 1800))
+    r3 = lambda a: [round(float(x), 3) for x in a]  # noqa: E731
+    kwh = r3(row["h_dvec"])
+    return {
+        "day": _iso_day(int(row["h_day"])) if row["h_day"] > 0 else None,
+        "day_type": "offday" if dt == OFFDAY else "workday",
+        "slot_s": 1800,
+        "kwh": kwh[:seen] + [None] * (SLOTS - seen),
+        "expected_kwh": r3(row["h_mu"][dt] * 0.5),
+        "spread_kwh": r3(row["h_dev"][dt] * 0.5),
+        "recent_kwh": r3(row["h_recent"] * 0.5),
+        "days_learned": int(row["h_ndays"].sum()),
+    }
+
+
+def habit_profile(row: np.ndarray) -> dict:
+    """The usual day per day type (kW per half-hour slot), for a customer page."""
+    r3 = lambda a: [round(float(x), 3) for x in a]  # noqa: E731
+    return {name: {"expected_kw": r3(row["h_mu"][k]), "spread_kw": r3(row["h_dev"][k]),
+                   "days": int(row["h_ndays"][k]), "usual_day_kwh": round(float(row["h_lv"][k]), 2)}
+            for name, k in (("workday", WORKDAY), ("offday", OFFDAY))}
+
+
 def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peers: int) -> np.ndarray:
     """Each row's area median of today's log ratio (0 where too few peers reported)."""
     out = np.zeros(len(r))

@@ -12,6 +12,8 @@ same status, same detected_at: consumers dedupe on that) and then writes the sta
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import logging
 import time
 import traceback
@@ -147,14 +149,72 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
         await consumer.stop()
 
 
+
+
+# Progress of the process agent, kept in the areas table itself under one key per
+# partition: the offset of the last by-area message handled (applied or dead-lettered).
+# The table, not the consumer group's committed offset, says where to resume. Kill -9
+# tests showed a restarted worker starting a partition past a message whose state had
+# never reached the changelog (no commit of ours covered it; the skip happened inside
+# Faust's consumer on restart), so that message's effect was lost. With progress in the
+# changelog, a gap between it and the next message is seen and the partition is sought
+# back; re-processing is harmless because every meter ignores intervals it has applied.
+PROGRESS_PREFIX = b"\x00progress:"
+
+
+def progress_key(partition: int) -> bytes:
+    return PROGRESS_PREFIX + str(partition).encode()
+
+
+def is_progress_key(key: bytes) -> bool:
+    return key.startswith(PROGRESS_PREFIX)
+
+
 def _register_process(rt: Runtime, cache: dict) -> None:
     app, topics, tables = rt.app, rt.topics, rt.tables
+    seeking: dict[int, int] = {}  # partition -> offset sought back to, until it arrives
+
+    async def changelog(key: bytes, value: bytes, partition: int) -> None:
+        # Not `areas[key] = value`: that hands the record to Faust's producer buffer,
+        # and the offset commit's flush stops waiting for that buffer after 0.1 s
+        # (ProducerBuffer.flush_atmost), so a commit could cover an event whose record
+        # was still buffered. Sent here, the record is in aiokafka's accumulator before
+        # the event is acknowledged, and the commit's flush does wait for that.
+        await tables.areas.changelog_topic.send(
+            key=key, value=value, partition=partition, key_serializer="raw",
+            value_serializer="raw", force=True)
+        tables.areas.data[key] = value
+
+    async def expected_offset(tp) -> int:
+        done = tables.areas.get(progress_key(tp.partition))
+        if done is not None:
+            return int(done) + 1
+        # Nothing handled on this partition yet: everything the topic still holds.
+        try:
+            return int((await app.consumer.earliest_offsets(tp))[tp])
+        except Exception:  # noqa: BLE001 - no answer: take the stream as it comes
+            log.warning("earliest offset of %s unknown; not checking for a gap", tp)
+            return -1
 
     @app.agent(topics.by_area, name="process")
     async def process(stream):
         areas = tables.areas
         async for event in stream.events():
             key = event.key
+            msg = event.message
+            want = await expected_offset(msg.tp)
+            if want >= 0 and msg.offset < want:
+                M.process_skipped.labels(why="already_handled").inc()
+                continue
+            if want >= 0 and msg.offset > want:
+                M.process_skipped.labels(why="gap").inc()
+                if seeking.get(msg.partition) != want:
+                    log.warning("%s: message %d arrived but %d is the next not yet "
+                                "handled; seeking back to it", msg.tp, msg.offset, want)
+                    seeking[msg.partition] = want
+                    await app.consumer.seek(msg.tp, want)
+                continue
+            seeking.pop(msg.partition, None)
             try:
                 blob = areas.get(key)
                 hit = cache.get(key)
@@ -163,22 +223,26 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 else:
                     state = rt.processor.load_state(blob, key.decode())
                 res = rt.processor.handle(event.value, state)
+                t_applied = time.monotonic()
+                M.AREAS.place(key.decode(), msg.partition)
                 for rec in res.rejected:
                     await topics.rejected.send(value=rec)
                 if res.alerts:
                     futs = [await topics.alerts.send(key=k.encode(), value=v)
                             for k, v, _ in res.alerts]
                     await asyncio.gather(*futs)
+                    M.applied_to_alert.observe(time.monotonic() - t_applied)
                 if res.outcome is not None and res.outcome.applied:
                     new = state.to_bytes()
-                    areas[key] = new
+                    await changelog(key, new, msg.partition)
                     cache[key] = (new, state)
             except Exception as exc:
                 log.exception("processing area %r failed", key)
                 M.deadletter.labels(stage="process").inc()
                 cache.pop(key, None)  # the in-memory state may be half-updated
                 await topics.deadletter.send(value=_deadletter("process", event, exc))
-
+            # After the state: same partition, same producer, so it lands after it.
+            await changelog(progress_key(msg.partition), str(msg.offset).encode(), msg.partition)
 
 
 def _register_timers(rt: Runtime, cache: dict) -> None:
@@ -218,12 +282,13 @@ def _register_timers(rt: Runtime, cache: dict) -> None:
                 continue
             if hw is not None and pos is not None:
                 M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
-        n_meters = 0
-        for k, (blob, st) in list(cache.items()):
-            n_meters += len(st.meter_ids)
-        M.meters_tracked.set(n_meters)
-        M.areas_tracked.set(len(cache))
+        # Areas whose by-area partition moved to another worker leave this worker's
+        # area gauges (the new owner reports them from the state it restores).
+        if not getattr(app, "rebalancing", False):
+            owned = {tp.partition for tp in assigned if tp.topic == s.by_area_topic}
+            for area_id in M.AREAS.retain(owned):
+                cache.pop(area_id.encode(), None)
 
     M.registry_meters.set(len(rt.registry))
-    M.worker_up.labels(app=s.app_id, standard=s.voltage_standard).set(1)
+    M.worker_info.labels(app=s.app_id, standard=s.voltage_standard).set(1)
     M.prime()

@@ -1,27 +1,57 @@
 """Prometheus metrics of a worker (one registry per process).
 
-Naming: one ``meterwatch_`` prefix, base units (seconds, bytes), ``_total`` on counters.
-Labels stay low-cardinality: reasons, alert types, severities, partitions, and areas
-only where the number of areas is bounded (``METERWATCH_METRICS_AREAS_MAX``; beyond it,
-per-area series are aggregated under ``area="other"``). Never a meter or customer id.
+Naming: one ``meterwatch_`` prefix, base units (seconds, bytes, volts), ``_total`` on
+counters, ``_ratio`` on 0-1 ratios. Labels stay low-cardinality: reasons, alert types,
+subtypes, severities, topics and partitions, and areas only where the number of areas is
+bounded (``METERWATCH_METRICS_AREAS_MAX``: the first N areas a worker sees keep their id,
+later ones are aggregated under ``area="other"``; a limit of 0 aggregates every area
+under ``other``). Never a meter or customer id.
+
+Three kinds of series:
+
+* plain counters and histograms, updated where the work happens (``processing.py``,
+  ``agents.py``);
+* **area gauges** that describe *state* (alerts open, meters reporting, voltage
+  compliance, line loss, theft suspicions): computed per area batch from that area's
+  own state records (O(meters of the area), never O(fleet)), kept in :data:`AREAS`
+  and summed per label at scrape time by a collector. Because they are read from
+  the changelogged state they are right after a restart or a rebalance too, and an area
+  this worker no longer owns is dropped (``AREAS.retain``), so summing the workers'
+  series gives the fleet without double counting;
+* Faust's own sensor (``app.monitor``), re-exported under conventional names.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter as _Counter
+from dataclasses import dataclass, field
+
+import numpy as np
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest)
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
 
 # The *_created series double the exposition for no dashboard use.
 disable_created_metrics()
 
-from models.base import ALERT_TYPES, SEVERITIES
-from stream.schema import REASONS
+from models import habit as _habit  # noqa: E402
+from models import physical as _phys  # noqa: E402
+from models import voltage as _volt  # noqa: E402
+from models.base import ALERT_TYPES, SEVERITIES  # noqa: E402
+from stream.schema import REASONS  # noqa: E402
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 P = "meterwatch_"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Interval voltage as a share of nominal: the standards' limits are bucket bounds.
+VOLTAGE_RATIO_BUCKETS = (0.5, 0.85, 0.9, 0.93, 0.95, 0.97, 1.0, 1.03, 1.05, 1.07, 1.1, 1.2)
+OTHER = "other"
 
+# -- pipeline ---------------------------------------------------------------------------
 messages_consumed = Counter(P + "messages_consumed_total", "Messages read from the readings topic",
                             registry=REGISTRY)
 message_bytes = Counter(P + "message_bytes_total", "Bytes of reading messages consumed",
@@ -40,40 +70,40 @@ readings_late = Counter(P + "readings_late_total", "Readings that arrived after 
 comm_gaps = Counter(P + "comm_gaps_total", "Gaps in a meter's readings (comm_gap)", registry=REGISTRY)
 alerts = Counter(P + "alerts_total", "Alert messages published, by type, subtype, severity, status",
                  ["type", "subtype", "severity", "status"], registry=REGISTRY)
-alerts_open = Gauge(P + "alerts_open", "Alerts open now, by type, subtype and severity",
-                    ["type", "subtype", "severity"], registry=REGISTRY)
+theft_alerts = Counter(P + "theft_alerts_total",
+                       "Theft alerts raised (status open), by area and indicator (subtype)",
+                       ["area", "indicator"], registry=REGISTRY)
 deadletter = Counter(P + "deadletter_total", "Messages sent to the dead-letter topic after an error",
                      ["stage"], registry=REGISTRY)
+process_skipped = Counter(P + "process_skipped_messages_total",
+                          "By-area messages not processed: already handled (redelivery) or "
+                          "ahead of a gap the worker sought back to fill",
+                          ["why"], registry=REGISTRY)
 latency_applied = Histogram(P + "produce_to_applied_seconds",
                             "Delay from a reading message's produce time to its state update",
                             buckets=LATENCY_BUCKETS, registry=REGISTRY)
 latency_alert = Histogram(P + "produce_to_alert_seconds",
                           "Delay from a reading message's produce time to the alert it raised",
                           buckets=LATENCY_BUCKETS, registry=REGISTRY)
-detector_seconds = Counter(P + "detector_seconds_total", "CPU time spent in the detectors",
+applied_to_alert = Histogram(P + "applied_to_alert_seconds",
+                             "Delay from an area batch applied to state to its alerts acknowledged "
+                             "by Kafka", buckets=LATENCY_BUCKETS, registry=REGISTRY)
+detector_seconds = Counter(P + "detector_seconds_total", "Time spent in the detectors",
                            registry=REGISTRY)
+detector_readings = Counter(P + "detector_readings_total",
+                            "Readings handed to the detectors (divide detector seconds by this)",
+                            registry=REGISTRY)
 batch_seconds = Histogram(P + "area_batch_seconds", "Time to process one area batch",
                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
                           registry=REGISTRY)
 consumer_lag = Gauge(P + "consumer_lag_messages", "Messages behind the partition's end",
                      ["topic", "partition"], registry=REGISTRY)
-meters_tracked = Gauge(P + "meters_tracked", "Meters with state on this worker", registry=REGISTRY)
-areas_tracked = Gauge(P + "areas_tracked", "Transformer areas with state on this worker",
-                      registry=REGISTRY)
-meters_reporting = Gauge(P + "area_meters_reporting_ratio",
-                         "Share of an area's registered meters in its latest interval batch",
-                         ["area"], registry=REGISTRY)
 registry_meters = Gauge(P + "registry_meters", "Meters in the loaded registry", registry=REGISTRY)
 registry_reloads = Counter(P + "registry_reloads_total", "Registry reloads, by result", ["result"],
                            registry=REGISTRY)
-voltage_compliance = Gauge(P + "voltage_compliance_ratio",
-                           "Share of an area's meters within the standard's limits (latest interval)",
-                           ["area"], registry=REGISTRY)
-area_loss_rate = Gauge(P + "area_line_loss_ratio", "Latest daily line-loss rate of an area",
-                       ["area"], registry=REGISTRY)
-theft_open = Gauge(P + "theft_suspicions_open", "Meters with an open theft alert, by area",
-                   ["area"], registry=REGISTRY)
-worker_up = Gauge(P + "worker_info", "Worker identity", ["app", "standard"], registry=REGISTRY)
+worker_info = Gauge(P + "worker_info", "Worker identity (value 1)", ["app", "standard"],
+                    registry=REGISTRY)
+worker_up = worker_info  # the old name
 
 
 def prime(reasons=REASONS) -> None:
@@ -83,13 +113,16 @@ def prime(reasons=REASONS) -> None:
     for t, subs in ALERT_TYPES.items():
         for s in subs:
             for sev in SEVERITIES:
-                alerts_open.labels(type=t, subtype=s, severity=sev)
+                for status in ("open", "update", "closed"):
+                    alerts.labels(type=t, subtype=s, severity=sev, status=status)
     for stage in ("ingest", "process"):
         deadletter.labels(stage=stage)
+    for why in ("already_handled", "gap"):
+        process_skipped.labels(why=why)
 
 
 class AreaLabels:
-    """Area label values bounded at ``limit``; later areas share ``other``."""
+    """Area label values bounded at ``limit``; later areas share ``other`` (0: all do)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -101,7 +134,475 @@ class AreaLabels:
         if len(self.known) < self.limit:
             self.known.add(area)
             return area
-        return "other"
+        return OTHER
+
+
+# -- open conditions in detector state -------------------------------------------------
+# Where each detector keeps its open conditions, and what alert each one is. Severity
+# None: read from the voltage detector's critical bits. Constants come from the detector
+# modules, so a renumbering follows; tests/dashboards/test_metrics.py checks these against
+# the alerts the engine actually opens and closes.
+_V_SUB = _volt.SUBTYPES
+METER_CONDITIONS: tuple[tuple[str, int, str, str, str | None], ...] = (
+    ("x_open", _phys.MISMATCH, "theft", "energy_mismatch", "warning"),
+    ("x_open", _phys.ZERO_V, "theft", "zero_with_voltage", "warning"),
+    ("x_open", _phys.REVERSE, "theft", "reverse_flow", "warning"),
+    ("x_open", _phys.IMBALANCE, "theft", "current_imbalance", "warning"),
+    ("x_open", _phys.OUTAGE, "outage", "power_fail", "warning"),
+    ("h_open", _habit.SURGE_I, "surge", "interval", "warning"),
+    ("h_open", _habit.SURGE_D, "surge", "daily", "warning"),
+    ("h_open", _habit.BILL, "surge", "bill_projection", "info"),
+    ("h_open", _habit.DROP, "theft", "consumption_drop", "warning"),
+    ("h_open", _habit.DISTORT, "theft", "profile_distortion", "warning"),
+    ("h_open", _habit.INACT, "inactivity", "care", "critical"),
+    ("h_open", _habit.VACANT, "habit_change", "vacancy", "info"),
+    *(("v_open", k, "voltage", s, None) for k, s in enumerate(_V_SUB)),
+)
+AREA_CONDITIONS: tuple[tuple[str, int, str, str, str | None], ...] = (
+    ("al_open", 0, "theft", "area_loss", "warning"),
+    ("ao_open", 0, "outage", "area", "critical"),
+    *(("va_open", k, "voltage", s, None) for k, s in enumerate(_V_SUB)),
+)
+THEFT_INDICATORS = ALERT_TYPES["theft"]
+_CRIT = {"v_open": "v_crit", "va_open": "va_crit"}
+
+
+def _by_field(conditions) -> dict[str, list[tuple[int, str, str, str | None]]]:
+    out: dict[str, list] = {}
+    for fld, bit, typ, sub, sev in conditions:
+        out.setdefault(fld, []).append((1 << bit, typ, sub, sev))
+    return out
+
+
+_METER_BY_FIELD = _by_field(METER_CONDITIONS)
+_AREA_BY_FIELD = _by_field(AREA_CONDITIONS)
+
+
+def _count_open(rec: np.ndarray, by_field, skip: frozenset | set = frozenset()
+                ) -> tuple[_Counter, int]:
+    """Open conditions of state rows ``rec`` by (type, subtype, severity), and how many
+    rows have a theft condition open. Open conditions are rare: only the non-zero flag
+    words are looked at, so an area with nothing open costs one ``flatnonzero`` per field."""
+    counts: _Counter = _Counter()
+    theft_rows: set[int] = set()
+    names = rec.dtype.names or ()
+    for fld, conds in by_field.items():
+        if fld not in names:
+            continue
+        col = rec[fld]
+        if not col.any():
+            continue
+        nz = col.nonzero()[0]
+        words = col[nz].tolist()
+        crit = rec[_CRIT[fld]][nz].tolist() if fld in _CRIT else None
+        rows = nz.tolist()
+        for mask, typ, sub, sev in conds:
+            if (typ, sub) in skip:
+                continue
+            for k, w in enumerate(words):
+                if w & mask:
+                    s = sev if sev is not None else ("critical" if crit[k] & mask else "warning")
+                    counts[(typ, sub, s)] += 1
+                    if typ == "theft":
+                        theft_rows.add(rows[k])
+    return counts, len(theft_rows)
+
+
+# -- per-area state, summed per label at scrape time ------------------------------------
+@dataclass
+class AreaStats:
+    """One area as of its latest batch (what the area gauges say about it)."""
+
+    label: str
+    meters: int = 0  # meters with state
+    expected: int = 0  # registered customer meters
+    reporting: int = 0  # customer meters that reported the area's last complete interval
+    v_under: int = 0  # customer meters below / within / above the standard, latest interval
+    v_within: int = 0
+    v_over: int = 0
+    v_sum: float = 0.0  # sum of those meters' mean voltage (V)
+    loss_kwh: float = float("nan")  # latest closed day: area - customers (kWh)
+    loss_area_kwh: float = float("nan")  # latest closed day: area meter (kWh)
+    normal_loss: float = float("nan")  # the detector's learned normal loss rate
+    open: _Counter = field(default_factory=_Counter)  # (type, subtype, severity) -> n
+    theft_meters: int = 0
+    theft_open: _Counter = field(default_factory=_Counter)  # indicator -> n
+    partition: int | None = None  # by-area partition, when known (for retain)
+
+
+class AreaStore:
+    """The latest :class:`AreaStats` of each area this worker owns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.areas: dict[str, AreaStats] = {}
+
+    def put(self, area_id: str, stats: AreaStats) -> None:
+        old = self.areas.get(area_id)
+        if old is not None and stats.partition is None:
+            stats.partition = old.partition
+        if stats.loss_area_kwh != stats.loss_area_kwh and old is not None:  # keep last day
+            stats.loss_kwh, stats.loss_area_kwh = old.loss_kwh, old.loss_area_kwh
+        with self._lock:
+            self.areas[area_id] = stats
+
+    def place(self, area_id: str, partition: int) -> None:
+        st = self.areas.get(area_id)
+        if st is not None:
+            st.partition = partition
+
+    def retain(self, partitions: set[int]) -> list[str]:
+        """Drop areas on partitions not in ``partitions``; the dropped area ids."""
+        with self._lock:
+            gone = [a for a, s in self.areas.items()
+                    if s.partition is not None and s.partition not in partitions]
+            for a in gone:
+                del self.areas[a]
+        return gone
+
+    def __contains__(self, area_id: str) -> bool:
+        return area_id in self.areas
+
+    def __len__(self) -> int:
+        return len(self.areas)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.areas.clear()
+
+    def snapshot(self) -> list[AreaStats]:
+        with self._lock:
+            return list(self.areas.values())
+
+
+AREAS = AreaStore()
+
+
+class VoltageHistogram:
+    """Meters' interval voltage as a share of nominal, per area label: a Prometheus
+    histogram filled with one ``np.searchsorted`` per batch instead of one ``observe``
+    per reading. Counts only grow (it is a counter of observations)."""
+
+    def __init__(self, bounds=VOLTAGE_RATIO_BUCKETS) -> None:
+        self.bounds = np.asarray(bounds, np.float64)
+        self._lock = threading.Lock()
+        self.counts: dict[str, np.ndarray] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe_many(self, label: str, values: np.ndarray) -> None:
+        if len(values) == 0:
+            return
+        idx = np.searchsorted(self.bounds, values, side="left")  # le semantics
+        add = np.bincount(idx, minlength=len(self.bounds) + 1)
+        with self._lock:
+            c = self.counts.get(label)
+            if c is None:
+                c = self.counts[label] = np.zeros(len(self.bounds) + 1, np.int64)
+                self.sums[label] = 0.0
+            c += add
+            self.sums[label] += float(values.sum())
+
+    def family(self) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(
+            P + "meter_voltage_nominal_ratio",
+            "Meters' interval mean voltage as a share of their nominal voltage, by area",
+            labels=["area"])
+        with self._lock:
+            items = [(k, v.copy(), self.sums[k]) for k, v in self.counts.items()]
+        for label, c, s in sorted(items):
+            cum = np.cumsum(c)
+            buckets = [(repr(float(b)), float(n)) for b, n in zip(self.bounds, cum[:-1])]
+            buckets.append(("+Inf", float(cum[-1])))
+            fam.add_metric([label], buckets, s)
+        return fam
+
+
+VOLTAGE_HIST = VoltageHistogram()
+
+
+class _AreaCollector:
+    """The area gauges, summed per label over the areas in :data:`AREAS`."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        areas = AREAS.snapshot()
+        by: dict[str, list[AreaStats]] = {}
+        for st in areas:
+            by.setdefault(st.label, []).append(st)
+
+        g = GaugeMetricFamily
+        open_ = g(P + "alerts_open", "Conditions open in detector state (alerts that will be "
+                  "closed by a later reading), by type, subtype and severity",
+                  labels=["type", "subtype", "severity"])
+        total: _Counter = _Counter()
+        for st in areas:
+            total.update(st.open)
+        for t, subs in ALERT_TYPES.items():
+            for s in subs:
+                for sev in SEVERITIES:
+                    open_.add_metric([t, s, sev], total.get((t, s, sev), 0))
+        yield open_
+        yield g(P + "meters_tracked", "Meters with state on this worker",
+                value=sum(st.meters for st in areas))
+        yield g(P + "areas_tracked", "Transformer areas with state on this worker",
+                value=len(areas))
+
+        expected = g(P + "area_meters_expected", "Customer meters registered in an area",
+                     labels=["area"])
+        reporting = g(P + "area_meters_reporting",
+                      "Customer meters of an area that reported its last complete interval",
+                      labels=["area"])
+        vmeters = g(P + "area_voltage_meters",
+                    "Customer meters of an area below, within or above the voltage standard's "
+                    "limits in its latest interval", labels=["area", "band"])
+        compliance = g(P + "area_voltage_compliance_ratio",
+                       "Share of an area's reporting meters within the voltage standard's limits "
+                       "(latest interval)", labels=["area"])
+        vmean = g(P + "area_voltage_mean_volts",
+                  "Mean interval voltage of an area's customer meters (latest interval)",
+                  labels=["area"])
+        loss = g(P + "area_line_loss_ratio",
+                 "Line-loss rate of an area's latest complete day: (area meter - customers) / "
+                 "area meter", labels=["area"])
+        normal = g(P + "area_normal_line_loss_ratio",
+                   "An area's normal line-loss rate as the loss detector learned it",
+                   labels=["area"])
+        tmeters = g(P + "area_theft_suspected_meters",
+                    "Meters of an area with at least one theft condition open", labels=["area"])
+        topen = g(P + "area_theft_suspicions_open",
+                  "Theft conditions open in an area, by indicator", labels=["area", "indicator"])
+        for label in sorted(by):
+            sts = by[label]
+            expected.add_metric([label], sum(s.expected for s in sts))
+            reporting.add_metric([label], sum(s.reporting for s in sts))
+            under = sum(s.v_under for s in sts)
+            within = sum(s.v_within for s in sts)
+            over = sum(s.v_over for s in sts)
+            for band, n in (("under", under), ("within", within), ("over", over)):
+                vmeters.add_metric([label, band], n)
+            n = under + within + over
+            if n:
+                compliance.add_metric([label], within / n)
+                vmean.add_metric([label], sum(s.v_sum for s in sts) / n)
+            with_day = [s for s in sts if s.loss_area_kwh == s.loss_area_kwh and s.loss_area_kwh > 0]
+            if with_day:
+                kwh = sum(s.loss_area_kwh for s in with_day)
+                loss.add_metric([label], sum(s.loss_kwh for s in with_day) / kwh)
+            learned = [s for s in sts if s.normal_loss == s.normal_loss]
+            if learned:
+                normal.add_metric([label], sum(s.normal_loss for s in learned) / len(learned))
+            tmeters.add_metric([label], sum(s.theft_meters for s in sts))
+            tot: _Counter = _Counter()
+            for s in sts:
+                tot.update(s.theft_open)
+            for ind in THEFT_INDICATORS:
+                topen.add_metric([label, ind], tot.get(ind, 0))
+        yield from (expected, reporting, vmeters, compliance, vmean, loss, normal, tmeters, topen)
+        yield VOLTAGE_HIST.family()
+
+
+REGISTRY.register(_AreaCollector())
+
+
+class AreaMetrics:
+    """Per-processor bookkeeping that turns one area batch into its :class:`AreaStats`.
+
+    ``before(ast)`` is called before the engine runs (the loss detector's day
+    accumulators, which the engine resets when the area meter starts a new day);
+    ``after(...)`` computes the area's stats from its state and the batch: a few
+    vectorised operations over the batch and the area's meters (a few per cent of an
+    area batch's processing time; the open-condition counts only when the engine
+    reported a finding).
+    """
+
+    def __init__(self, engine, limit: int, standard: str) -> None:
+        self.labels = AreaLabels(limit)
+        self.engine = engine
+        self.std = _volt._standard(standard)
+        self._rows: dict[str, tuple[list, object, np.ndarray]] = {}
+        self._fleet: tuple | None = None  # (fleet, is_customer, nominal, low_v, high_v)
+        # area -> (latest interval, meters reporting it so far, count of the one before)
+        self._reporting: dict[str, tuple[int, int, int | None]] = {}
+        self._primed: set[str] = set()
+
+    def label(self, area_id: str) -> str:
+        lab = self.labels(area_id)
+        if lab not in self._primed:
+            self._primed.add(lab)
+            for ind in THEFT_INDICATORS:
+                theft_alerts.labels(area=lab, indicator=ind)
+        return lab
+
+    @staticmethod
+    def before(ast: np.ndarray) -> tuple | None:
+        names = ast.dtype.names or ()
+        if "al_day" not in names:
+            return None
+        a = ast[0]
+        return (int(a["al_day"]), float(a["al_area_kwh"]), float(a["al_cust_kwh"]),
+                int(a["al_area_s"]), float(a["al_cust_s"]))
+
+    def _fleet_arrays(self, fleet) -> tuple:
+        """Per fleet row: customer?, nominal, and the standard's limits in volts."""
+        f = self._fleet
+        if f is None or f[0] is not fleet:
+            three = fleet.phases == 3
+            nom = fleet.nominal_voltage.astype(np.float64)
+            lo = nom * np.where(three, self.std.low[1], self.std.low[0])
+            hi = nom * np.where(three, self.std.high[1], self.std.high[0])
+            f = self._fleet = (fleet, ~fleet.is_area_meter, nom, lo, hi)
+        return f
+
+    def _customer_rows(self, state, fleet) -> np.ndarray:
+        """Positions of the state rows that are customer meters still in the registry."""
+        hit = self._rows.get(state.area_id)
+        if hit is not None and hit[0] is state.meter_ids and hit[1] is fleet:
+            return hit[2]
+        idx = np.fromiter((fleet.index.get(m, -1) for m in state.meter_ids), np.int64,
+                          len(state.meter_ids))
+        pos = np.flatnonzero((idx >= 0) & ~fleet.is_area_meter[np.maximum(idx, 0)]) \
+            if len(idx) else np.zeros(0, np.int64)
+        self._rows[state.area_id] = (state.meter_ids, fleet, pos)
+        return pos
+
+    def after(self, area_id: str, state, fleet, cols: np.ndarray, rows: np.ndarray,
+              expected: int, before: tuple | None, label: str | None = None,
+              findings: bool = True) -> AreaStats:
+        """``findings``: whether the engine reported anything for this batch; when not,
+        no condition opened or closed and the open counts are carried over."""
+        label = label or self.label(area_id)
+        rec = state.records
+        ast = state.area_record
+        st = AreaStats(label=label, meters=len(rec), expected=expected)
+        _, is_cust, nom_f, lo_f, hi_f = self._fleet_arrays(fleet)
+
+        # Meters reporting per interval: customer meters whose last applied reading is
+        # the batch's interval (the engine has dropped duplicates), counted again for
+        # each batch of that interval; when the area's next interval starts, that count
+        # is final and is what the gauge shows ("the last complete interval").
+        cust = self._customer_rows(state, fleet)
+        if len(cust) and len(cols):
+            t = int(cols["ts"].max())
+            n_t = int(np.count_nonzero(rec["e_last_ts"][cust] == t))
+            cur = self._reporting.get(area_id)
+            if cur is None or t > cur[0]:
+                done = cur[1] if cur is not None else None
+                self._reporting[area_id] = cur = (t, n_t, done)
+            elif t == cur[0]:
+                self._reporting[area_id] = cur = (t, n_t, cur[2])
+            st.reporting = cur[2] if cur[2] is not None else cur[1]
+
+        # Voltage against the standard: the batch's customer meters, latest interval.
+        v = cols["voltage"]
+        sel = is_cust[rows] & (v == v)
+        if len(cols) and cols["ts"][0] != cols["ts"][-1]:
+            ts = cols["ts"]
+            sel &= ts == ts.max()
+        n = int(np.count_nonzero(sel))
+        if n:
+            r, vv = rows[sel], v[sel]
+            st.v_under = int(np.count_nonzero(vv < lo_f[r]))
+            st.v_over = int(np.count_nonzero(vv > hi_f[r]))
+            st.v_within = n - st.v_under - st.v_over
+            st.v_sum = float(vv.sum())
+            VOLTAGE_HIST.observe_many(label, vv / nom_f[r])
+
+        # Line loss of the day the area meter just closed (the loss detector's own rule
+        # for a complete day); only from a one-interval batch, where the accumulators
+        # read before the engine ran are exactly the closed day's.
+        if before is not None:
+            mu = float(ast["al_mu"][0])
+            st.normal_loss = mu
+            day, area_kwh, cust_kwh, area_s, cust_s = before
+            if day and int(ast["al_day"][0]) != day and cols["ts"][0] == cols["ts"][-1]:
+                cfg = self.engine.area.config
+                coverage = cust_s / max(expected * 86400.0, 1.0)
+                if area_s >= 0.97 * 86400 and coverage >= cfg.min_coverage and area_kwh > 0:
+                    st.loss_kwh, st.loss_area_kwh = area_kwh - cust_kwh, area_kwh
+
+        # Open conditions and theft suspicions: they change only with a finding.
+        prev = AREAS.areas.get(area_id)
+        if not findings and prev is not None and prev.label == label:
+            st.open, st.theft_meters, st.theft_open = prev.open, prev.theft_meters, prev.theft_open
+        else:
+            names = ast.dtype.names or ()
+            ao = "ao_open" in names and bool(ast["ao_open"][0])
+            # During an area outage the meters' own power_fail alerts are folded into it.
+            skip = {("outage", "power_fail")} if ao else frozenset()
+            counts, st.theft_meters = _count_open(rec, _METER_BY_FIELD, skip)
+            counts.update(_count_open(ast, _AREA_BY_FIELD)[0])
+            st.open = counts
+            st.theft_open = _Counter({s: n for (t, s, _), n in counts.items() if t == "theft"})
+        AREAS.put(area_id, st)
+        return st
+
+
+# -- Faust's own sensor ---------------------------------------------------------------
+class _FaustCollector:
+    """Faust's Monitor (``app.monitor``) under conventional names: counters in
+    ``_total``, latencies in seconds (Faust keeps them in seconds already; its own
+    Prometheus sensor exports ``_ms`` series we do not want)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        mon = self.app.monitor
+        c = CounterMetricFamily(P + "faust_messages_received",
+                                "Messages the Faust consumer delivered to agents, by topic",
+                                labels=["topic"])
+        for topic, n in sorted(mon.messages_received_by_topic.items()):
+            c.add_metric([str(topic)], n)
+        yield c
+        c = CounterMetricFamily(P + "faust_messages_sent", "Messages Faust produced, by topic",
+                                labels=["topic"])
+        for topic, n in sorted(mon.messages_sent_by_topic.items()):
+            c.add_metric([str(topic)], n)
+        yield c
+        yield CounterMetricFamily(P + "faust_send_errors", "Faust producer send errors",
+                                  value=mon.send_errors)
+        yield CounterMetricFamily(P + "faust_rebalances", "Consumer-group rebalances seen",
+                                  value=getattr(self.app, "rebalancing_count", mon.rebalances))
+        yield GaugeMetricFamily(P + "faust_events_active", "Events being processed by agents now",
+                                value=mon.events_active)
+        yield GaugeMetricFamily(P + "faust_rebalancing",
+                                "1 while this worker's consumer group is rebalancing",
+                                value=1.0 if getattr(self.app, "rebalancing", False) else 0.0)
+        for name, dq, what in (("commit_latency", mon.commit_latency, "offset commit"),
+                               ("send_latency", mon.send_latency, "produce")):
+            vals = list(dq)
+            yield GaugeMetricFamily(P + f"faust_{name}_seconds",
+                                    f"Median {what} latency over Faust's recent history",
+                                    value=float(np.median(vals)) if vals else 0.0)
+        t = CounterMetricFamily(P + "faust_table_keys_updated", "Table keys written, by table",
+                                labels=["table"])
+        for tname, ts in sorted(mon.tables.items()):
+            t.add_metric([str(tname)], ts.keys_updated)
+        yield t
+
+
+_faust_registered: list = []
+
+
+def register_faust(app) -> None:
+    """Export ``app.monitor`` (once per process)."""
+    if _faust_registered:
+        _faust_registered[0].app = app
+        return
+    col = _FaustCollector(app)
+    REGISTRY.register(col)
+    _faust_registered.append(col)
+
+
+_started = time.time()
+start_time = Gauge(P + "worker_start_time_seconds", "Unix time the worker process started",
+                   registry=REGISTRY)
+start_time.set(_started)
 
 
 def exposition() -> bytes:

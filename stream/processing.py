@@ -125,7 +125,8 @@ class Processor:
                              country=settings.holidays_country or None,
                              voltage_standard=settings.voltage_standard)
         self.zone = ZoneInfo(settings.timezone)
-        self.area_labels = M.AreaLabels(settings.metrics_areas_max)
+        self.metrics = M.AreaMetrics(self.engine, settings.metrics_areas_max,
+                                     self.engine.voltage.standard)
         self._customers_per_area = self._count_customers(registry)
 
     @staticmethod
@@ -176,9 +177,11 @@ class Processor:
         st = state.records[mpos]
         areas = np.array([area], np.int64)
         ast = state.area_record
+        before = self.metrics.before(ast)
         t1 = time.perf_counter()
         out = self.engine.process(rows, cols, st, ast, meters, areas)
         M.detector_seconds.inc(time.perf_counter() - t1)
+        M.detector_readings.inc(len(rows))
         state.records[mpos] = st
         res.outcome = out
         M.readings_applied.inc(out.applied)
@@ -203,36 +206,18 @@ class Processor:
         delay = max(0.0, now - msg.produced_ms / 1000.0)
         if out.applied:
             M.latency_applied.observe(delay)
-        label = self.area_labels(msg.area_id)
-        n_reg = int(self._customers_per_area[area])
-        if n_reg:
-            reporting = int((~fleet.is_area_meter[meters]).sum())
-            M.meters_reporting.labels(area=label).set(min(1.0, reporting / n_reg))
-        v = cols["voltage"]
-        have_v = ~np.isnan(v)
-        if have_v.any():
-            from models.voltage import limits  # noqa: PLC0415 (cached module)
-
-            nom = fleet.nominal_voltage[rows[have_v]]
-            lim = limits(self.engine.voltage.standard, float(nom[0]), int(fleet.phases[rows[have_v]][0]))
-            scale = nom / nom[0]
-            within = (v[have_v] >= lim.low * scale) & (v[have_v] <= lim.high * scale)
-            M.voltage_compliance.labels(area=label).set(float(within.mean()))
+        label = self.metrics.label(msg.area_id)
+        self.metrics.after(msg.area_id, state, fleet, cols, rows,
+                           int(self._customers_per_area[area]), before, label,
+                           findings=bool(out.findings))
         for f in out.findings:
             a = to_alert(f, fleet, self.zone)
             key = a["customer_id"] or a["area_id"]
             res.alerts.append((key, json_encode(a), a))
             M.alerts.labels(type=a["type"], subtype=a["subtype"], severity=a["severity"],
                             status=a["status"]).inc()
-            g = M.alerts_open.labels(type=a["type"], subtype=a["subtype"], severity=a["severity"])
-            if f.action == "open":
-                g.inc()
-            elif f.action == "close":
-                g.dec()
-            if a["type"] == "theft" and a["subtype"] == "area_loss" and a["status"] == "open":
-                M.area_loss_rate.labels(area=label).set(float(a["evidence"].get("loss_rate", 0)))
-            if a["type"] == "theft" and f.action in ("open", "close") and a["scope"] == "meter":
-                M.theft_open.labels(area=label).inc(1 if f.action == "open" else -1)
+            if a["type"] == "theft" and a["status"] == "open":
+                M.theft_alerts.labels(area=label, indicator=a["subtype"]).inc()
         if res.alerts:
             M.latency_alert.observe(delay)
         M.batch_seconds.observe(time.perf_counter() - t0)

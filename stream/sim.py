@@ -777,8 +777,10 @@ class FleetSimulator:
             ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
             v_single = np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]
             V = np.where(three[:, None], V3.mean(axis=2), v_single)
-            # Three-phase: the mean of the per-phase values as reported (rounded).
-            V_rep = np.where(three[:, None], np.round(np.round(V3, 1).mean(axis=2), 2),
+            # Three-phase: the mean of the per-phase values as reported, computed the
+            # way ingest does ((a + b) + c) / 3, so files and messages carry one value.
+            r3 = np.round(V3, 1)
+            V_rep = np.where(three[:, None], (r3[..., 0] + r3[..., 1] + r3[..., 2]) / 3,
                              np.round(V, 1))
             current = np.where(three[:, None], Ip.mean(axis=2), Ip.sum(axis=2))
             # Three-phase neutral: the phasor sum of the phase currents.

@@ -241,13 +241,19 @@ def test_unknown_choice_in_toml_names_the_file(tmp_path):
 @pytest.mark.parametrize("name,value", [
     ("topic_partitions", "0"), ("topic_partitions", "-3"),
     ("max_message_bytes", "0"), ("max_future_s", "-1.5"), ("registry_reload_s", "0"),
-    ("late_tolerance_s", "-1"), ("metrics_areas_max", "0"),
+    ("late_tolerance_s", "-1"),
 ])
 def test_positive_only_numbers_reject_zero_and_negative(name, value):
     var = PREFIX + name.upper()
     with pytest.raises(SettingsError) as e:
         load_settings(env={var: value})
     assert f"{name} (environment {var})" in str(e.value) and "> 0" in str(e.value)
+
+
+def test_metrics_areas_max_zero_aggregates_every_area_but_negative_is_refused():
+    assert load_settings(env={"METERWATCH_METRICS_AREAS_MAX": "0"}).metrics_areas_max == 0
+    with pytest.raises(SettingsError, match=r"metrics_areas_max .* >= 0"):
+        load_settings(env={"METERWATCH_METRICS_AREAS_MAX": "-1"})
 
 
 def test_positive_only_number_rejects_nan():

@@ -1,0 +1,647 @@
+"""The control room's Grafana dashboards and Prometheus rules, from one description.
+
+    python dashboards/generate.py          # write the files
+    python dashboards/generate.py --check  # exit 1 if a written file is out of date
+
+Writes ``dashboards/grafana/dashboards/*.json`` and ``dashboards/prometheus/rules/*.yml``.
+Everything a panel or rule queries is listed here, so the tests can evaluate every
+expression against a real Prometheus (``tests/dashboards/test_prometheus_live.py``).
+
+Conventions: one datasource (uid ``meterwatch-prometheus``, provisioned from
+``grafana/provisioning/datasources``); every dashboard has the template variables
+``area`` (multi-select, All = ``.*``) and ``window`` (the span of "in the last ..."
+panels) and a default time range; every panel has a unit; stat, gauge and bar-gauge
+panels have coloured thresholds. Series from the console process are
+``meterwatch_console_*`` (see :data:`CONSOLE_PREFIX`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DASH_DIR = HERE / "grafana" / "dashboards"
+RULES_DIR = HERE / "prometheus" / "rules"
+DS = {"type": "prometheus", "uid": "meterwatch-prometheus"}
+WORKER_JOB = "meterwatch-worker"
+CONSOLE_JOB = "meterwatch-console"
+#: Series exported by the console process (alert lifecycle), not by the workers.
+CONSOLE_PREFIX = "meterwatch_console_"
+AREA = 'area=~"$area"'
+
+# -- colours ------------------------------------------------------------------------------
+GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
+
+
+def steps(*pairs) -> dict:
+    """Thresholds: ``steps(GREEN, (YELLOW, 10), (RED, 100))`` -> base colour then from-values."""
+    base, *rest = pairs
+    return {"mode": "absolute",
+            "steps": [{"color": base, "value": None}] + [{"color": c, "value": v} for c, v in rest]}
+
+
+HIGH_BAD = steps(GREEN, (YELLOW, 1), (RED, 10))
+LOW_BAD_RATIO = steps(RED, (ORANGE, 0.9), (YELLOW, 0.95), (GREEN, 0.98))
+
+
+@dataclass
+class Q:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    fmt: str = "time_series"  # or "heatmap", "table"
+
+
+@dataclass
+class Panel:
+    title: str
+    kind: str  # timeseries | stat | gauge | bargauge | heatmap | table
+    queries: list[Q]
+    unit: str
+    w: int = 12
+    h: int = 8
+    description: str = ""
+    thresholds: dict | None = None
+    min: float | None = None
+    max: float | None = None
+    stack: bool = False
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    title: str
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: list
+    tags: tuple[str, ...] = ("meterwatch",)
+
+
+def _rate(metric: str, sel: str = "", by: str = "", w: str = "$__rate_interval") -> str:
+    inner = f"rate({metric}{{{sel}}}[{w}])" if sel else f"rate({metric}[{w}])"
+    return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
+
+
+def _quantile(q: float, hist: str, w: str = "$__rate_interval", sel: str = "") -> str:
+    s = f"{{{sel}}}" if sel else ""
+    return f"histogram_quantile({q}, sum by (le) (rate({hist}_bucket{s}[{w}])))"
+
+
+# -- the dashboards -----------------------------------------------------------------------
+def fleet_overview() -> Dashboard:
+    return Dashboard("meterwatch-fleet", "meterwatch / Fleet overview",
+                     "Readings flowing, meters reporting, alerts open, areas that need a look.", [
+        Panel("Readings applied / s", "stat", [Q(_rate("meterwatch_readings_applied_total"))],
+              "cps", w=4, h=5, thresholds=steps(RED, (YELLOW, 1), (GREEN, 10)),
+              description="Readings applied to meter state per second, all workers."),
+        Panel("Meters reporting", "stat",
+              [Q(f"sum(meterwatch_area_meters_reporting{{{AREA}}})")], "short", w=4, h=5,
+              thresholds=steps(RED, (GREEN, 1)),
+              description="Customer meters that reported their area's last complete interval."),
+        Panel("Reporting vs expected", "gauge",
+              [Q(f"sum(meterwatch_area_meters_reporting{{{AREA}}}) / "
+                 f"sum(meterwatch_area_meters_expected{{{AREA}}})")],
+              "percentunit", w=4, h=5, thresholds=LOW_BAD_RATIO, min=0, max=1,
+              description="Share of registered customer meters that reported the last interval."),
+        Panel("Voltage compliance", "gauge",
+              [Q(f'sum(meterwatch_area_voltage_meters{{band="within",{AREA}}}) / '
+                 f"sum(meterwatch_area_voltage_meters{{{AREA}}})")],
+              "percentunit", w=4, h=5, thresholds=LOW_BAD_RATIO, min=0, max=1,
+              description="Share of reporting meters within the voltage standard's limits."),
+        Panel("Critical conditions open", "stat",
+              [Q('sum(meterwatch_alerts_open{severity="critical"})')], "short", w=4, h=5,
+              thresholds=steps(GREEN, (RED, 1))),
+        Panel("Meters with theft suspicions", "stat",
+              [Q(f"sum(meterwatch_area_theft_suspected_meters{{{AREA}}})")], "short", w=4, h=5,
+              thresholds=steps(GREEN, (ORANGE, 1), (RED, 10))),
+        Panel("Readings / s", "timeseries", [
+            Q(_rate("meterwatch_readings_consumed_total"), "consumed"),
+            Q(_rate("meterwatch_readings_applied_total"), "applied"),
+            Q(_rate("meterwatch_readings_rejected_total"), "rejected"),
+        ], "cps"),
+        Panel("Meters reporting vs expected", "timeseries", [
+            Q(f"sum(meterwatch_area_meters_reporting{{{AREA}}})", "reporting"),
+            Q(f"sum(meterwatch_area_meters_expected{{{AREA}}})", "expected"),
+        ], "short"),
+        Panel("Open conditions by type and severity", "timeseries",
+              [Q("sum by (type, severity) (meterwatch_alerts_open)", "{{type}} {{severity}}")],
+              "short", stack=True,
+              description="Conditions the detectors hold open (they close with a later reading)."),
+        Panel("Alerts raised by type (in window)", "timeseries",
+              [Q('sum by (type) (increase(meterwatch_alerts_total{status="open"}[$window]))',
+                 "{{type}}")], "short"),
+        Panel("Top areas: theft suspicions open", "bargauge",
+              [Q(f"topk(10, sum by (area) (meterwatch_area_theft_suspicions_open{{{AREA}}}))",
+                 "{{area}}", instant=True)], "short", w=8, thresholds=HIGH_BAD),
+        Panel("Lowest voltage compliance", "bargauge",
+              [Q(f"bottomk(10, min by (area) (meterwatch_area_voltage_compliance_ratio{{{AREA}}}))",
+                 "{{area}}", instant=True)], "percentunit", w=8, thresholds=LOW_BAD_RATIO,
+              min=0, max=1),
+        Panel("Top areas: line-loss rate", "bargauge",
+              [Q(f"topk(10, max by (area) (meterwatch_area_line_loss_ratio{{{AREA}}}))",
+                 "{{area}}", instant=True)], "percentunit", w=8,
+              thresholds=steps(GREEN, (YELLOW, 0.06), (RED, 0.1)), min=0),
+    ])
+
+
+def alerts_dashboard() -> Dashboard:
+    c = CONSOLE_PREFIX
+    return Dashboard("meterwatch-alerts", "meterwatch / Alerts",
+                     "Alerts raised by the detectors, conditions open, and the alert lifecycle "
+                     "as the console records it (new, acknowledged, resolved).", [
+        Row("Raised by the detectors"),
+        Panel("Alerts raised / h by type", "timeseries",
+              [Q('sum by (type) (rate(meterwatch_alerts_total{status="open"}[$__rate_interval])) * 3600',
+                 "{{type}}")], "short", w=12,
+              description="Alert opens per hour (updates and closes are not counted)."),
+        Panel("Alerts raised / h by severity", "timeseries",
+              [Q('sum by (severity) (rate(meterwatch_alerts_total{status="open"}[$__rate_interval])) * 3600',
+                 "{{severity}}")], "short", w=12),
+        Panel("Raised in window", "stat",
+              [Q('sum(increase(meterwatch_alerts_total{status="open"}[$window]))')], "short",
+              w=6, h=5, thresholds=steps(GREEN, (YELLOW, 50), (RED, 500))),
+        Panel("Conditions open", "stat", [Q("sum(meterwatch_alerts_open)")], "short", w=6, h=5,
+              thresholds=steps(GREEN, (YELLOW, 10), (RED, 100))),
+        Panel("Critical open", "stat", [Q('sum(meterwatch_alerts_open{severity="critical"})')],
+              "short", w=6, h=5, thresholds=steps(GREEN, (RED, 1))),
+        Panel("Theft alerts raised in window (selected areas)", "stat",
+              [Q(f"sum(increase(meterwatch_theft_alerts_total{{{AREA}}}[$window]))")], "short",
+              w=6, h=5, thresholds=steps(GREEN, (ORANGE, 1), (RED, 10))),
+        Panel("Open conditions by type and subtype", "bargauge",
+              [Q("topk(15, sum by (type, subtype) (meterwatch_alerts_open))",
+                 "{{type}}/{{subtype}}", instant=True)], "short", w=12, h=9, thresholds=HIGH_BAD),
+        Panel("Alert messages by status", "timeseries",
+              [Q("sum by (status) (rate(meterwatch_alerts_total[$__rate_interval])) * 3600",
+                 "{{status}}")], "short", w=12, h=9,
+              description="Messages per hour: open, update, closed."),
+        Row("Lifecycle (console)"),
+        Panel("Open vs acknowledged vs resolved", "timeseries",
+              [Q(f"sum by (state) ({c}alerts)", "{{state}}")], "short", w=12, stack=True,
+              description="Alerts in the console by state (new = open, not yet acknowledged)."),
+        Panel("Unacknowledged critical", "stat",
+              [Q(f'sum({c}alerts{{state="new",severity="critical"}})')], "short", w=6, h=8,
+              thresholds=steps(GREEN, (RED, 1))),
+        Panel("Resolved share", "gauge",
+              [Q(f'sum({c}alerts{{state="resolved"}}) / sum({c}alerts)')],
+              "percentunit", w=6, h=8, min=0, max=1,
+              thresholds=steps(RED, (YELLOW, 0.5), (GREEN, 0.8))),
+        Panel("Time to acknowledge", "timeseries", [
+            Q(_quantile(0.5, f"{c}time_to_acknowledge_seconds"), "p50"),
+            Q(_quantile(0.9, f"{c}time_to_acknowledge_seconds"), "p90"),
+        ], "s", w=12),
+        Panel("Acknowledged / h", "timeseries",
+              [Q(f"sum(rate({c}time_to_acknowledge_seconds_count[$__rate_interval])) * 3600",
+                 "acknowledged")], "short", w=12),
+    ])
+
+
+def voltage_dashboard() -> Dashboard:
+    return Dashboard("meterwatch-voltage", "meterwatch / Voltage quality",
+                     "Supply voltage against the configured standard (GB/T 12325, EN 50160, "
+                     "ANSI C84.1): compliance by area, meters outside the limits, distribution.", [
+        Panel("Compliance (selected areas)", "gauge",
+              [Q(f'sum(meterwatch_area_voltage_meters{{band="within",{AREA}}}) / '
+                 f"sum(meterwatch_area_voltage_meters{{{AREA}}})")],
+              "percentunit", w=6, h=6, thresholds=LOW_BAD_RATIO, min=0, max=1),
+        Panel("Meters under the limit", "stat",
+              [Q(f'sum(meterwatch_area_voltage_meters{{band="under",{AREA}}})')], "short",
+              w=6, h=6, thresholds=HIGH_BAD),
+        Panel("Meters over the limit", "stat",
+              [Q(f'sum(meterwatch_area_voltage_meters{{band="over",{AREA}}})')], "short",
+              w=6, h=6, thresholds=HIGH_BAD),
+        Panel("Voltage conditions open", "stat",
+              [Q('sum(meterwatch_alerts_open{type="voltage"})')], "short", w=6, h=6,
+              thresholds=HIGH_BAD),
+        Panel("Compliance by area", "timeseries",
+              [Q(f"min by (area) (meterwatch_area_voltage_compliance_ratio{{{AREA}}})", "{{area}}")],
+              "percentunit", min=0, max=1, thresholds=LOW_BAD_RATIO),
+        Panel("Under / over-voltage meters", "timeseries",
+              [Q(f'sum by (band) (meterwatch_area_voltage_meters{{band=~"under|over",{AREA}}})',
+                 "{{band}}")], "short", stack=True),
+        Panel("Voltage distribution (share of nominal)", "heatmap",
+              [Q(f"sum by (le) (increase(meterwatch_meter_voltage_nominal_ratio_bucket{{{AREA}}}"
+                 f"[$__rate_interval]))", "{{le}}", fmt="heatmap")], "short", w=12, h=9,
+              description="Meters' interval mean voltage over nominal; the standard's limits "
+                          "(0.9, 0.93, 1.07, 1.1) are bucket bounds.",
+              options={"calculate": False, "yAxis": {"unit": "percentunit"},
+                       "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64}}),
+        Panel("Area mean voltage", "timeseries",
+              [Q(f"avg by (area) (meterwatch_area_voltage_mean_volts{{{AREA}}})", "{{area}}")],
+              "volt", w=12, h=9),
+        Panel("Voltage conditions open by subtype and severity", "timeseries",
+              [Q('sum by (subtype, severity) (meterwatch_alerts_open{type="voltage"})',
+                 "{{subtype}} {{severity}}")], "short", stack=True),
+        Panel("Voltage alerts raised (in window)", "timeseries",
+              [Q('sum by (subtype) (increase(meterwatch_alerts_total{type="voltage",status="open"}[$window]))',
+                 "{{subtype}}")], "short"),
+    ])
+
+
+def losses_dashboard() -> Dashboard:
+    return Dashboard("meterwatch-losses", "meterwatch / Losses and theft",
+                     "Area line-loss (area meter against its customers) and the theft "
+                     "indicators the detectors hold open.", [
+        Panel("Meters with theft suspicions", "stat",
+              [Q(f"sum(meterwatch_area_theft_suspected_meters{{{AREA}}})")], "short", w=6, h=5,
+              thresholds=steps(GREEN, (ORANGE, 1), (RED, 10))),
+        Panel("Theft suspicions open", "stat",
+              [Q(f"sum(meterwatch_area_theft_suspicions_open{{{AREA}}})")], "short", w=6, h=5,
+              thresholds=steps(GREEN, (ORANGE, 1), (RED, 10))),
+        Panel("Highest line-loss rate", "stat",
+              [Q(f"max(meterwatch_area_line_loss_ratio{{{AREA}}})")], "percentunit", w=6, h=5,
+              thresholds=steps(GREEN, (YELLOW, 0.06), (RED, 0.1))),
+        Panel("Theft alerts raised in window", "stat",
+              [Q(f"sum(increase(meterwatch_theft_alerts_total{{{AREA}}}[$window]))")], "short",
+              w=6, h=5, thresholds=steps(GREEN, (ORANGE, 1), (RED, 10))),
+        Panel("Line-loss rate by area", "timeseries",
+              [Q(f"max by (area) (meterwatch_area_line_loss_ratio{{{AREA}}})", "{{area}}")],
+              "percentunit", thresholds=steps(GREEN, (YELLOW, 0.06), (RED, 0.1)),
+              description="(area meter - customers) / area meter, per complete day."),
+        Panel("Line loss above the area's normal", "timeseries",
+              [Q(f"meterwatch:area_line_loss_excess:ratio{{{AREA}}}", "{{area}}")],
+              "percentunit", thresholds=steps(GREEN, (YELLOW, 0.02), (RED, 0.05)),
+              description="Latest daily rate minus the rate the loss detector learned as normal."),
+        Panel("Theft suspicions open by area", "bargauge",
+              [Q(f"sum by (area) (meterwatch_area_theft_suspicions_open{{{AREA}}})", "{{area}}",
+                 instant=True)], "short", w=8, h=9, thresholds=HIGH_BAD),
+        Panel("Theft suspicions open by indicator", "bargauge",
+              [Q(f"sum by (indicator) (meterwatch_area_theft_suspicions_open{{{AREA}}})",
+                 "{{indicator}}", instant=True)], "short", w=8, h=9, thresholds=HIGH_BAD),
+        Panel("Theft suspicions by area and indicator", "table",
+              [Q(f"sum by (area, indicator) (meterwatch_area_theft_suspicions_open{{{AREA}}})",
+                 "", instant=True, fmt="table")], "short", w=8, h=9, thresholds=HIGH_BAD),
+        Panel("Theft alerts raised by indicator (in window)", "timeseries",
+              [Q(f"sum by (indicator) (increase(meterwatch_theft_alerts_total{{{AREA}}}[$window]))",
+                 "{{indicator}}")], "short", w=24,
+              description="Includes one-off indicators (tamper flags) that hold nothing open."),
+    ])
+
+
+def pipeline_dashboard() -> Dashboard:
+    wj = f'job="{WORKER_JOB}"'
+    return Dashboard("meterwatch-pipeline", "meterwatch / Pipeline health",
+                     "Throughput, consumer lag, latency, rejects and the workers themselves.", [
+        Panel("Workers up", "stat", [Q(f"sum(up{{{wj}}})")], "short", w=4, h=5,
+              thresholds=steps(RED, (YELLOW, 1), (GREEN, 2))),
+        Panel("Readings consumed / s", "stat", [Q(_rate("meterwatch_readings_consumed_total"))],
+              "cps", w=4, h=5, thresholds=steps(RED, (GREEN, 1))),
+        Panel("Consumer lag", "stat", [Q("sum(meterwatch:consumer_lag_messages:sum)")], "short",
+              w=4, h=5, thresholds=steps(GREEN, (YELLOW, 1000), (RED, 100000))),
+        Panel("Reject ratio", "stat", [Q("meterwatch:readings_rejected:ratio_rate5m")],
+              "percentunit", w=4, h=5, thresholds=steps(GREEN, (YELLOW, 0.01), (RED, 0.05))),
+        Panel("p95 produce -> applied", "stat",
+              [Q('meterwatch:produce_to_applied_seconds:quantile_rate5m{quantile="0.95"}')], "s",
+              w=4, h=5, thresholds=steps(GREEN, (YELLOW, 5), (RED, 60))),
+        Panel("Dead letters in window", "stat",
+              [Q("sum(increase(meterwatch_deadletter_total[$window]))")], "short", w=4, h=5,
+              thresholds=steps(GREEN, (RED, 1))),
+        Panel("Throughput", "timeseries", [
+            Q(_rate("meterwatch_messages_consumed_total"), "messages/s"),
+            Q(_rate("meterwatch_readings_consumed_total"), "readings consumed/s"),
+            Q(_rate("meterwatch_readings_applied_total"), "readings applied/s"),
+            Q(_rate("meterwatch_readings_duplicate_total"), "duplicates dropped/s"),
+        ], "cps"),
+        Panel("Bytes consumed / s", "timeseries",
+              [Q(_rate("meterwatch_message_bytes_total", by="instance"), "{{instance}}")], "Bps"),
+        Panel("Consumer lag by partition", "timeseries",
+              [Q("sum by (topic, partition) (meterwatch_consumer_lag_messages)",
+                 "{{topic}}[{{partition}}]")], "short"),
+        Panel("Rejects by reason", "timeseries",
+              [Q(_rate("meterwatch_readings_rejected_total", by="reason"), "{{reason}}")], "cps",
+              stack=True),
+        Panel("Latency: produce -> applied", "timeseries", [
+            Q('meterwatch:produce_to_applied_seconds:quantile_rate5m{quantile="0.5"}', "p50"),
+            Q('meterwatch:produce_to_applied_seconds:quantile_rate5m{quantile="0.95"}', "p95"),
+            Q('meterwatch:produce_to_applied_seconds:quantile_rate5m{quantile="0.99"}', "p99"),
+        ], "s"),
+        Panel("Latency: applied -> alert acknowledged", "timeseries", [
+            Q(_quantile(0.5, "meterwatch_applied_to_alert_seconds"), "p50"),
+            Q(_quantile(0.95, "meterwatch_applied_to_alert_seconds"), "p95"),
+            Q(_quantile(0.95, "meterwatch_produce_to_alert_seconds"), "p95 produce -> alert"),
+        ], "s"),
+        Panel("Detector time per reading", "timeseries",
+              [Q("meterwatch:detector_seconds_per_reading:rate5m", "all workers"),
+               Q(_quantile(0.95, "meterwatch_area_batch_seconds"), "p95 area batch")], "s"),
+        Panel("State: meters and areas per worker", "timeseries", [
+            Q("sum by (instance) (meterwatch_meters_tracked)", "meters {{instance}}"),
+            Q("sum by (instance) (meterwatch_areas_tracked)", "areas {{instance}}"),
+        ], "short"),
+        Panel("Faust: rebalances and send errors (in window)", "timeseries", [
+            Q("sum by (instance) (increase(meterwatch_faust_rebalances_total[$window]))",
+              "rebalances {{instance}}"),
+            Q("sum by (instance) (increase(meterwatch_faust_send_errors_total[$window]))",
+              "send errors {{instance}}"),
+        ], "short"),
+        Panel("Faust: commit and send latency (median)", "timeseries", [
+            Q("max by (instance) (meterwatch_faust_commit_latency_seconds)", "commit {{instance}}"),
+            Q("max by (instance) (meterwatch_faust_send_latency_seconds)", "send {{instance}}"),
+        ], "s"),
+    ])
+
+
+DASHBOARDS = {
+    "fleet-overview": fleet_overview,
+    "alerts": alerts_dashboard,
+    "voltage-quality": voltage_dashboard,
+    "losses-and-theft": losses_dashboard,
+    "pipeline-health": pipeline_dashboard,
+}
+
+
+# -- Prometheus rules ---------------------------------------------------------------------
+@dataclass
+class Record:
+    record: str
+    expr: str
+    labels: dict | None = None
+
+
+@dataclass
+class Alert:
+    alert: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    #: Parts of ``expr`` without its thresholds: they must return data whenever the
+    #: pipeline runs (the live test evaluates them), while ``expr`` itself is empty
+    #: as long as nothing is wrong.
+    probes: tuple[str, ...] = ()
+
+
+RECORDING = [
+    Record("meterwatch:readings_consumed:rate1m", "sum(rate(meterwatch_readings_consumed_total[1m]))"),
+    Record("meterwatch:readings_applied:rate1m", "sum(rate(meterwatch_readings_applied_total[1m]))"),
+    Record("meterwatch:readings_rejected:rate1m",
+           "sum by (reason) (rate(meterwatch_readings_rejected_total[1m]))"),
+    # Rejects against everything read; a silent pipeline is no reject problem (0).
+    Record("meterwatch:readings_rejected:ratio_rate5m",
+           "clamp_max(sum(rate(meterwatch_readings_rejected_total[5m])) / "
+           "clamp_min(sum(rate(meterwatch_readings_consumed_total[5m])), 1e-9), 1)"),
+    Record("meterwatch:consumer_lag_messages:sum",
+           "sum by (topic) (meterwatch_consumer_lag_messages)"),
+    *(Record("meterwatch:produce_to_applied_seconds:quantile_rate5m",
+             _quantile(q, "meterwatch_produce_to_applied_seconds", "5m"), {"quantile": str(q)})
+      for q in (0.5, 0.95, 0.99)),
+    Record("meterwatch:detector_seconds_per_reading:rate5m",
+           "sum(rate(meterwatch_detector_seconds_total[5m])) / "
+           "sum(rate(meterwatch_detector_readings_total[5m]))"),
+    Record("meterwatch:meters_reporting:ratio",
+           "sum(meterwatch_area_meters_reporting) / sum(meterwatch_area_meters_expected)"),
+    Record("meterwatch:voltage_compliance:ratio",
+           'sum(meterwatch_area_voltage_meters{band="within"}) / sum(meterwatch_area_voltage_meters)'),
+    Record("meterwatch:alerts_open:sum", "sum by (type, severity) (meterwatch_alerts_open)"),
+    Record("meterwatch:alerts_raised:rate5m",
+           'sum by (type) (rate(meterwatch_alerts_total{status="open"}[5m]))'),
+    Record("meterwatch:area_line_loss_excess:ratio",
+           "max by (area) (meterwatch_area_line_loss_ratio) - "
+           "max by (area) (meterwatch_area_normal_line_loss_ratio)"),
+]
+
+ALERTS = [
+    Alert("MeterwatchWorkerDown", f'up{{job="{WORKER_JOB}"}} == 0', "1m", "critical",
+          "meterwatch worker {{ $labels.instance }} is down",
+          "Prometheus has not scraped {{ $labels.instance }} for a minute; its partitions "
+          "move to the other workers after the session timeout.",
+          probes=(f'up{{job="{WORKER_JOB}"}}',)),
+    Alert("MeterwatchNoWorkerUp",
+          f'sum(up{{job="{WORKER_JOB}"}}) < 1 or absent(up{{job="{WORKER_JOB}"}})', "1m",
+          "critical", "No meterwatch worker is up",
+          "No worker answers: readings are not being processed.",
+          probes=(f'sum(up{{job="{WORKER_JOB}"}})',)),
+    Alert("MeterwatchConsumerLagGrowing",
+          "meterwatch:consumer_lag_messages:sum > 1000 and "
+          "deriv(meterwatch:consumer_lag_messages:sum[10m]) > 0", "10m", "warning",
+          "Consumer lag on {{ $labels.topic }} is growing",
+          "Over 1,000 messages behind and still rising for 10 minutes: the workers do not "
+          "keep up (add a worker or look at detector time per reading).",
+          probes=("meterwatch:consumer_lag_messages:sum",
+                  "deriv(meterwatch:consumer_lag_messages:sum[10m])")),
+    Alert("MeterwatchRejectRateHigh", "meterwatch:readings_rejected:ratio_rate5m > 0.05", "10m",
+          "warning", "More than 5% of readings are rejected",
+          "{{ $value | humanizePercentage }} of readings rejected over 5 minutes; see the "
+          "rejects-by-reason panel and the ami.readings.rejected topic.",
+          probes=("meterwatch:readings_rejected:ratio_rate5m",)),
+    Alert("MeterwatchDeadLetters", "sum(increase(meterwatch_deadletter_total[10m])) > 0", "0m",
+          "warning", "Messages went to the dead-letter topic",
+          "An agent failed on about {{ $value | humanize }} messages in 10 minutes (a bug or corrupt input); "
+          "they are on meterwatch.deadletter with their tracebacks.",
+          probes=("sum(increase(meterwatch_deadletter_total[10m]))",)),
+]
+
+
+def rules_files() -> dict[str, dict]:
+    rec = {"groups": [{"name": "meterwatch-recording", "rules": [
+        {"record": r.record, "expr": r.expr, **({"labels": r.labels} if r.labels else {})}
+        for r in RECORDING]}]}
+    alerts = {"groups": [{"name": "meterwatch-pipeline", "rules": [
+        {"alert": a.alert, "expr": a.expr, "for": a.for_,
+         "labels": {"severity": a.severity, "service": "meterwatch"},
+         "annotations": {"summary": a.summary, "description": a.description,
+                         "dashboard": "/d/meterwatch-pipeline"}}
+        for a in ALERTS]}]}
+    return {"recording.yml": rec, "alerts.yml": alerts}
+
+
+# -- rendering ----------------------------------------------------------------------------
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/ -]*$")
+
+
+def _scalar(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    s = str(v)
+    if _PLAIN.match(s) and s.strip() == s and s.lower() not in ("true", "false", "null", "yes", "no", "on", "off") \
+            and ": " not in s and " #" not in s:
+        return s
+    return json.dumps(s, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def to_yaml(obj, indent: int = 0) -> str:
+    """Block YAML for dicts/lists/scalars; ``expr`` strings as literal blocks."""
+    pad = " " * indent
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{k}:")
+                out.append(to_yaml(v, indent + 2))
+            elif k == "expr" and isinstance(v, str):
+                out.append(f"{pad}{k}: |-")
+                out.extend(f"{pad}  {line}" for line in v.splitlines())
+            else:
+                out.append(f"{pad}{k}: {_scalar(v)}")
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, dict) and v:
+                body = to_yaml(v, indent + 2).splitlines()
+                out.append(f"{pad}- {body[0].lstrip()}")
+                out.extend(body[1:])
+            else:
+                out.append(f"{pad}- {_scalar(v)}")
+    else:
+        out.append(f"{pad}{_scalar(obj)}")
+    return "\n".join(out)
+
+
+def _field_config(p: Panel) -> dict:
+    d: dict = {"unit": p.unit, "color": {"mode": "thresholds" if p.kind in ("stat", "gauge", "bargauge", "table") else "palette-classic"}}
+    d["thresholds"] = p.thresholds or steps(GREEN)
+    if p.min is not None:
+        d["min"] = p.min
+    if p.max is not None:
+        d["max"] = p.max
+    if p.kind == "timeseries":
+        d["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if p.stack else 0,
+                       "showPoints": "never", "spanNulls": True,
+                       "stacking": {"mode": "normal" if p.stack else "none", "group": "A"},
+                       "thresholdsStyle": {"mode": "line" if p.thresholds else "off"}}
+    if p.kind == "table":
+        d["custom"] = {"cellOptions": {"type": "color-background"}, "align": "auto"}
+    return {"defaults": d, "overrides": []}
+
+
+def _options(p: Panel) -> dict:
+    if p.kind == "stat":
+        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+             "colorMode": "background", "graphMode": "area", "textMode": "auto",
+             "justifyMode": "auto", "orientation": "auto"}
+    elif p.kind == "gauge":
+        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+             "showThresholdMarkers": True, "showThresholdLabels": False}
+    elif p.kind == "bargauge":
+        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+             "displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True}
+    elif p.kind == "timeseries":
+        o = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+             "tooltip": {"mode": "multi", "sort": "desc"}}
+    elif p.kind == "heatmap":
+        o = {"calculate": False, "cellGap": 1, "yAxis": {"axisPlacement": "left"},
+             "legend": {"show": True}, "tooltip": {"show": True, "yHistogram": True},
+             "rowsFrame": {"layout": "auto"}}
+    elif p.kind == "table":
+        o = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+    else:
+        o = {}
+    o.update(p.options)
+    return o
+
+
+def dashboard_json(d: Dashboard) -> dict:
+    panels = []
+    x = y = row_h = 0
+    pid = 1
+    for item in d.panels:
+        if isinstance(item, Row):
+            if x:
+                y += row_h
+            x, row_h = 0, 0
+            panels.append({"id": pid, "type": "row", "title": item.title, "collapsed": False,
+                           "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+            pid += 1
+            y += 1
+            continue
+        p: Panel = item
+        if x + p.w > 24:
+            x, y = 0, y + row_h
+            row_h = 0
+        targets = []
+        for i, q in enumerate(p.queries):
+            t = {"datasource": DS, "refId": chr(ord("A") + i), "expr": q.expr,
+                 "legendFormat": q.legend or "__auto", "range": not q.instant,
+                 "instant": q.instant, "format": q.fmt, "editorMode": "code"}
+            targets.append(t)
+        panel = {"id": pid, "type": p.kind, "title": p.title, "datasource": DS,
+                 "gridPos": {"h": p.h, "w": p.w, "x": x, "y": y},
+                 "fieldConfig": _field_config(p), "options": _options(p), "targets": targets}
+        if p.description:
+            panel["description"] = p.description
+        if p.kind in ("timeseries", "heatmap"):
+            panel["interval"] = "15s"
+        panels.append(panel)
+        pid += 1
+        x += p.w
+        row_h = max(row_h, p.h)
+    return {
+        "uid": d.uid, "title": d.title, "description": d.description, "tags": list(d.tags),
+        "editable": True, "graphTooltip": 1, "schemaVersion": 39, "version": 1,
+        "refresh": "30s", "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {"refresh_intervals": ["10s", "30s", "1m", "5m", "15m", "1h"]},
+        "timezone": "browser", "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "links": [{"asDropdown": True, "includeVars": True, "keepTime": True, "tags": ["meterwatch"],
+                   "title": "meterwatch", "type": "dashboards"}],
+        "templating": {"list": [
+            {"name": "area", "label": "Area", "type": "query", "datasource": DS,
+             "definition": "label_values(meterwatch_area_meters_expected, area)",
+             "query": {"query": "label_values(meterwatch_area_meters_expected, area)",
+                       "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
+             "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
+             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+             "options": [], "regex": "", "hide": 0},
+            {"name": "window", "label": "Window", "type": "interval",
+             "query": "5m,15m,1h,6h,1d,7d", "auto": False, "refresh": 2, "hide": 0,
+             "current": {"selected": True, "text": "1h", "value": "1h"},
+             "options": [{"selected": v == "1h", "text": v, "value": v}
+                         for v in ("5m", "15m", "1h", "6h", "1d", "7d")]},
+        ]},
+        "panels": panels,
+    }
+
+
+def expressions(d: dict) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, expr) of every target of a dashboard JSON."""
+    out = []
+    for p in d["panels"]:
+        for t in p.get("targets", []):
+            out.append((d["uid"], p["title"], t["expr"]))
+    return out
+
+
+def outputs() -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for name, fn in DASHBOARDS.items():
+        files[DASH_DIR / f"{name}.json"] = json.dumps(dashboard_json(fn()), indent=2,
+                                                      ensure_ascii=False) + "\n"
+    head = "# Generated by dashboards/generate.py; edit that file and re-run it.\n"
+    for name, doc in rules_files().items():
+        files[RULES_DIR / name] = head + to_yaml(doc) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    check = "--check" in argv
+    stale = []
+    for path, text in outputs().items():
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if check and stale:
+        print("out of date (run python dashboards/generate.py):", *map(str, stale), sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

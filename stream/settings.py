@@ -39,6 +39,12 @@ def _positive(name: str, v: float) -> float:
     return v
 
 
+def _non_negative(name: str, v: float) -> float:
+    if not v >= 0:
+        raise SettingsError(f"{name}={v!r}: must be >= 0")
+    return v
+
+
 def _timezone(name: str, v: str) -> str:
     from zoneinfo import ZoneInfo
 
@@ -95,7 +101,7 @@ class Settings:
     # Web/metrics.
     web_host: str = "127.0.0.1"
     web_port: int = field(default=6066, metadata={"check": _port})
-    metrics_areas_max: int = field(default=500, metadata={"check": _positive})
+    metrics_areas_max: int = field(default=500, metadata={"check": _non_negative})
     log_level: str = field(
         default="info", metadata={"check": _choice("debug", "info", "warning", "error")}
     )
@@ -119,9 +125,15 @@ class Settings:
     webhook_secret: str = field(default="", repr=False, metadata={"secret": True})
     # Prometheus Alertmanager base URL (v2 API), for control-room alerts; empty = off.
     alertmanager_url: str = ""
-    # Control room's own channels (besides Alertmanager).
+    # Control room's own channels (besides Alertmanager), and their language.
     control_room_email: str = ""
     control_room_webhook: str = ""
+    control_room_language: str = field(default="en", metadata={"check": _choice("en", "zh-CN")})
+    # Open control-room alerts are re-posted to Alertmanager this often, each with
+    # endsAt 4 periods ahead: it resolves them if the notifier stops re-posting.
+    alertmanager_refresh_s: float = field(default=60.0, metadata={"check": _positive})
+    # The notifier's /metrics and /health (a worker on the same host has web_port).
+    notify_web_port: int = field(default=6067, metadata={"check": _port})
     # Link base for alert pages in messages, e.g. https://meterwatch.example/console
     console_url: str = "http://127.0.0.1:6080"
     notify_retry_initial_s: float = field(default=5.0, metadata={"check": _positive})

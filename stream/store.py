@@ -143,7 +143,69 @@ deliveries = sa.Table(
     sa.Column("due_at", sa.Float, nullable=False),
     sa.Column("sent_at", sa.Float),
     sa.Column("last_error", sa.Text),
+    # A sender claims a row before sending it (owner/claim id, until when), so two
+    # notifier processes, or two passes of one, never send a row at the same time. A
+    # claim of a process that died expires; a restarted process releases its own.
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_until", sa.Float),
     sa.Index("ix_deliveries_due", "state", "due_at"),
+)
+
+# -- the notifier's bookkeeping beside the outbox (stream/notify/) ------------------------
+
+# The first notification of an alert to a recipient, and which message it carried
+# ("status|detected_at"). Later messages of the alert go into that recipient's digest;
+# the first message redelivered does not.
+notified = sa.Table(
+    "notified", metadata,
+    sa.Column("alert_id", sa.String(40), primary_key=True),
+    sa.Column("recipient", sa.String(64), primary_key=True),
+    sa.Column("message_key", sa.String(64), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+# Alert messages waiting to go out in a digest: "update" (later messages of an alert a
+# recipient was told about) or "daily" (a manager's daily digest). `digest_key` is set,
+# in the same transaction that enqueues the digest's deliveries, when the item goes out.
+digest_items = sa.Table(
+    "digest_items", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recipient", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(8), nullable=False),
+    sa.Column("alert_id", sa.String(40), nullable=False),
+    sa.Column("message_key", sa.String(64), nullable=False),
+    sa.Column("severity_rank", sa.Integer, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("added_at", sa.Float, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("digest_key", sa.String(255)),
+    sa.UniqueConstraint("recipient", "bucket", "alert_id", "message_key",
+                        name="uq_digest_items_message"),
+    sa.Index("ix_digest_items_open", "digest_key", "due_at"),
+)
+
+# Critical alerts watched for acknowledgement: watching -> escalated | settled.
+escalations = sa.Table(
+    "escalations", metadata,
+    sa.Column("alert_id", sa.String(40), primary_key=True),
+    sa.Column("critical_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False, server_default="watching"),
+    sa.Column("changed_at", sa.Float),
+    sa.Index("ix_escalations_state", "state", "critical_at"),
+)
+
+# Alerts posted to Prometheus Alertmanager, re-posted while active (Alertmanager
+# resolves an alert nobody re-posts) and resolved once: the label set last posted.
+am_alerts = sa.Table(
+    "am_alerts", metadata,
+    sa.Column("key", sa.String(120), primary_key=True),  # alert id | alertname
+    sa.Column("alert_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # alert | escalation
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("state", sa.String(8), nullable=False, server_default="firing"),
+    sa.Column("posted_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Index("ix_am_alerts_state", "state"),
 )
 
 
@@ -198,6 +260,7 @@ class AlertStore:
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -504,12 +567,14 @@ class AlertStore:
         now = time.time() if now is None else now
         with self.engine.begin() as c:
             c.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
-                state="sent", sent_at=now, attempts=deliveries.c.attempts + 1, last_error=None))
+                state="sent", sent_at=now, attempts=deliveries.c.attempts + 1, last_error=None,
+                lease_owner=None, lease_until=None))
 
     def mark_failed(self, delivery_id: int, error: str, *, retry_at: float | None) -> None:
         """Record a failed attempt; ``retry_at=None`` gives up (state ``dead``)."""
         with self.engine.begin() as c:
-            vals: dict[str, Any] = dict(attempts=deliveries.c.attempts + 1, last_error=error[:2000])
+            vals: dict[str, Any] = dict(attempts=deliveries.c.attempts + 1, last_error=error[:2000],
+                                        lease_owner=None, lease_until=None)
             if retry_at is None:
                 vals["state"] = "dead"
             else:
@@ -530,6 +595,297 @@ class AlertStore:
                 d["payload"] = json.loads(d["payload"])
                 out.append(d)
             return out
+
+
+    # ---- the notifier (stream/notify/): routing, claims, digests, escalation -----------
+
+    def apply_routing(self, *, alert_id: str, message_key: str, status: str,
+                      record: dict[str, Any], severity_rank: int, targets: list[dict[str, Any]],
+                      watch_critical: bool = False, now: float | None = None) -> dict[str, Any]:
+        """Record what one alert message means for its recipients, in one transaction.
+
+        ``message_key`` is ``"status|detected_at"`` (with the alert id, one message).
+        Each target is a dict: ``recipient``; ``first_deliveries`` (dicts with key, kind,
+        channel, payload, due_at) and ``first_digest`` (``{bucket, due_at}`` or None)
+        apply if this is the first message of the alert the recipient hears of (never a
+        closed one); ``update_digest`` (``{bucket, due_at}`` or None) applies to any later
+        message. ``watch_critical`` starts the acknowledgement watch of the alert.
+        Idempotent: applying the same message again adds nothing. Returns counts and
+        ``created``: (channel, kind) of each delivery enqueued.
+        """
+        now = time.time() if now is None else now
+        out: dict[str, Any] = {"first": 0, "deliveries": 0, "digest_items": 0, "created": []}
+        rec = json.dumps(record, sort_keys=True, ensure_ascii=False)
+
+        def item(c, recipient: str, spec: dict[str, Any]) -> None:
+            out["digest_items"] += _insert_ignore(c, digest_items, dict(
+                recipient=recipient, bucket=spec["bucket"], alert_id=alert_id,
+                message_key=message_key, severity_rank=severity_rank, record=rec,
+                added_at=now, due_at=spec["due_at"]))
+
+        with self.engine.begin() as c:
+            for t in targets:
+                r = t["recipient"]
+                first = False
+                if status != "closed":
+                    first = _insert_ignore(c, notified, dict(
+                        alert_id=alert_id, recipient=r, message_key=message_key, at=now))
+                if first:
+                    out["first"] += 1
+                    for d in t.get("first_deliveries") or ():
+                        if _insert_delivery(c, d, alert_id, r, now):
+                            out["deliveries"] += 1
+                            out["created"].append((d["channel"], d["kind"]))
+                    if t.get("first_digest"):
+                        item(c, r, t["first_digest"])
+                    continue
+                prev = c.execute(sa.select(notified.c.message_key).where(
+                    notified.c.alert_id == alert_id, notified.c.recipient == r)).scalar()
+                if prev is None or prev == message_key:
+                    continue  # never told (a close first), or this very message told it
+                if t.get("update_digest"):
+                    item(c, r, t["update_digest"])
+            if watch_critical:
+                _insert_ignore(c, escalations, dict(alert_id=alert_id, critical_at=now,
+                                                    state="watching", changed_at=now))
+        return out
+
+    def claim_due(self, owner: str, *, now: float | None = None, lease_s: float = 60.0,
+                  limit: int = 50, channel: str | None = None) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` due deliveries (of ``channel``, or any) for ``owner`` for
+        ``lease_s`` seconds.
+
+        A row claimed by someone else whose lease has not expired is skipped, so every
+        row has one sender at a time; :meth:`mark_sent`/:meth:`mark_failed` end a claim.
+        """
+        import uuid
+
+        now = time.time() if now is None else now
+        claim = f"{owner}/{uuid.uuid4().hex[:12]}"
+        free = sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+        q = (sa.select(deliveries.c.id)
+             .where(deliveries.c.state.in_(("pending", "held")), deliveries.c.due_at <= now, free)
+             .order_by(deliveries.c.due_at, deliveries.c.id).limit(limit))
+        if channel is not None:
+            q = q.where(deliveries.c.channel == channel)
+        with self.engine.begin() as c:
+            ids = [i for (i,) in c.execute(q)]
+            if not ids:
+                return []
+            c.execute(deliveries.update().where(deliveries.c.id.in_(ids), free,
+                                                deliveries.c.state.in_(("pending", "held")))
+                      .values(lease_owner=claim, lease_until=now + lease_s))
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(deliveries).where(deliveries.c.lease_owner == claim)
+                             .order_by(deliveries.c.due_at, deliveries.c.id)).mappings()
+            return [_delivery_dict(r) for r in rows]
+
+    def release_leases(self, owner: str) -> int:
+        """Drop the claims ``owner`` held (a restarted process resumes its own at once)."""
+        with self.engine.begin() as c:
+            return c.execute(deliveries.update()
+                             .where(deliveries.c.lease_owner.startswith(owner + "/", autoescape=True))
+                             .values(lease_owner=None, lease_until=None)).rowcount
+
+    def outbox_stats(self) -> list[dict[str, Any]]:
+        """Deliveries by channel and state, with the oldest creation time of each group."""
+        q = (sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count().label("n"),
+                       sa.func.min(deliveries.c.created_at).label("oldest"))
+             .group_by(deliveries.c.channel, deliveries.c.state))
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def digests_due(self, now: float | None = None) -> list[tuple[str, str]]:
+        """(recipient, bucket) pairs with a digest item whose time has come."""
+        now = time.time() if now is None else now
+        q = (sa.select(digest_items.c.recipient, digest_items.c.bucket).distinct()
+             .where(digest_items.c.digest_key.is_(None), digest_items.c.due_at <= now)
+             .order_by(digest_items.c.recipient, digest_items.c.bucket))
+        with self.engine.connect() as c:
+            return [(r, b) for r, b in c.execute(q)]
+
+    def form_digest(self, recipient: str, bucket: str, build, *,
+                    now: float | None = None) -> tuple[str, int] | None:
+        """Put a recipient's waiting items of a bucket into one digest, in one transaction.
+
+        Takes every waiting item of an ``update`` bucket, and the due ones of a ``daily``
+        bucket. ``build(items)`` returns ``(digest_key, deliveries)``; the deliveries are
+        enqueued and the items marked with the key together, so a crash leaves either
+        both or neither. Returns ``(digest_key, deliveries enqueued)``, or None.
+        """
+        now = time.time() if now is None else now
+        try:
+            with self.engine.begin() as c:
+                q = (sa.select(digest_items).where(digest_items.c.recipient == recipient,
+                                                   digest_items.c.bucket == bucket,
+                                                   digest_items.c.digest_key.is_(None))
+                     .order_by(digest_items.c.added_at, digest_items.c.id))
+                if bucket != "update":
+                    q = q.where(digest_items.c.due_at <= now)
+                items = []
+                for r in c.execute(q).mappings():
+                    d = dict(r)
+                    d["record"] = json.loads(d["record"])
+                    items.append(d)
+                if not items:
+                    return None
+                key, dels = build(items)
+                ids = [i["id"] for i in items]
+                done = c.execute(digest_items.update().where(
+                    digest_items.c.id.in_(ids), digest_items.c.digest_key.is_(None))
+                    .values(digest_key=key)).rowcount
+                if done != len(ids):
+                    raise _Conflict  # another process formed it meanwhile
+                n = sum(_insert_delivery(c, d, None, recipient, now) for d in dels)
+                return key, n
+        except _Conflict:
+            return None
+
+    def digest_items_for(self, *, recipient: str | None = None,
+                         digest_key: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(digest_items).order_by(digest_items.c.id)
+        if recipient is not None:
+            q = q.where(digest_items.c.recipient == recipient)
+        if digest_key is not None:
+            q = q.where(digest_items.c.digest_key == digest_key)
+        with self.engine.connect() as c:
+            out = []
+            for r in c.execute(q).mappings():
+                d = dict(r)
+                d["record"] = json.loads(d["record"])
+                out.append(d)
+            return out
+
+    def escalations_due(self, cutoff: float) -> list[dict[str, Any]]:
+        """Watched critical alerts critical since ``cutoff`` or before, with the alert."""
+        q = (sa.select(escalations.c.alert_id, escalations.c.critical_at, alerts.c.state,
+                       alerts.c.status, alerts.c.severity, alerts.c.manager_id, alerts.c.record)
+             .join(alerts, alerts.c.id == escalations.c.alert_id)
+             .where(escalations.c.state == "watching", escalations.c.critical_at <= cutoff)
+             .order_by(escalations.c.critical_at))
+        with self.engine.connect() as c:
+            out = []
+            for r in c.execute(q).mappings():
+                d = dict(r)
+                d["record"] = json.loads(d["record"])
+                out.append(d)
+            return out
+
+    def escalate(self, alert_id: str, dels: list[dict[str, Any]], *,
+                 now: float | None = None) -> bool:
+        """Mark a watched alert escalated and enqueue its deliveries, once."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            r = c.execute(escalations.update().where(escalations.c.alert_id == alert_id,
+                                                     escalations.c.state == "watching")
+                          .values(state="escalated", changed_at=now))
+            if r.rowcount != 1:
+                return False
+            for d in dels:
+                _insert_delivery(c, d, alert_id, d["recipient"], now)
+            return True
+
+    def settle_escalation(self, alert_id: str, *, now: float | None = None) -> None:
+        """Stop watching an alert (acknowledged, resolved, closed or no longer critical)."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as c:
+            c.execute(escalations.update().where(escalations.c.alert_id == alert_id,
+                                                 escalations.c.state == "watching")
+                      .values(state="settled", changed_at=now))
+
+    def escalation_state(self, alert_id: str) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(escalations.c.state)
+                             .where(escalations.c.alert_id == alert_id)).scalar()
+
+    def am_track(self, *, key: str, alert_id: str, kind: str, labels: dict[str, str],
+                 now: float | None = None) -> None:
+        """Remember an alert as firing in Alertmanager with these labels."""
+        now = time.time() if now is None else now
+        lab = json.dumps(labels, sort_keys=True)
+        with self.engine.begin() as c:
+            r = c.execute(am_alerts.update().where(am_alerts.c.key == key).values(
+                labels=lab, state="firing", posted_at=now, resolved_at=None))
+            if r.rowcount == 0:
+                _insert_ignore(c, am_alerts, dict(key=key, alert_id=alert_id, kind=kind,
+                                                  labels=lab, state="firing", posted_at=now))
+
+    def am_firing(self) -> list[dict[str, Any]]:
+        """Alerts firing in Alertmanager, with the alert's condition and workflow state."""
+        q = (sa.select(am_alerts, alerts.c.status, alerts.c.state.label("alert_state"),
+                       alerts.c.record)
+             .join(alerts, alerts.c.id == am_alerts.c.alert_id, isouter=True)
+             .where(am_alerts.c.state == "firing").order_by(am_alerts.c.key))
+        with self.engine.connect() as c:
+            out = []
+            for r in c.execute(q).mappings():
+                d = dict(r)
+                d["labels"] = json.loads(d["labels"])
+                d["record"] = json.loads(d["record"]) if d["record"] else None
+                out.append(d)
+            return out
+
+    def am_posted(self, keys: Iterable[str], *, resolved: bool = False,
+                  now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        keys = list(keys)
+        if not keys:
+            return
+        vals: dict[str, Any] = dict(posted_at=now)
+        if resolved:
+            vals.update(state="resolved", resolved_at=now)
+        with self.engine.begin() as c:
+            c.execute(am_alerts.update().where(am_alerts.c.key.in_(keys)).values(**vals))
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _insert_ignore(c, table: sa.Table, values: dict[str, Any]) -> bool:
+    """INSERT unless the row exists (ON CONFLICT DO NOTHING); True if it was inserted.
+
+    Unlike catching IntegrityError, this leaves a PostgreSQL transaction usable. RETURNING
+    tells whether a row went in (psycopg's rowcount is -1 for this statement here).
+    """
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    pk = list(table.primary_key.columns)[0]
+    stmt = insert(table).values(**values).on_conflict_do_nothing().returning(pk)
+    return c.execute(stmt).first() is not None
+
+
+def _insert_delivery(c, d: dict[str, Any], alert_id: str | None, recipient: str,
+                     now: float) -> int:
+    return int(_insert_ignore(c, deliveries, dict(
+        key=d["key"], alert_id=d.get("alert_id", alert_id), kind=d["kind"],
+        channel=d["channel"], recipient=d.get("recipient", recipient),
+        payload=json.dumps(d["payload"], sort_keys=True, ensure_ascii=False),
+        state="pending" if d["due_at"] <= now else "held", created_at=now,
+        due_at=d["due_at"])))
+
+
+def _delivery_dict(r) -> dict[str, Any]:
+    d = dict(r)
+    d["payload"] = json.loads(d["payload"])
+    return d
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add columns that a table gained after a database was created (nullable ones),
+    so a store file made by an earlier version keeps working."""
+    insp = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have or not col.nullable:
+                continue
+            ddl = (f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
+                   f"{col.type.compile(dialect=engine.dialect)}")
+            with engine.begin() as c:
+                c.execute(sa.text(ddl))
 
 
 def _alert_dict(r) -> dict[str, Any]:

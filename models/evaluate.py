@@ -840,6 +840,42 @@ class Evaluation:
     sim: SimEval | None = None
     sweep: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    outcomes: list[dict[str, Any]] | None = None  # precision on real cases (console labels)
+
+
+def outcome_precision(path: str | Path) -> list[dict[str, Any]]:
+    """Precision per alert type and subtype from people's outcomes in the console.
+
+    ``path`` is the CSV of ``meterwatch console export-outcomes``: one row per resolved
+    alert with ``label`` tp (a confirmed_* outcome), fp (false alarm) or unknown (the
+    outcome says what was done, not whether the alert was right). Precision counts
+    only tp and fp.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "o.csv")
+    >>> _ = open(f, "w").write("alert_id,type,subtype,label\\na,theft,tamper_event,tp\\n"
+    ...                        "b,theft,tamper_event,fp\\nc,theft,tamper_event,tp\\n"
+    ...                        "d,surge,daily,unknown\\n")
+    >>> [(r["type"], r["subtype"], r["tp"], r["fp"], r["precision"]) for r in outcome_precision(f)]
+    [('surge', 'daily', 0, 0, None), ('theft', 'tamper_event', 2, 1, 0.667)]
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    need = {"type", "subtype", "label"}
+    if rows and not need <= set(rows[0]):
+        raise ValueError(f"{path}: needs columns {sorted(need)} (meterwatch console export-outcomes)")
+    agg: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        a = agg.setdefault((r["type"], r["subtype"]), {"tp": 0, "fp": 0, "unknown": 0})
+        a[r["label"] if r["label"] in ("tp", "fp") else "unknown"] += 1
+    out = []
+    for (t, sub), a in sorted(agg.items()):
+        judged = a["tp"] + a["fp"]
+        out.append({"type": t, "subtype": sub, **a, "resolved": judged + a["unknown"],
+                    "precision": round(a["tp"] / judged, 3) if judged else None})
+    return out
 
 
 def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
@@ -1218,6 +1254,15 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                          for t in tg]))
     md.append("")
     js: dict[str, Any] = {"meta": meta, "targets": tg}
+    if results.outcomes is not None:
+        md += ["## Precision on real cases", "",
+               f"From people's outcomes in the console (`{meta.get('outcomes')}`): tp = a "
+               "confirmed_* outcome, fp = false alarm; other outcomes (customer contacted, site "
+               "visit done, ...) are counted but judge nothing.", "",
+               _md_table(["type", "subtype", "resolved", "tp", "fp", "unjudged", "precision"],
+                         [[o["type"], o["subtype"], o["resolved"], o["tp"], o["fp"], o["unknown"],
+                           _fmt(o["precision"], 3)] for o in results.outcomes]), ""]
+        js["outcomes"] = results.outcomes
     r = results.real
     if r is not None:
         rm = r.meta
@@ -1407,6 +1452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-sim-days", type=int, default=60, help="days of each simulated sweep run")
     p.add_argument("--jobs", type=int, default=1, help="parallel sweep runs (processes)")
     p.add_argument("--config", help="detector thresholds TOML (as config/detectors.toml)")
+    p.add_argument("--outcomes", help="CSV of `meterwatch console export-outcomes`: report "
+                   "precision per alert type on real, followed-up cases")
     p.add_argument("--out", default="out/evaluation", help="report directory (default out/evaluation)")
     return p
 
@@ -1415,7 +1462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     t_all = time.perf_counter()
     cfg = load_config(args.config) if args.config else DetectorConfig()
-    ev = Evaluation(meta={"seed": args.seed, "config": args.config, "readings": args.readings})
+    ev = Evaluation(meta={"seed": args.seed, "config": args.config, "readings": args.readings,
+                          "outcomes": args.outcomes})
+    if args.outcomes:
+        ev.outcomes = outcome_precision(args.outcomes)
     log = lambda s: print(s, flush=True)  # noqa: E731
     df = None
     if not args.no_real:

@@ -7,5 +7,5 @@ channels.py  SMTP, signed webhooks, Prometheus Alertmanager (v2 API)
 service.py   the Faust agent on the alerts topic, the outbox sender, housekeeping
 cli.py       `meterwatch notify [run|check|send-test]`
 
-See README.md in this folder.
+See the section "Alerts: managers and channels" of the project README.
 """

@@ -390,3 +390,38 @@ def test_a_day_close_at_00_30_on_the_onset_day_judges_the_day_before():
     m = match([alert(T0 + IV, "habit_change", "decrease", meter="M~d"),
                alert(T0 + DAY + IV, "habit_change", "decrease", meter="M~d")], [tg])
     assert classes(m) == ["fp", "tp"] and tg.delay == DAY + IV
+
+
+def test_evaluate_reports_precision_from_people_s_outcomes_in_the_console(tmp_path):
+    """Outcomes recorded in the console come back to `evaluate` as labels."""
+    import os
+    import subprocess
+    import sys
+
+    from stream.store import AlertStore
+
+    db = tmp_path / "mw.db"
+    store = AlertStore(f"sqlite:///{db}")
+    base = {"type": "theft", "subtype": "tamper_event", "status": "open", "severity": "warning",
+            "scope": "meter", "meter_id": "m", "customer_id": "c", "area_id": "A",
+            "start": "2026-01-05T00:00:00+00:00", "detected_at": "2026-01-05T01:00:00+00:00",
+            "score": 1.0, "evidence": {}, "message": {"en": "x", "zh-CN": "x"}}
+    for i, outcome in enumerate(["confirmed_theft", "confirmed_theft", "false_alarm",
+                                 "site_visit_done"]):
+        store.ingest(dict(base, id=f"a{i}"), manager_id="mgr1")
+        store.resolve(f"a{i}", "alice", outcome)
+    store.close()
+    env = dict(os.environ, METERWATCH_DB_URL=f"sqlite:///{db}")
+    out_csv = tmp_path / "outcomes.csv"
+    subprocess.run([sys.executable, "-m", "stream.cli", "console", "export-outcomes", "--out",
+                    str(out_csv)], check=True, env=env, capture_output=True)
+    rep = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "evaluate", "--no-real", "--no-sim",
+                        "--outcomes", str(out_csv), "--out", str(rep)], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    md = (rep / "report.md").read_text()
+    assert "## Precision on real cases" in md
+    row = next(line for line in md.splitlines() if "tamper_event" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:] == ["4", "2", "1", "1", "0.667"]

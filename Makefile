@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test bench evaluate kafka-fetch system-deps clean
 
 # Real servers the tests start on loopback, from Debian's packages: Prometheus and
-# promtool, Alertmanager, PostgreSQL, and Chromium with its driver for browser tests.
-DEBS := prometheus prometheus-alertmanager postgresql chromium chromium-driver
+# promtool, Alertmanager, PostgreSQL, Chromium with its driver for browser tests, and a
+# CJK font so zh-CN pages render in the screenshots.
+DEBS := prometheus prometheus-alertmanager postgresql chromium chromium-driver fonts-wqy-microhei
 DEB_BINS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager \
-	/usr/bin/chromium /usr/bin/chromedriver
+	/usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	@missing=""; for b in $(DEB_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(DEB_BINS); do [ -e $$b ] || missing="$$missing $$b"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for the tests ($$missing missing)"; \

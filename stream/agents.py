@@ -12,8 +12,6 @@ same status, same detected_at: consumers dedupe on that) and then writes the sta
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import logging
 import time
 import traceback
@@ -21,7 +19,7 @@ import traceback
 import msgspec
 
 from stream import metrics as M
-from stream.app import Runtime
+from stream.app import MAX_MESSAGE_BYTES, Runtime
 from stream.processing import SourceMessage
 from stream.registry import Registry, RegistryError
 
@@ -154,11 +152,13 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
 # Progress of the process agent, kept in the areas table itself under one key per
 # partition: the offset of the last by-area message handled (applied or dead-lettered).
 # The table, not the consumer group's committed offset, says where to resume. Kill -9
-# tests showed a restarted worker starting a partition past a message whose state had
-# never reached the changelog (no commit of ours covered it; the skip happened inside
-# Faust's consumer on restart), so that message's effect was lost. With progress in the
-# changelog, a gap between it and the next message is seen and the partition is sought
-# back; re-processing is harmless because every meter ignores intervals it has applied.
+# tests showed a restarted worker's Faust consumer start a partition past a message
+# whose state had never reached the changelog, with no commit of ours covering it
+# (traced: the skip happens inside Faust's fetch loop around recovery), so that
+# message's effect was lost. With progress in the changelog, the agent sees the gap
+# between it and the next message and reads the missing messages itself, in order,
+# before going on. Re-processing is harmless: every meter ignores intervals it has
+# applied.
 PROGRESS_PREFIX = b"\x00progress:"
 
 
@@ -172,7 +172,7 @@ def is_progress_key(key: bytes) -> bool:
 
 def _register_process(rt: Runtime, cache: dict) -> None:
     app, topics, tables = rt.app, rt.topics, rt.tables
-    seeking: dict[int, int] = {}  # partition -> offset sought back to, until it arrives
+    s = rt.settings
 
     async def changelog(key: bytes, value: bytes, partition: int) -> None:
         # Not `areas[key] = value`: that hands the record to Faust's producer buffer,
@@ -196,53 +196,82 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             log.warning("earliest offset of %s unknown; not checking for a gap", tp)
             return -1
 
+    async def handle(key: bytes, value: bytes, src: SourceMessage) -> None:
+        """Apply one by-area message; its effect and the partition's progress."""
+        try:
+            blob = tables.areas.get(key)
+            hit = cache.get(key)
+            if hit is not None and blob is not None and hit[0] is blob:
+                state = hit[1]
+            else:
+                state = rt.processor.load_state(blob, key.decode())
+            res = rt.processor.handle(value, state)
+            t_applied = time.monotonic()
+            M.AREAS.place(key.decode(), src.partition)
+            for rec in res.rejected:
+                await topics.rejected.send(value=rec)
+            if res.alerts:
+                futs = [await topics.alerts.send(key=k.encode(), value=v)
+                        for k, v, _ in res.alerts]
+                await asyncio.gather(*futs)
+                M.applied_to_alert.observe(time.monotonic() - t_applied)
+            if res.outcome is not None and res.outcome.applied:
+                new = state.to_bytes()
+                await changelog(key, new, src.partition)
+                cache[key] = (new, state)
+        except Exception as exc:
+            log.exception("processing area %r failed", key)
+            M.deadletter.labels(stage="process").inc()
+            cache.pop(key, None)  # the in-memory state may be half-updated
+            await topics.deadletter.send(value=_deadletter_raw("process", src, exc, key=key))
+        # After the state: same partition, same producer, so it lands after it.
+        await changelog(progress_key(src.partition), str(src.offset).encode(), src.partition)
+
+    async def backfill(tp, first: int, upto: int) -> None:
+        """Read offsets first..upto-1 of the by-area partition and handle them in order."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = AIOKafkaConsumer(bootstrap_servers=s.broker, group_id=None,
+                             enable_auto_commit=False, max_partition_fetch_bytes=MAX_MESSAGE_BYTES)
+        ktp = TopicPartition(tp.topic, tp.partition)
+        await c.start()
+        try:
+            c.assign([ktp])
+            c.seek(ktp, first)
+            nxt = first
+            while nxt < upto:
+                batch = await c.getmany(ktp, timeout_ms=1000)
+                for r in batch.get(ktp, []):
+                    if r.offset >= upto:
+                        return
+                    if r.offset < nxt:
+                        continue
+                    await handle(r.key, r.value, SourceMessage(
+                        r.value, tp.topic, tp.partition, r.offset, r.timestamp))
+                    M.process_backfilled.inc()
+                    nxt = r.offset + 1
+                if not batch and (await c.end_offsets([ktp]))[ktp] <= nxt:
+                    log.error("%s: offsets %d..%d are gone from the log; continuing without "
+                              "them", tp, nxt, upto - 1)
+                    return
+        finally:
+            await c.stop()
+
     @app.agent(topics.by_area, name="process")
     async def process(stream):
-        areas = tables.areas
         async for event in stream.events():
-            key = event.key
             msg = event.message
             want = await expected_offset(msg.tp)
             if want >= 0 and msg.offset < want:
                 M.process_skipped.labels(why="already_handled").inc()
                 continue
             if want >= 0 and msg.offset > want:
-                M.process_skipped.labels(why="gap").inc()
-                if seeking.get(msg.partition) != want:
-                    log.warning("%s: message %d arrived but %d is the next not yet "
-                                "handled; seeking back to it", msg.tp, msg.offset, want)
-                    seeking[msg.partition] = want
-                    await app.consumer.seek(msg.tp, want)
-                continue
-            seeking.pop(msg.partition, None)
-            try:
-                blob = areas.get(key)
-                hit = cache.get(key)
-                if hit is not None and blob is not None and hit[0] is blob:
-                    state = hit[1]
-                else:
-                    state = rt.processor.load_state(blob, key.decode())
-                res = rt.processor.handle(event.value, state)
-                t_applied = time.monotonic()
-                M.AREAS.place(key.decode(), msg.partition)
-                for rec in res.rejected:
-                    await topics.rejected.send(value=rec)
-                if res.alerts:
-                    futs = [await topics.alerts.send(key=k.encode(), value=v)
-                            for k, v, _ in res.alerts]
-                    await asyncio.gather(*futs)
-                    M.applied_to_alert.observe(time.monotonic() - t_applied)
-                if res.outcome is not None and res.outcome.applied:
-                    new = state.to_bytes()
-                    await changelog(key, new, msg.partition)
-                    cache[key] = (new, state)
-            except Exception as exc:
-                log.exception("processing area %r failed", key)
-                M.deadletter.labels(stage="process").inc()
-                cache.pop(key, None)  # the in-memory state may be half-updated
-                await topics.deadletter.send(value=_deadletter("process", event, exc))
-            # After the state: same partition, same producer, so it lands after it.
-            await changelog(progress_key(msg.partition), str(msg.offset).encode(), msg.partition)
+                log.warning("%s: message %d arrived but %d..%d were never handled; reading "
+                            "them first", msg.tp, msg.offset, want, msg.offset - 1)
+                await backfill(msg.tp, want, msg.offset)
+            await handle(event.key, event.value, SourceMessage(
+                event.value, msg.topic, msg.partition, msg.offset,
+                int((msg.timestamp or time.time()) * 1000)))
 
 
 def _register_timers(rt: Runtime, cache: dict) -> None:

@@ -76,9 +76,12 @@ theft_alerts = Counter(P + "theft_alerts_total",
 deadletter = Counter(P + "deadletter_total", "Messages sent to the dead-letter topic after an error",
                      ["stage"], registry=REGISTRY)
 process_skipped = Counter(P + "process_skipped_messages_total",
-                          "By-area messages not processed: already handled (redelivery) or "
-                          "ahead of a gap the worker sought back to fill",
+                          "By-area messages not processed again: already handled (redelivery)",
                           ["why"], registry=REGISTRY)
+process_backfilled = Counter(P + "process_backfilled_messages_total",
+                             "By-area messages the consumer skipped that the process agent "
+                             "read back and handled (a gap after its recorded progress)",
+                             registry=REGISTRY)
 latency_applied = Histogram(P + "produce_to_applied_seconds",
                             "Delay from a reading message's produce time to its state update",
                             buckets=LATENCY_BUCKETS, registry=REGISTRY)
@@ -117,8 +120,7 @@ def prime(reasons=REASONS) -> None:
                     alerts.labels(type=t, subtype=s, severity=sev, status=status)
     for stage in ("ingest", "process"):
         deadletter.labels(stage=stage)
-    for why in ("already_handled", "gap"):
-        process_skipped.labels(why=why)
+    process_skipped.labels(why="already_handled")
 
 
 class AreaLabels:

@@ -484,3 +484,68 @@ def test_an_agent_error_is_dead_lettered_with_the_original_bytes_and_the_worker_
         assert env.metric(port, 'meterwatch_deadletter_total{stage="process"}') == 1
     finally:
         env.stop_all()
+
+
+def test_a_partition_resumed_past_unhandled_messages_reads_them_back(kafka_bootstrap, tmp_path):
+    """The consumer group's offset is not trusted: progress lives in the table.
+
+    Kill -9 runs showed a restarted Faust consumer begin a partition past a message
+    whose effect never reached the changelog. Here the group's committed offset is set
+    past two unhandled by-area messages before the worker starts: the process agent must
+    notice the gap against its recorded progress and read them back, in order.
+    """
+    from aiokafka import TopicPartition
+
+    from stream.processing import Ingestor, SourceMessage
+    from stream.settings import load_settings
+
+    env = Env(kafka_bootstrap, tmp_path)
+    _scenario(env.sim)
+    days = 3
+    res, expected, reg, n_readings = reference(env, days)
+    env.ensure_topics()
+    ing = Ingestor(load_settings(env={}, max_future_s=10 * 365 * 86400.0), reg)
+    by_area = []
+    for i, (k, v) in enumerate(env.messages(days)):
+        out = ing.handle([SourceMessage(v, env.topics["readings"], 0, i, int(time.time() * 1000))])
+        by_area.extend(out.area_batches)
+
+    async def produce_and_skip():
+        prod = AIOKafkaProducer(bootstrap_servers=env.bootstrap, max_request_size=16 * 1024 * 1024)
+        await prod.start()
+        try:
+            metas = [await (await prod.send(env.topics["byarea"], key=a.encode(), value=b))
+                     for a, b in by_area]
+        finally:
+            await prod.stop()
+        part = metas[0].partition
+        c = AIOKafkaConsumer(bootstrap_servers=env.bootstrap, group_id=env.app_id,
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            tp = TopicPartition(env.topics["byarea"], part)
+            c.assign([tp])
+            await c.commit({tp: 2})
+        finally:
+            await c.stop()
+        return part
+
+    part = asyncio.run(produce_and_skip())
+    try:
+        _, port = env.start_worker()
+        assert env.wait_applied([port], n_readings) == n_readings
+        assert env.metric(port, "meterwatch_process_backfilled_messages_total") == 2
+        assert alert_keys(env.read(env.topics["alerts"], min_count=len(expected))) == expected
+        from models.engine import Engine
+
+        eng = Engine(reg.fleet)
+        deadline = time.monotonic() + 60
+        want = {m: res.state[reg.fleet.index[m]].tobytes() for m in reg.fleet.meter_id}
+        while True:
+            states = {m: r.tobytes() for m, r in final_states(env, eng.dtype, eng.area_dtype).items()}
+            if states == want or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert states == want, f"partition {part}: state differs after the backfill"
+    finally:
+        env.stop_all()

@@ -258,6 +258,13 @@ def cmd_demo(args) -> None:
             print("meterwatch demo: no broker configured; starting the local Kafka "
                   "(first run fetches it from Maven Central)...", flush=True)
             ensure_kafka()
+            # A fresh broker and worker state each run: the fleet is simulated anew, and a
+            # broker restarted on old data keeps the last run's worker in the consumer
+            # group until its session expires, holding the new worker back a minute.
+            import shutil
+
+            for old in ("kafka", "faust"):
+                shutil.rmtree(data / old, ignore_errors=True)
             kafka = LocalKafka(data / "kafka")
             kafka.start()
             broker = kafka.bootstrap

@@ -162,6 +162,13 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
 PROGRESS_PREFIX = b"\x00progress:"
 
 
+# A message with this key carries nothing: a worker sends it to a by-area partition
+# whose recorded progress stopped short of the log's end while its consumer sits at
+# that end (a skipped last message has no successor to reveal the gap); the agent then
+# sees the gap and reads the missing messages back.
+NUDGE_KEY = b"\x00nudge"
+
+
 def progress_key(partition: int) -> bytes:
     return PROGRESS_PREFIX + str(partition).encode()
 
@@ -246,6 +253,9 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                         return
                     if r.offset < nxt:
                         continue
+                    if r.key == NUDGE_KEY:
+                        nxt = r.offset + 1
+                        continue
                     await handle(r.key, r.value, SourceMessage(
                         r.value, tp.topic, tp.partition, r.offset, r.timestamp))
                     M.process_backfilled.inc()
@@ -269,6 +279,10 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 log.warning("%s: message %d arrived but %d..%d were never handled; reading "
                             "them first", msg.tp, msg.offset, want, msg.offset - 1)
                 await backfill(msg.tp, want, msg.offset)
+            if event.key == NUDGE_KEY:
+                await changelog(progress_key(msg.partition), str(msg.offset).encode(),
+                                msg.partition)
+                continue
             await handle(event.key, event.value, SourceMessage(
                 event.value, msg.topic, msg.partition, msg.offset,
                 int((msg.timestamp or time.time()) * 1000)))
@@ -294,6 +308,8 @@ def _register_timers(rt: Runtime, cache: dict) -> None:
             M.registry_meters.set(len(new))
             log.info("registry reloaded: %d meters", len(new))
 
+    seen_stall: dict[int, tuple] = {}  # partition -> (progress, end) at the last check
+
     @app.timer(5.0)
     async def gauges():
         consumer = app.consumer
@@ -311,12 +327,35 @@ def _register_timers(rt: Runtime, cache: dict) -> None:
                 continue
             if hw is not None and pos is not None:
                 M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
+                if tp.topic == s.by_area_topic and not getattr(app, "rebalancing", False):
+                    try:
+                        await _nudge_if_stalled(tp, hw, pos)
+                    except Exception:  # a timer that raises stops the worker
+                        log.exception("%s: stall check failed", tp)
         # Areas whose by-area partition moved to another worker leave this worker's
         # area gauges (the new owner reports them from the state it restores).
         if not getattr(app, "rebalancing", False):
             owned = {tp.partition for tp in assigned if tp.topic == s.by_area_topic}
             for area_id in M.AREAS.retain(owned):
                 cache.pop(area_id.encode(), None)
+
+    async def _nudge_if_stalled(tp, end: int, pos: int) -> None:
+        done = rt.tables.areas.get(progress_key(tp.partition))
+        progress = -1 if done is None else int(done)
+        stall = (progress, end)
+        if pos < end or progress + 1 >= end:
+            seen_stall.pop(tp.partition, None)  # consuming, or nothing missing
+            return
+        # The consumer has read to the end, yet the agent's progress stops short: the
+        # same for two checks in a row is a skipped tail, not a message in flight.
+        if seen_stall.get(tp.partition) == stall:
+            log.warning("%s: consumer at offset %d but messages after %d were never handled; "
+                        "nudging the agent to read them back", tp, pos, progress)
+            await rt.topics.by_area.send(key=NUDGE_KEY, value=b"", partition=tp.partition,
+                                         force=True)
+            seen_stall[tp.partition] = (progress, end + 1)  # the nudge moves the end
+        else:
+            seen_stall[tp.partition] = stall
 
     M.registry_meters.set(len(rt.registry))
     M.worker_info.labels(app=s.app_id, standard=s.voltage_standard).set(1)

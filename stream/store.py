@@ -331,19 +331,8 @@ class AlertStore:
                     customer_id: str | None = None, status: str | None = None,
                     limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Alerts, most severe then newest first, filtered as asked."""
-        q = sa.select(alerts)
-        if manager_id is not None:
-            q = q.where(alerts.c.manager_id == manager_id)
-        if states:
-            q = q.where(alerts.c.state.in_(list(states)))
-        if type:
-            q = q.where(alerts.c.type == type)
-        if area_id:
-            q = q.where(alerts.c.area_id == area_id)
-        if customer_id:
-            q = q.where(alerts.c.customer_id == customer_id)
-        if status:
-            q = q.where(alerts.c.status == status)
+        q = alert_filters(sa.select(alerts), manager_id=manager_id, states=states, type=type,
+                          area_id=area_id, customer_id=customer_id, status=status)
         q = q.order_by(alerts.c.severity_rank.desc(), alerts.c.detected_ts.desc(),
                        alerts.c.id).limit(limit).offset(offset)
         with self.engine.connect() as c:
@@ -550,12 +539,7 @@ class AlertStore:
              .where(deliveries.c.due_at <= now).order_by(deliveries.c.due_at, deliveries.c.id)
              .limit(limit))
         with self.engine.connect() as c:
-            out = []
-            for r in c.execute(q).mappings():
-                d = dict(r)
-                d["payload"] = json.loads(d["payload"])
-                out.append(d)
-            return out
+            return _decoded(c.execute(q).mappings(), "payload")
 
     def next_due_at(self) -> float | None:
         q = sa.select(sa.func.min(deliveries.c.due_at)).where(
@@ -589,12 +573,7 @@ class AlertStore:
         if state is not None:
             q = q.where(deliveries.c.state == state)
         with self.engine.connect() as c:
-            out = []
-            for r in c.execute(q).mappings():
-                d = dict(r)
-                d["payload"] = json.loads(d["payload"])
-                out.append(d)
-            return out
+            return _decoded(c.execute(q).mappings(), "payload")
 
 
     # ---- the notifier (stream/notify/): routing, claims, digests, escalation -----------
@@ -722,11 +701,7 @@ class AlertStore:
                      .order_by(digest_items.c.added_at, digest_items.c.id))
                 if bucket != "update":
                     q = q.where(digest_items.c.due_at <= now)
-                items = []
-                for r in c.execute(q).mappings():
-                    d = dict(r)
-                    d["record"] = json.loads(d["record"])
-                    items.append(d)
+                items = _decoded(c.execute(q).mappings(), "record")
                 if not items:
                     return None
                 key, dels = build(items)
@@ -749,12 +724,7 @@ class AlertStore:
         if digest_key is not None:
             q = q.where(digest_items.c.digest_key == digest_key)
         with self.engine.connect() as c:
-            out = []
-            for r in c.execute(q).mappings():
-                d = dict(r)
-                d["record"] = json.loads(d["record"])
-                out.append(d)
-            return out
+            return _decoded(c.execute(q).mappings(), "record")
 
     def escalations_due(self, cutoff: float) -> list[dict[str, Any]]:
         """Watched critical alerts critical since ``cutoff`` or before, with the alert."""
@@ -764,12 +734,7 @@ class AlertStore:
              .where(escalations.c.state == "watching", escalations.c.critical_at <= cutoff)
              .order_by(escalations.c.critical_at))
         with self.engine.connect() as c:
-            out = []
-            for r in c.execute(q).mappings():
-                d = dict(r)
-                d["record"] = json.loads(d["record"])
-                out.append(d)
-            return out
+            return _decoded(c.execute(q).mappings(), "record")
 
     def escalate(self, alert_id: str, dels: list[dict[str, Any]], *,
                  now: float | None = None) -> bool:
@@ -817,13 +782,7 @@ class AlertStore:
              .join(alerts, alerts.c.id == am_alerts.c.alert_id, isouter=True)
              .where(am_alerts.c.state == "firing").order_by(am_alerts.c.key))
         with self.engine.connect() as c:
-            out = []
-            for r in c.execute(q).mappings():
-                d = dict(r)
-                d["labels"] = json.loads(d["labels"])
-                d["record"] = json.loads(d["record"]) if d["record"] else None
-                out.append(d)
-            return out
+            return _decoded(c.execute(q).mappings(), "labels", "record")
 
     def am_posted(self, keys: Iterable[str], *, resolved: bool = False,
                   now: float | None = None) -> None:
@@ -886,6 +845,37 @@ def _add_missing_columns(engine: sa.Engine) -> None:
                    f"{col.type.compile(dialect=engine.dialect)}")
             with engine.begin() as c:
                 c.execute(sa.text(ddl))
+
+
+def _decoded(rows, *json_cols: str) -> list[dict[str, Any]]:
+    """Result rows as dicts with their JSON text columns parsed (None stays None)."""
+    out = []
+    for r in rows:
+        d = dict(r)
+        for k in json_cols:
+            if d[k] is not None:
+                d[k] = json.loads(d[k])
+        out.append(d)
+    return out
+
+
+def alert_filters(q, *, manager_id: str | None = None, states: Iterable[str] | None = None,
+                  type: str | None = None, area_id: str | None = None,
+                  customer_id: str | None = None, status: str | None = None):
+    """``q`` narrowed to the alerts matching the inbox filters (None = any)."""
+    if manager_id is not None:
+        q = q.where(alerts.c.manager_id == manager_id)
+    if states:
+        q = q.where(alerts.c.state.in_(list(states)))
+    if type:
+        q = q.where(alerts.c.type == type)
+    if area_id:
+        q = q.where(alerts.c.area_id == area_id)
+    if customer_id:
+        q = q.where(alerts.c.customer_id == customer_id)
+    if status:
+        q = q.where(alerts.c.status == status)
+    return q
 
 
 def _alert_dict(r) -> dict[str, Any]:

@@ -14,24 +14,19 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from stream.store import AlertStore, alerts, audit, users
+from stream.store import AlertStore, alert_filters, alerts, audit, users
 
 
 def _scoped(q, manager_id: str | None):
-    return q if manager_id is None else q.where(alerts.c.manager_id == manager_id)
+    return alert_filters(q, manager_id=manager_id)
 
 
 def count_alerts(store: AlertStore, *, manager_id: str | None = None,
                  states: Iterable[str] | None = None, type: str | None = None,
                  area_id: str | None = None) -> int:
     """How many alerts ``list_alerts`` would page through with these filters."""
-    q = _scoped(sa.select(sa.func.count()).select_from(alerts), manager_id)
-    if states:
-        q = q.where(alerts.c.state.in_(list(states)))
-    if type:
-        q = q.where(alerts.c.type == type)
-    if area_id:
-        q = q.where(alerts.c.area_id == area_id)
+    q = alert_filters(sa.select(sa.func.count()).select_from(alerts), manager_id=manager_id,
+                      states=states, type=type, area_id=area_id)
     with store.engine.connect() as c:
         return int(c.execute(q).scalar() or 0)
 

@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from tests.support.pipeline import free_port, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "dashboards"))
@@ -64,12 +65,6 @@ CONSOLE_EXPRESSIONS = {
     ("meterwatch-alerts", "Time to acknowledge"),
     ("meterwatch-alerts", "Acknowledged / h"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def all_panel_expressions() -> list[tuple[str, str, str]]:
@@ -129,17 +124,8 @@ class Live:
         self.store = None  # the console's alert store, opened once the console runs
 
     def env(self, web_port: int) -> dict[str, str]:
-        e = {k: v for k, v in os.environ.items() if not k.startswith("METERWATCH_")}
-        e.update(METERWATCH_BROKER=self.bootstrap, METERWATCH_APP_ID=self.app_id,
-                 METERWATCH_READINGS_TOPIC=self.topics["readings"],
-                 METERWATCH_REJECTED_TOPIC=self.topics["rejected"],
-                 METERWATCH_BY_AREA_TOPIC=self.topics["byarea"],
-                 METERWATCH_ALERTS_TOPIC=self.topics["alerts"],
-                 METERWATCH_DEADLETTER_TOPIC=self.topics["dead"],
-                 METERWATCH_REGISTRY=str(self.registry),
-                 METERWATCH_DATA_DIR=str(self.tmp / "data"),
-                 METERWATCH_WEB_PORT=str(web_port), METERWATCH_LOG_LEVEL="warning")
-        return e
+        return worker_env(bootstrap=self.bootstrap, app_id=self.app_id, topics=self.topics,
+                          registry=self.registry, data_dir=self.tmp / "data", web_port=web_port)
 
     def start_worker(self) -> int:
         from stream.cli import ensure_topics

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from models.base import Fleet
+from stream.csvfile import CsvFile
 
 REQUIRED = ("meter_id", "customer_id", "area_id", "phase", "nominal_voltage",
             "account_manager", "tariff", "solar", "care")
@@ -36,7 +35,10 @@ class RegistryError(ValueError):
 
 
 @dataclass
-class Registry:
+class Registry(CsvFile):
+    what = "registry file"
+    error = RegistryError
+
     fleet: Fleet
     account_manager: list[str]
     area_meter: dict[int, int]  # area index -> fleet row of its total meter
@@ -144,22 +146,3 @@ class Registry:
                     f"{source}: area {fleet.area_id[a]!r} has more than one area meter")
             area_meter[a] = int(i)
         return cls(fleet, cols["account_manager"], area_meter, area_index, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Registry":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise RegistryError(f"registry file {p} does not exist") from None
-        reg = cls.from_csv_text(text, str(p))
-        reg.mtime = p.stat().st_mtime
-        return reg
-
-    def reload_if_changed(self) -> "Registry":
-        """The registry re-read if its file changed; self if unchanged or unreadable."""
-        if not self.source or not os.path.exists(self.source):
-            return self
-        if os.stat(self.source).st_mtime == self.mtime:
-            return self
-        return Registry.load(self.source)

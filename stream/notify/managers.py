@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from stream.csvfile import CsvFile
 
 LANGUAGES = ("en", "zh-CN")
 CONTROL_ROOM = "control_room"
@@ -107,7 +107,10 @@ def _local(day, minute: int, tz: ZoneInfo) -> float:
 
 
 @dataclass
-class Managers:
+class Managers(CsvFile):
+    what = "managers file"
+    error = ManagersError
+
     by_id: dict[str, Manager]
     source: str = ""
     mtime: float = 0.0
@@ -190,25 +193,3 @@ class Managers:
             out[mid] = Manager(mid, r.get("name", ""), email, url, lang, quiet, digest_at)
             lines[mid] = lineno
         return cls(out, source)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Managers":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise ManagersError(f"managers file {p} does not exist") from None
-        m = cls.from_csv_text(text, str(p))
-        m.mtime = p.stat().st_mtime
-        return m
-
-    def reload_if_changed(self) -> "Managers":
-        """The managers re-read if the file changed; self if unchanged or gone.
-
-        Raises :class:`ManagersError` on a bad file: the caller keeps the previous one.
-        """
-        if not self.source or not os.path.exists(self.source):
-            return self
-        if os.stat(self.source).st_mtime == self.mtime:
-            return self
-        return Managers.load(self.source)

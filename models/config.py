@@ -58,11 +58,20 @@ class HabitConfig:
     flat_share: float = 0.85  # recent shape this much flatter than usual
     zero_run_h: float = 3.0  # hours of exact zeros in normally active hours
     distort_days: int = 2  # consecutive distorted days before alerting
+    # a quiet day (energy <= quiet_factor x base-load energy, nothing below the base
+    # load) and a home whose usual day is under shape_min_day_kwh are not judged
+    quiet_factor: float = 1.6
+    shape_min_day_kwh: float = 1.0
     clear_days: int = 3  # consecutive normal days that close it
-    # consumption drop (theft): CUSUM decrease + area peers not falling
-    drop_max_ratio: float = 0.75
-    drop_min_days: int = 4
-    peer_fall: float = -0.15  # area's median log ratio below this = peers fell too
+    # consumption drop (theft): the recent days' energy below the meter's reference by
+    # drop_z of its daily variability AND its low (base) power below reference by
+    # drop_base (log ratio), both net of the area's peers, for drop_days days in a row
+    drop_z: float = 2.0
+    drop_base: float = 0.3
+    drop_days: int = 2
+    drop_base_eps_kw: float = 0.04  # added to both base powers (homes with ~0 base)
+    drop_ref_alpha: float = 0.04  # learning rate of its reference, per ordinary day
+    drop_accept_days: int = 30  # an open drop this old becomes the new reference
     peer_min: int = 4  # meters reporting in an area for its median to count
     # inactivity (care customers): hours at base load during normally active hours
     inactivity_h: float = 6.0

@@ -100,7 +100,10 @@ GROUP_ORDER = ("theft", "surge", "vacancy/increase", "decrease", "habit", "care"
 
 DEFAULT_SWEEP: list[tuple[str, str, list[float]]] = [
     ("habit", "cusum_h", [3.0, 4.0, 5.0, 6.0, 8.0]),
-    ("habit", "distort_h", [3.0, 4.0, 5.0, 6.0, 8.0]),
+    ("habit", "distort_z", [3.0, 4.0, 5.0, 6.0, 8.0]),
+    ("habit", "vacancy_days", [3, 4, 5, 6]),
+    ("habit", "drop_z", [1.5, 2.0, 2.5, 3.0]),
+    ("habit", "drop_base", [0.2, 0.3, 0.4, 0.5]),
     ("physical", "mismatch_tol", [0.15, 0.2, 0.25, 0.3, 0.4]),
 ]
 # Sections whose detectors see real (energy-only) readings; the others need voltage,
@@ -1444,8 +1447,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="meter-level voltage events added to the random scenario")
     p.add_argument("--sweep", action="store_true", help="vary thresholds, draw recall vs false alerts")
     p.add_argument("--sweep-param", action="append", metavar="SECTION.KEY=V1,V2,...",
-                   help="parameter to sweep (repeatable); default: habit.cusum_h, habit.distort_h, "
-                        "physical.mismatch_tol")
+                   help="parameter to sweep (repeatable); default: " +
+                        ", ".join(f"{s}.{k}" for s, k, _ in DEFAULT_SWEEP))
     p.add_argument("--sweep-households", type=int, default=20,
                    help="households in each real-data sweep run (default 20)")
     p.add_argument("--sweep-days", type=float, default=240, help="days in each real-data sweep run")

@@ -107,6 +107,10 @@ class HabitDetector:
         ("h_settle", "<i1"),  # days left of re-learning after a reported change
         ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
         ("h_inact", "<i2"),  # consecutive normally-active slots at base load
+        ("h_tlv", "<f4"), ("h_tbase", "<f4"),  # drop test reference: day kWh, low kW
+        ("h_trlv", "<f4"), ("h_trbase", "<f4"),  # the same over the last few days (EW)
+        ("h_tdays", "<i2"),  # days learned into that reference
+        ("h_tcnt", "<i1"), ("h_tclr", "<i1"),  # days meeting / not meeting the drop test
         ("h_open", "<u2"),  # bit per condition
         ("h_start", "<i8", (N_COND,)),  # start ts per condition
         ("h_peak", "<f4", (N_COND,)),  # last reported magnitude per condition
@@ -315,16 +319,28 @@ class HabitDetector:
         # day. Attacks h4-h6 randomise, flatten or reverse the day every day, which a
         # few-day average makes unmistakable; h2 zeroes a window of every day.
         mix = (5 * s["h_mu"][:, 0] + 2 * s["h_mu"][:, 1]).astype(np.float64) / 7
-        rec = np.where(complete[:, None], (1 - cfg.recent_alpha) * s["h_recent"] + cfg.recent_alpha * vec,
+        base = s["h_base"].astype(np.float64)
+        # A quiet day (the home at its base load: out, asleep, away) has no shape to
+        # judge, and it is not an attack: every reading stays at or above the base load,
+        # where the attacks push readings below it (zeroed windows, random factors). It
+        # neither counts as distorted nor as normal, and leaves the recent shape alone.
+        # A home too small to have a shape (usual day under a kWh) is not judged at all.
+        low = np.quantile(vec, 0.1, axis=1)
+        # Well below the usual day too: a flattened day (h5) keeps the usual total, and
+        # a home whose usual day is barely above its base load has no quiet days.
+        quiet = ((E <= cfg.quiet_factor * base * 24 + 0.3) & (E <= 0.6 * lv)
+                 & (low >= 0.5 * base))
+        shape_ev = ev & ~quiet & (lv >= cfg.shape_min_day_kwh)
+        rec = np.where((complete & ~quiet)[:, None],
+                       (1 - cfg.recent_alpha) * s["h_recent"] + cfg.recent_alpha * vec,
                        s["h_recent"]).astype(np.float64)
-        fresh_rec = (s["h_recent"].sum(axis=1) == 0) & complete
+        fresh_rec = (s["h_recent"].sum(axis=1) == 0) & complete & ~quiet
         rec[fresh_rec] = vec[fresh_rec]
         s["h_recent"] = rec
         cor0 = _rowcorr(rec, mix)
         cor_rev = _rowcorr(rec, mix[:, ::-1])
         cv_rec = rec.std(axis=1) / np.maximum(rec.mean(axis=1), 1e-6)
         cv_usual = mix.std(axis=1) / np.maximum(mix.mean(axis=1), 1e-6)
-        base = s["h_base"].astype(np.float64)
         active = mu > np.maximum(2 * base[:, None], base[:, None] + 0.1)
         zrun = _longest_run((vec <= 1e-9) & active) * HOURS_PER_SLOT
         # Spread floored in correlation units: a home whose shape has been steady for
@@ -333,12 +349,12 @@ class HabitDetector:
         corz = np.where(s["h_cor"] - cor0 >= cfg.cor_drop_min, corz, 0.0)
         flat = np.clip(1 - cv_rec / np.maximum(cv_usual, 1e-3), 0, 1)
         rev = (cor_rev - cor0 > cfg.reversal_gain) & (cor_rev > 0.3)
-        distorted = ev & ((corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
+        distorted = shape_ev & ((corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
                           | (zrun >= cfg.zero_run_h))
         s["h_dcuday"] = np.where(distorted & (s["h_dcu"] == 0), day, s["h_dcuday"])
-        s["h_dcu"] = np.where(distorted, s["h_dcu"] + 1, np.where(ev, 0, s["h_dcu"]))
+        s["h_dcu"] = np.where(distorted, s["h_dcu"] + 1, np.where(shape_ev, 0, s["h_dcu"]))
         is_open = (s["h_open"] & (1 << DISTORT)) != 0
-        dist = ev & (s["h_dcu"] >= cfg.distort_days) & ~is_open
+        dist = shape_ev & (s["h_dcu"] >= cfg.distort_days) & ~is_open
         for j in np.flatnonzero(dist):
             risk = float(min(1.0, 0.4 + 0.1 * max(corz[j], 0) + 0.3 * rev[j] + 0.3 * flat[j]
                              + 0.05 * zrun[j]))
@@ -359,7 +375,7 @@ class HabitDetector:
             s["h_start"][j, DISTORT] = start
             s["h_dclr"][j] = 0
         # An open distortion alert closes after a few normal days in a row.
-        s["h_dclr"] = np.where(is_open & ev & ~distorted, s["h_dclr"] + 1,
+        s["h_dclr"] = np.where(is_open & shape_ev & ~distorted, s["h_dclr"] + 1,
                                np.where(is_open & distorted, 0, s["h_dclr"]))
         undist = is_open & (s["h_dclr"] >= cfg.clear_days)
         for j in np.flatnonzero(undist):
@@ -433,15 +449,6 @@ class HabitDetector:
             if sub == "vacancy":
                 s["h_open"][j] |= 1 << VACANT
                 s["h_start"][j, VACANT] = since_ts
-            elif sign < 0 and change <= cfg.drop_max_ratio and peers[j] > cfg.peer_fall \
-                    and s["h_vac"][j] == 0 and not (s["h_open"][j] & (1 << DROP)) \
-                    and int(day[j]) - since + 1 >= cfg.drop_min_days:
-                risk = min(1.0, (1 - change) * 1.2)
-                self._emit(s, j, rows, batch, "theft", "consumption_drop", "open", since_ts, out,
-                           score=risk, severity="warning",
-                           evidence={"risk": round(risk, 3), "indicators": evd})
-                s["h_open"][j] |= 1 << DROP
-                s["h_start"][j, DROP] = since_ts
             # The change is reported once: the whole habit (reference, usual day, slot
             # profile) moves to the new level, or surges would keep firing against the old.
             if sub != "vacancy":
@@ -462,13 +469,6 @@ class HabitDetector:
                        int(s["h_start"][j, VACANT]), out, evidence={"day_kwh": round(E[j], 2)})
             s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
             s["h_cup"][j] = s["h_cun"][j] = 0
-        # A drop alert closes when the level is back near the old one.
-        undrop = ((s["h_open"] & (1 << DROP)) != 0) & ev & (s["h_cup"] > cfg.cusum_h)
-        for j in np.flatnonzero(undrop):
-            self._emit(s, j, rows, batch, "theft", "consumption_drop", "close",
-                       int(s["h_start"][j, DROP]), out, evidence={"day_kwh": round(E[j], 2)})
-            s["h_open"][j] &= ~(1 << DROP) & 0xFFFF
-
         # Schedule: the day fits the usual shape better shifted, the same way, day after day.
         shifts = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])
         best_gain = np.full(len(rows), -np.inf)
@@ -531,9 +531,90 @@ class HabitDetector:
         s["h_ndays"][ri, dt] = np.where(complete, np.minimum(nd + 1, 30000), nd)
         s["h_settle"] = np.where(complete & (s["h_settle"] > 0) & ~(up | dn), s["h_settle"] - 1,
                                  s["h_settle"])
+        self._drop_test(s, rows, batch, areas, day, E, low, complete, ev, learn, day_start, out)
         self._check_bill(s, rows, batch, day, ev, out)
         s["h_day"] = 0  # so the caller's reset sees a fresh day
         st[rows] = s
+
+    def _drop_test(self, s: np.ndarray, rows: np.ndarray, batch: Batch, areas: AreaView,
+                   day: np.ndarray, E: np.ndarray, low: np.ndarray, complete: np.ndarray,
+                   ev: np.ndarray, teach: np.ndarray, day_start: dict, out: list[Finding]) -> None:
+        """``theft/consumption_drop``: the recent days' energy AND low (base) power both
+        well below the meter's own reference, while the area's peers did not fall.
+
+        A lower level alone is what every holiday, mild week and frugal month looks like;
+        the attacks that remove energy (h1 scaling, h3 random factors, a slowed or
+        bypassed meter) lower the base load too, which people going out, away or saving
+        do not: a fridge and standby keep running. The reference here is the theft
+        test's own and is not re-baselined when a habit change is reported, or a drop
+        would be absorbed as the customer's new habit the day it is noticed.
+        """
+        cfg = self.config
+        c, eps = cfg.cusum_c_kwh, cfg.drop_base_eps_kw
+        ra = cfg.recent_alpha
+        fresh = s["h_trlv"] <= 0
+        s["h_trlv"] = np.where(complete, np.where(fresh, E, (1 - ra) * s["h_trlv"] + ra * E),
+                               s["h_trlv"])
+        s["h_trbase"] = np.where(complete, np.where(fresh, low, (1 - ra) * s["h_trbase"] + ra * low),
+                                 s["h_trbase"])
+        tlv, tbase = s["h_tlv"].astype(np.float64), s["h_tbase"].astype(np.float64)
+        lr = np.log((s["h_trlv"] + c) / (tlv + c))
+        br = np.log((s["h_trbase"] + eps) / (tbase + eps))
+        ready = ev & (s["h_tdays"] >= cfg.min_days) & (tlv >= cfg.shape_min_day_kwh)
+        pos = areas.pos[rows] if len(areas.area) else None
+        lr_adj = lr - _peer_median(lr, ready, pos, cfg.peer_min)
+        br_adj = br - _peer_median(br, ready, pos, cfg.peer_min)
+        sd = np.maximum(1.25 * s["h_rdev"].astype(np.float64), cfg.rdev_floor)
+        z = lr_adj / sd
+        hit = ready & (z < -cfg.drop_z) & (br_adj < -cfg.drop_base)
+        s["h_tcnt"] = np.where(hit, np.minimum(s["h_tcnt"] + 1, 100),
+                               np.where(ready, 0, s["h_tcnt"]))
+        is_open = (s["h_open"] & (1 << DROP)) != 0
+        s["h_tclr"] = np.where(is_open & ready & ~hit, s["h_tclr"] + 1,
+                               np.where(is_open & hit, 0, s["h_tclr"]))
+        for j in np.flatnonzero(hit & ~is_open & (s["h_tcnt"] >= cfg.drop_days)):
+            since = int(day[j]) - int(s["h_tcnt"][j]) + 1
+            since_ts = day_start.get(since) or self.calendar.day_start_ts(since)
+            level, base = math.exp(lr[j]), math.exp(br[j])
+            risk = float(min(1.0, 0.4 + 0.1 * (-z[j] - cfg.drop_z) + 0.5 * (1 - base)))
+            evd = {"risk": round(risk, 3), "indicators": {
+                "recent_day_kwh": round(float(s["h_trlv"][j]), 2),
+                "usual_day_kwh": round(float(tlv[j]), 2), "level_ratio": round(level, 3),
+                "recent_base_kw": round(float(s["h_trbase"][j]), 3),
+                "usual_base_kw": round(float(tbase[j]), 3), "base_ratio": round(base, 3),
+                "level_z": round(float(z[j]), 2),
+                "peers_level_log_ratio": round(float(lr[j] - lr_adj[j]), 3),
+                "peers_base_log_ratio": round(float(br[j] - br_adj[j]), 3),
+                "since_day": _iso_day(since), "days": int(s["h_tcnt"][j])}}
+            self._emit(s, j, rows, batch, "theft", "consumption_drop", "open", since_ts, out,
+                       score=risk, severity="warning", evidence=evd)
+            s["h_open"][j] |= 1 << DROP
+            s["h_start"][j, DROP] = since_ts
+            s["h_tclr"][j] = 0
+        # Closes after a few ordinary days; or, a month on, the lower level is accepted
+        # as the reference (inspected by then, or the customer's new normal).
+        start_day = (s["h_start"][:, DROP] - 1) // 86400
+        end_day = (batch.ts[rows] - 1) // 86400
+        stale = is_open & ((end_day - start_day) >= cfg.drop_accept_days)
+        done = is_open & ((s["h_tclr"] >= cfg.clear_days) | stale)
+        for j in np.flatnonzero(done):
+            self._emit(s, j, rows, batch, "theft", "consumption_drop", "close",
+                       int(s["h_start"][j, DROP]), out,
+                       evidence={"level_ratio": round(math.exp(lr[j]), 3),
+                                 "base_ratio": round(math.exp(br[j]), 3),
+                                 "accepted_as_new_level": bool(stale[j])})
+            s["h_open"][j] &= ~(1 << DROP) & 0xFFFF
+            s["h_tcnt"][j] = 0
+            if stale[j]:
+                s["h_tlv"][j], s["h_tbase"][j] = s["h_trlv"][j], s["h_trbase"][j]
+        # The reference learns from ordinary days only (fast while it is new).
+        nd = s["h_tdays"].astype(np.float64)
+        quiet_ref = teach & ~hit & ((s["h_open"] & (1 << DROP)) == 0) & (s["h_tcnt"] == 0)
+        a = np.maximum(1.0 / (nd + 1), cfg.drop_ref_alpha) * quiet_ref
+        s["h_tlv"] = np.where(nd == 0, E, tlv + a * (E - tlv)) * quiet_ref + s["h_tlv"] * ~quiet_ref
+        s["h_tbase"] = np.where(nd == 0, low, tbase + a * (low - tbase)) * quiet_ref \
+            + s["h_tbase"] * ~quiet_ref
+        s["h_tdays"] = np.where(quiet_ref, np.minimum(nd + 1, 30000), nd)
 
     def _check_bill(self, s: np.ndarray, rows: np.ndarray, batch: Batch, day: np.ndarray,
                     ev: np.ndarray, out: list[Finding]) -> None:

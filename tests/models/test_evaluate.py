@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.config import DetectorConfig
 from models.evaluate import (DEFAULT_READINGS, MONTH_S, WARMUP_S, Target, _windows, clean_rates,
                              detection_rows, main, match, parse_sweep, targets_from_labels)
 from models.inject import (KINDS, SEP, assign_areas, build_virtual, daily_energy, inject,
@@ -331,6 +332,14 @@ def test_labels_become_targets_with_the_design_windows():
     assert tgs["vacancy"].deadline - tgs["vacancy"].onset == 7 * DAY
     assert tgs["surge_interval"].deadline - tgs["surge_interval"].onset == IV
     assert all(tg.area_id is not None for tg in tgs.values())
+
+
+def test_the_default_sweep_names_only_keys_the_config_has():
+    # A misspelt key made the default `--sweep` die on its first point.
+    base = DetectorConfig()
+    for sec, key, values in parse_sweep(None):
+        for v in values:
+            assert getattr(base.replace(**{sec: {key: v}}), sec).__dict__[key] == v
 
 
 def test_parse_sweep_types_values_by_the_config_field():

@@ -107,6 +107,41 @@ def test_a_distorted_daily_shape_is_a_theft_indicator_within_a_week(attack):
     assert 0 < got[0]["evidence"]["risk"] <= 1 and got[0]["evidence"]["indicators"]
 
 
+def street(n: int = 6, days: int = 90) -> dict[str, np.ndarray]:
+    """Neighbours in one transformer area, each with its own noise and level."""
+    return {f"M{i}": household(days, seed=10 + i, level=0.8 + 0.1 * i) for i in range(n)}
+
+
+def test_a_meter_slowed_to_half_while_its_peers_are_not_is_a_consumption_drop_within_a_week():
+    homes = street()
+    homes["M0"][60:] *= 0.5  # h1 with a = 0.5: the meter records half of what flows
+    got = [a for a in alerts(homes) if a["type"] == "theft"]
+    assert [a["meter_id"] for a in got] == ["M0"]
+    drop = got[0]
+    assert drop["subtype"] == "consumption_drop" and 60 <= day_of(drop) <= 67
+    ind = drop["evidence"]["indicators"]
+    assert ind["level_ratio"] == pytest.approx(0.5, abs=0.15)
+    assert ind["base_ratio"] < 0.8  # the base load fell with it: the tell-tale
+    assert 0 < drop["evidence"]["risk"] <= 1
+
+
+def test_a_whole_area_using_less_at_once_is_not_theft():
+    homes = street()
+    for x in homes.values():
+        x[60:] *= 0.5  # a mild spell, a holiday week: everyone falls together
+    assert [a for a in alerts(homes) if a["type"] == "theft"] == []
+
+
+def test_a_home_left_at_its_base_load_is_a_vacancy_not_a_consumption_drop():
+    homes = street()
+    x = homes["M0"]
+    base = np.quantile(x[:30], 0.1, axis=1).mean()
+    x[60:80] = base * np.random.default_rng(3).uniform(0.95, 1.3, (20, 48))
+    got = [a for a in alerts(homes) if a["meter_id"] == "M0"]
+    assert any(a["subtype"] == "vacancy" for a in got)
+    assert [a for a in got if a["type"] == "theft"] == []
+
+
 def test_a_care_customer_idle_through_normally_active_hours_raises_inactivity():
     x = household(40)
     base = x[:20].min()

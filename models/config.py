@@ -26,6 +26,12 @@ class HabitConfig:
     surge_floor_kw: float = 3.0
     surge_q_factor: float = 1.3
     surge_peak_z: float = 5.0  # above the usual daily peak by this many spreads
+    # new recurring load: power >= usual + max(newload_kw, 3 spreads) in the same hours
+    # two days running, >= newload_kwh above habit on each day
+    newload_kw: float = 1.0
+    newload_kwh: float = 2.5
+    newload_cool_days: int = 14
+    newload_novel: bool = False  # only hours without such power in the last 1-2 weeks
     # daily surge: day energy >= ratio x usual day and excess >= max(floor, z x spread)
     day_ratio: float = 2.0
     day_floor_kwh: float = 3.0
@@ -57,6 +63,7 @@ class HabitConfig:
     reversal_gain: float = 0.3  # reversed usual shape fits better by this much
     flat_share: float = 0.85  # recent shape this much flatter than usual
     zero_run_h: float = 3.0  # hours of exact zeros in normally active hours
+    const_cv: float = 0.05  # a day whose readings vary less than this (std/mean) is constant
     distort_days: int = 2  # consecutive distorted days before alerting
     # a quiet day (energy <= quiet_factor x base-load energy, nothing below the base
     # load) and a home whose usual day is under shape_min_day_kwh are not judged
@@ -69,6 +76,7 @@ class HabitConfig:
     drop_z: float = 2.0
     drop_base: float = 0.3
     drop_days: int = 2
+    drop_alpha: float = 0.4  # weight of the newest day in the recent level and base
     drop_base_eps_kw: float = 0.04  # added to both base powers (homes with ~0 base)
     drop_ref_alpha: float = 0.04  # learning rate of its reference, per ordinary day
     drop_accept_days: int = 30  # an open drop this old becomes the new reference

@@ -29,9 +29,11 @@ labelled meter (or, for area labels, in the labelled area) is
 Precision per alert ``type/subtype`` = tp / (tp + fp) at this test bed's prevalence
 (one anomaly per injected copy-year); the clean copies' alerts per customer-month are
 the prevalence-free view. On real data a ``surge/daily`` opening without label whose day
-really was >= 2x the household's median day of the previous 4 weeks is marked
-``natural`` (a true surge by the issue's definition that nobody injected); the surge
-precision target counts those as true and the report shows both.
+really was >= 2x the household's median day of the previous 4 weeks, or a
+``surge/interval`` one whose half hour drew >= 3x the median of that time of day over
+the previous 4 weeks and >= 3 kW above it, is marked ``natural`` (a true surge by the
+issue's definition that nobody injected); the surge precision target counts those as
+true and the report shows both.
 
 Run ``python -m models.evaluate -h`` (or ``meterwatch evaluate -h``).
 """
@@ -102,6 +104,8 @@ DEFAULT_SWEEP: list[tuple[str, str, list[float]]] = [
     ("habit", "cusum_h", [3.0, 4.0, 5.0, 6.0, 8.0]),
     ("habit", "distort_z", [3.0, 4.0, 5.0, 6.0, 8.0]),
     ("habit", "vacancy_days", [3, 4, 5, 6]),
+    ("habit", "drop_alpha", [0.3, 0.4, 0.5, 0.6]),
+    ("habit", "newload_kwh", [2.0, 2.5, 3.0]),
     ("habit", "drop_z", [1.5, 2.0, 2.5, 3.0]),
     ("habit", "drop_base", [0.2, 0.3, 0.4, 0.5]),
     ("physical", "mismatch_tol", [0.15, 0.2, 0.25, 0.3, 0.4]),
@@ -469,14 +473,45 @@ class RealEval:
     meta: dict[str, Any]
 
 
+NATURAL_INTERVAL_RATIO = 3.0  # the issue's example: "3x usual with an absolute floor"
+NATURAL_INTERVAL_FLOOR_KW = 3.0
+
+
+def _natural_interval(ts: np.ndarray, x: np.ndarray, t_end: int) -> bool:
+    """The interval ending at ``t_end`` drew >= 3x the median power of the same time of
+    day over the previous 4 weeks, and >= 3 kW more than it (raw readings, not the
+    detector's profile)."""
+    i = int(np.searchsorted(ts, t_end))
+    if i >= len(ts) or ts[i] != t_end:
+        return False
+    iv = int(np.median(np.diff(ts))) if len(ts) > 1 else 1800
+    prev = ts[i] - 86400 * np.arange(1, 29)
+    j = np.searchsorted(ts, prev)
+    j = j[(j < len(ts))]
+    j = j[np.isin(ts[j], prev)]
+    if len(j) < 14:
+        return False
+    h = iv / 3600.0
+    usual = float(np.median(x[j])) / h
+    p = float(x[i]) / h
+    return p >= NATURAL_INTERVAL_RATIO * usual and p >= usual + NATURAL_INTERVAL_FLOOR_KW
+
+
 def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
-    """Unlabelled surge/daily openings whose day really was >= 2x the usual day."""
+    """Unlabelled surge openings that are surges by the issue's own definition: a
+    surge/daily whose day really was >= 2x the usual day, a surge/interval whose half
+    hour was >= 3x the usual for that time of day and >= 3 kW above it."""
     cache: dict[str, tuple] = {}
     for r in rows:
-        if r["cls"] != "fp" or (r["type"], r["subtype"]) != ("surge", "daily"):
+        if r["cls"] != "fp" or r["type"] != "surge" or r["subtype"] not in ("daily", "interval"):
             continue
         m = r["meter_id"]
         if m not in vs.series:
+            continue
+        if r["subtype"] == "interval":
+            ts, x = vs.series[m]
+            if _natural_interval(ts, x, _epoch(r["detected_at"])):
+                r["natural"] = True
             continue
         if m not in cache:
             ts, x = vs.series[m]
@@ -909,7 +944,8 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
         v = (tp + nat) / (tp + fp) if tp + fp else None
         strict = tp / (tp + fp) if tp + fp else None
         add("Surges: precision (surge/daily + surge/interval)", v, v is not None and v >= 0.90,
-            ">= 0.90", f"unlabelled days >= 2x usual count as true; strict {_fmt(strict)} "
+            ">= 0.90", f"unlabelled surges by the issue's definition (day >= 2x usual; half "
+                       f"hour >= 3x usual and +3 kW) count as true; strict {_fmt(strict)} "
                        f"(tp {tp}, fp {fp}, natural {nat})")
         det = {d["key"]: d for d in r.detection}
         for k, lim, nm in (("surge_interval", 1800, "Interval surges: p90 delay <= 1 interval"),
@@ -1313,7 +1349,9 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                "Over all virtual meters, warm-up (first 14 days) excluded. Precision = TP / (TP + FP) at "
                "this test bed's prevalence (one anomaly per injected copy-year); pre-onset alerts of "
                "injected copies count as FP, as on the clean copies. `natural`: unlabelled daily "
-               "surges whose day really was >= 2x the household's median day of the previous 4 weeks.",
+               "surges whose day really was >= 2x the household's median day of the previous 4 weeks, "
+               "and unlabelled interval surges whose half hour drew >= 3x the median of the same time "
+               "of day over the previous 4 weeks and >= 3 kW above it (raw readings, not the profile).",
                ""]
         h, rows = alerts_table(r.alerts, natural=True)
         md += [_md_table(h, rows), ""]

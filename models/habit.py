@@ -107,6 +107,11 @@ class HabitDetector:
         ("h_settle", "<i1"),  # days left of re-learning after a reported change
         ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
         ("h_inact", "<i2"),  # consecutive normally-active slots at base load
+        ("h_xmask", "<u8"), ("h_xprev", "<u8"),  # slots with new-load power today, yesterday
+        ("h_xtot", "<f4"), ("h_xprevkwh", "<f4"),  # their energy above habit today, yesterday
+        ("h_xkwh", "<f4"),  # today's, in yesterday's slots
+        ("h_xcool", "<i1"),  # days before a new load can be reported again
+        ("h_xw0", "<u8"), ("h_xw1", "<u8"),  # such slots this week and last week
         ("h_tlv", "<f4"), ("h_tbase", "<f4"),  # drop test reference: day kWh, low kW
         ("h_trlv", "<f4"), ("h_trbase", "<f4"),  # the same over the last few days (EW)
         ("h_tdays", "<i2"),  # days learned into that reference
@@ -182,6 +187,19 @@ class HabitDetector:
             st["h_dsec"][fresh] = 0
             st["h_dvec"][fresh] = 0
             st["h_dpk"][fresh] = 0
+            # Yesterday's new-load hours become the ones today is compared with.
+            # Hours with such power in the week or two before (a heater used on cold
+            # evenings, an oven on Sundays) are not a new load; two weekly buckets.
+            st["h_xw0"][fresh] |= st["h_xprev"][fresh]
+            wk = fresh & (day % 7 == 0)
+            st["h_xw1"][wk] = st["h_xw0"][wk]
+            st["h_xw0"][wk] = 0
+            st["h_xprev"][fresh] = st["h_xmask"][fresh]
+            st["h_xprevkwh"][fresh] = st["h_xtot"][fresh]
+            st["h_xmask"][fresh] = 0
+            st["h_xtot"][fresh] = 0
+            st["h_xkwh"][fresh] = 0
+            st["h_xcool"][fresh] = np.maximum(st["h_xcool"][fresh] - 1, 0)
         mroll = st["h_month"] != month
         if mroll.any():
             self._close_months(st, np.flatnonzero(mroll & (st["h_month"] > 0)), batch, out)
@@ -210,6 +228,8 @@ class HabitDetector:
                                         "ratio": round(p[i] / max(mu[i], 1e-3), 2),
                                         "interval_s": int(batch.interval_s[i])},
                     score=lambda i: p[i] / max(thr[i], 1e-3), severity="warning")
+
+        self._new_load(st, batch, p, mu, dev, slot, dtype, hours, trusted, out)
 
         # Today's and this month's accumulators.
         st["h_dkwh"] += kwh
@@ -274,6 +294,54 @@ class HabitDetector:
         q = st["h_q"].astype(np.float64)
         step = 0.02 * np.maximum(q, 0.05)
         st["h_q"] = np.where(learn, q + step * (0.99 - (p <= q)) * 10, q)
+
+    def _new_load(self, st, batch, p, mu, dev, slot, dtype, hours, trusted, out) -> None:
+        """A new load that recurs: power well above habit in the same hours today as
+        yesterday, adding up to ``newload_kwh`` on both days (an EV charger, a heater, a
+        new tenant's appliance). Reported as ``habit_change/increase`` the second day,
+        while it runs, rather than after the days a level CUSUM needs; the profile then
+        takes the load in at once."""
+        cfg = self.config
+        ex = trusted & (p >= mu + np.maximum(cfg.newload_kw, 3 * dev))
+        if not ex.any() and not (st["h_xkwh"] > 0).any():
+            return
+        bit = np.left_shift(np.uint64(1), slot.astype(np.uint64))
+        near = bit | (bit << np.uint64(1)) | (bit >> np.uint64(1))  # +-1 slot of jitter
+        xk = np.where(ex, (p - mu) * hours, 0.0)
+        st["h_xmask"] = np.where(ex, st["h_xmask"] | bit, st["h_xmask"])
+        st["h_xtot"] += xk
+        again = ex & ((st["h_xprev"] & near) != 0)
+        st["h_xkwh"] += np.where(again, xk, 0.0)
+        fire = (again & (st["h_xkwh"] >= cfg.newload_kwh) & (st["h_xprevkwh"] >= cfg.newload_kwh)
+                & (st["h_xcool"] == 0))
+        if fire.any() and cfg.newload_novel:
+            both = st["h_xmask"] & st["h_xprev"]
+            before = both & (st["h_xw0"] | st["h_xw1"])
+            fire &= _popcount(before) * 2 < np.maximum(_popcount(both), 1)
+        for j in np.flatnonzero(fire):
+            since_day = int(st["h_day"][j]) - 1
+            since = self.calendar.day_start_ts(since_day)
+            kwh = float(min(st["h_xkwh"][j], st["h_xprevkwh"][j]))
+            usual = float(st["h_lv"][j, dtype[j]])
+            hrs = bin(int(st["h_xmask"][j] & st["h_xprev"][j])).count("1") * HOURS_PER_SLOT
+            out.append(Finding("habit_change", "increase", "open", "meter", int(batch.meter[j]),
+                               since, int(batch.ts[j]), "info", float(kwh / max(usual, 1.0)),
+                               {"since_day": _iso_day(since_day), "new_load_kwh_per_day": round(kwh, 2),
+                                "new_load_kw": round(float(p[j] - mu[j]), 2),
+                                "hours_seen_both_days": hrs, "usual_day_kwh": round(usual, 2),
+                                "recent_day_kwh": round(usual + kwh, 2),
+                                "ratio": round((usual + kwh) / max(usual, 0.05), 3),
+                                "change_pct": round(kwh / max(usual, 0.05) * 100, 1),
+                                "days": 2, "kind": "new_load"}))
+            # The load is habit from now on: the day level, the reference and the slots
+            # seen so far take it in; no second report while it settles.
+            st["h_xcool"][j] = cfg.newload_cool_days
+            st["h_lv"][j] += np.float32(kwh)
+            st["h_ref"][j] += np.float32(kwh)
+            seen = st["h_dvec"][j] / 0.5
+            st["h_mu"][j] = np.maximum(st["h_mu"][j], seen[None, :])
+            st["h_settle"][j] = cfg.settle_days
+            st["h_cup"][j] = 0
 
     # -- day close -------------------------------------------------------------------
     def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
@@ -349,7 +417,13 @@ class HabitDetector:
         corz = np.where(s["h_cor"] - cor0 >= cfg.cor_drop_min, corz, 0.0)
         flat = np.clip(1 - cv_rec / np.maximum(cv_usual, 1e-3), 0, 1)
         rev = (cor_rev - cor0 > cfg.reversal_gain) & (cor_rev > 0.3)
-        distorted = shape_ev & ((corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
+        # Constant readings (h5) need no few-day average to be certain: no home's
+        # half-hours stay within a few percent of each other all day while its usual day
+        # has a shape; this day alone counts.
+        cv_day = vec.std(axis=1) / np.maximum(vec.mean(axis=1), 1e-6)
+        # (The usual profile is an average of days, so smoother than any one day.)
+        const = (cv_day < cfg.const_cv) & (cv_usual > 2 * cfg.const_cv) & (vec.mean(axis=1) > 0.01)
+        distorted = shape_ev & (const | (corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
                           | (zrun >= cfg.zero_run_h))
         s["h_dcuday"] = np.where(distorted & (s["h_dcu"] == 0), day, s["h_dcuday"])
         s["h_dcu"] = np.where(distorted, s["h_dcu"] + 1, np.where(shape_ev, 0, s["h_dcu"]))
@@ -357,12 +431,13 @@ class HabitDetector:
         dist = shape_ev & (s["h_dcu"] >= cfg.distort_days) & ~is_open
         for j in np.flatnonzero(dist):
             risk = float(min(1.0, 0.4 + 0.1 * max(corz[j], 0) + 0.3 * rev[j] + 0.3 * flat[j]
-                             + 0.05 * zrun[j]))
+                             + 0.05 * zrun[j] + 0.4 * const[j]))
             indicators = {"shape_correlation": round(float(cor0[j]), 3),
                           "usual_correlation": round(float(s["h_cor"][j]), 3),
                           "correlation_drop_z": round(float(corz[j]), 2),
                           "reversed_correlation": round(float(cor_rev[j]), 3),
                           "flatness": round(float(flat[j]), 3),
+                          "day_variation": round(float(cv_day[j]), 3),
                           "zero_hours_when_active": round(float(zrun[j]), 1),
                           "day_kwh": round(float(E[j]), 2), "usual_day_kwh": round(float(lv[j]), 2),
                           "days": int(s["h_dcu"][j])}
@@ -551,7 +626,7 @@ class HabitDetector:
         """
         cfg = self.config
         c, eps = cfg.cusum_c_kwh, cfg.drop_base_eps_kw
-        ra = cfg.recent_alpha
+        ra = cfg.drop_alpha
         fresh = s["h_trlv"] <= 0
         s["h_trlv"] = np.where(complete, np.where(fresh, E, (1 - ra) * s["h_trlv"] + ra * E),
                                s["h_trlv"])
@@ -743,6 +818,12 @@ def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peer
         if sel.sum() >= min_peers:
             out[pos == a] = np.median(r[sel])
     return out
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per element of a uint64 array."""
+    return np.unpackbits(np.ascontiguousarray(x, np.uint64).view(np.uint8).reshape(-1, 8),
+                         axis=1).sum(axis=1)
 
 
 def _longest_run(mask: np.ndarray) -> np.ndarray:

@@ -97,6 +97,19 @@ def test_a_lasting_increase_is_reported_once_with_since_when_and_how_much():
     assert ev["since_day"] >= "2026-04-10" and ev["ratio"] == pytest.approx(1.8, rel=0.35)
 
 
+def test_a_new_load_that_recurs_in_the_same_hours_is_reported_once_on_its_second_day():
+    x = household(80)
+    x[50:, 38:42] += 1.0  # a 2 kW load, 19:00-21:00, every day from day 50: +4 kWh/day
+    got = [a for a in alerts({"M0": x}) if a["type"] in ("habit_change", "surge")
+           and a["subtype"] in ("increase", "daily")]
+    assert len(got) == 1
+    inc = got[0]
+    assert inc["subtype"] == "increase" and day_of(inc) == 51
+    ev = inc["evidence"]
+    assert ev["kind"] == "new_load" and ev["since_day"] == "2026-04-21"
+    assert ev["new_load_kwh_per_day"] == pytest.approx(4.0, rel=0.35)
+
+
 @pytest.mark.parametrize("attack", [h5, h6], ids=["h5_flat", "h6_reversed"])
 def test_a_distorted_daily_shape_is_a_theft_indicator_within_a_week(attack):
     x = household(90)

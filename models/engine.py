@@ -10,8 +10,8 @@ Per meter the engine keeps the last applied interval and a 64-interval bitmap of
 intervals applied before it, which makes redelivery harmless: a reading applied once is
 recognised and dropped (the effect is exactly once even though delivery is at least
 once). Readings that arrive after a later one are recorded as late within a tolerance
-(their energy is not fed to the interval detectors, which have moved on) and rejected as
-too late beyond it.
+(their energy counts in the day's and month's totals, but is not fed to the interval
+detectors, which have moved on) and rejected as too late beyond it.
 
 >>> import numpy as np
 >>> from models.base import Fleet
@@ -206,6 +206,12 @@ class Engine:
         out.too_late.extend(sel[too_late].tolist())
         if late.any():
             s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
+            # Its energy still belongs to today's and this month's totals (daily surge,
+            # vacancy, level, bill projection); the interval checks have moved on.
+            li = np.flatnonzero(late)
+            sl, cl = s[li], c[li]
+            self.habit.late(sl, cl["ts"], cl["interval_s"], cl["kwh"])
+            s[li] = sl
         if not acc.any():
             if not identity:
                 st[pos] = s

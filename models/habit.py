@@ -343,6 +343,19 @@ class HabitDetector:
             st["h_settle"][j] = cfg.settle_days
             st["h_cup"][j] = 0
 
+    def late(self, st: np.ndarray, ts: np.ndarray, interval_s: np.ndarray, kwh: np.ndarray) -> None:
+        """Readings that arrived after a later one (within the engine's tolerance): add
+        their energy to the day and month being accumulated, when they belong to them."""
+        day, slot, _, month, _ = self.calendar.lookup(ts, interval_s)
+        today = st["h_day"] == day
+        k = np.flatnonzero(today)
+        st["h_dkwh"][k] += kwh[k]
+        st["h_dsec"][k] += interval_s[k]
+        st["h_dvec"][k, slot[k]] += kwh[k]
+        m = np.flatnonzero(st["h_month"] == month)
+        st["h_mkwh"][m] += kwh[m]
+        st["h_msec"][m] += interval_s[m]
+
     # -- day close -------------------------------------------------------------------
     def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
                     areas: AreaView, out: list[Finding]) -> None:

@@ -59,6 +59,18 @@ def test_a_reading_that_fills_a_gap_after_a_later_one_is_late_not_applied_twice(
     assert m.feed(cols(T0 + 900)).duplicates == 1  # and now it is known
 
 
+def test_a_late_reading_still_counts_in_the_days_energy():
+    m = One()
+    m.feed(cols(T0, kwh=0.2))
+    m.feed(cols(T0 + 900 * 2, kwh=0.3))
+    before = float(m.st["h_dkwh"][0]), int(m.st["h_dsec"][0])
+    m.feed(cols(T0 + 900, kwh=0.5))  # the missing interval, after the later one
+    assert float(m.st["h_dkwh"][0]) == pytest.approx(before[0] + 0.5)
+    assert int(m.st["h_dsec"][0]) == before[1] + 900
+    m.feed(cols(T0 + 900, kwh=0.5))  # sent again: a duplicate, not counted twice
+    assert float(m.st["h_dkwh"][0]) == pytest.approx(before[0] + 0.5)
+
+
 def test_readings_older_than_the_tolerance_are_too_late():
     m = One(engine={"late_tolerance_s": 3600})
     m.feed(cols(T0))

@@ -210,7 +210,9 @@ class HabitDetector:
 
         mu = st["h_mu"][idx, dtype, slot].astype(np.float64)
         dev = st["h_dev"][idx, dtype, slot].astype(np.float64)
-        trusted = st["h_ndays"].sum(axis=1) >= cfg.min_days
+        # A transformer area's own meter has no habits to report on (area_loss and the
+        # voltage checks use it); it learns a profile but raises nothing here.
+        trusted = (st["h_ndays"].sum(axis=1) >= cfg.min_days) & ~fleet.is_area_meter[batch.meter]
         meter = batch.meter
 
         # Interval surge: beyond all of ratio x usual, usual + floor, and the
@@ -366,7 +368,8 @@ class HabitDetector:
         # A day with too little coverage (comm gap) teaches and tells nothing.
         complete = s["h_dsec"] >= 0.85 * 86400
         E = s["h_dkwh"].astype(np.float64) * np.where(complete, 86400.0 / np.maximum(s["h_dsec"], 1), 1.0)
-        trusted = s["h_ndays"].sum(axis=1) >= cfg.min_days
+        trusted = ((s["h_ndays"].sum(axis=1) >= cfg.min_days)
+                   & ~fleet.is_area_meter[batch.meter[rows]])
         lv = s["h_lv"][ri, dt].astype(np.float64)
         lvdev = s["h_lvdev"][ri, dt].astype(np.float64)
         ref = s["h_ref"][ri, dt].astype(np.float64)

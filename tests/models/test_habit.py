@@ -77,6 +77,14 @@ def test_a_day_at_three_times_the_usual_energy_is_a_daily_surge_the_same_day():
     assert "usually" in got[0]["message"]["en"] and "通常" in got[0]["message"]["zh-CN"]
 
 
+def test_a_transformer_areas_own_meter_raises_no_habit_alerts():
+    x = household(40, level=20.0)
+    x[32] *= 3.0  # would be a daily surge on a customer's meter
+    fleet = Fleet.simple(1, is_area_meter=[True])
+    assert [a for a in alerts({"T0": x}, fleet=fleet)
+            if a["type"] in ("surge", "habit_change", "theft")] == []
+
+
 def test_a_vacancy_is_reported_once_within_a_week():
     x = household(70)
     base = x[:30].min(axis=1).mean()

@@ -57,7 +57,7 @@ class HabitConfig:
     schedule_votes: int = 4
     # shape distortion (theft h2-h6), judged on the recent few days' shape
     recent_alpha: float = 0.4  # weight of the newest day in the recent shape
-    distort_z: float = 4.0  # recent-shape correlation below usual by this many spreads
+    distort_z: float = 5.0  # recent-shape correlation below usual by this many spreads
     cor_spread_floor: float = 0.1  # ... with the spread at least this (correlation units)
     cor_drop_min: float = 0.35  # ... and at least this much lower in absolute terms
     reversal_gain: float = 0.3  # reversed usual shape fits better by this much

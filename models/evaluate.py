@@ -1139,7 +1139,9 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, target: str) -> bool:
     for ax, g in zip(axes[0], groups):
         for param in dict.fromkeys(p["param"] for p in pts):
             ps = sorted((p for p in pts if p["param"] == param), key=lambda p: p["value"])
-            xs = [p["false_per_cm"] for p in ps]
+            # Theft's false-alarm target is per household and year, not per month.
+            xkey = "theft_share" if g == "theft" and target == "real" else "false_per_cm"
+            xs = [p.get(xkey) for p in ps]
             ys = [p.get(f"recall_{g}") for p in ps]
             ax.plot(xs, ys, "o-", label=param, ms=4)
             for xv, yv, p in zip(xs, ys, ps):
@@ -1148,6 +1150,7 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, target: str) -> bool:
                                 textcoords="offset points")
         ax.set_title(f"{g}: recall in window", fontsize=9)
         ax.set_xlabel("false alerts per customer-month" if target == "sim"
+                      else "clean households with a theft alert" if g == "theft"
                       else "clean alerts per customer-month")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("recall")
@@ -1425,9 +1428,11 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
             if plot_sweep(results.sweep, out / name, target):
                 md += [f"![sweep {target}]({name})", ""]
         keys = sorted({k for p in results.sweep for k in p if k.startswith("recall_")})
-        md.append(_md_table(["on", "parameter", "value", "false/cust-month", *keys],
+        md.append(_md_table(["on", "parameter", "value", "false/cust-month",
+                             "clean households with theft alert", *keys],
                             [[p["target"], p["param"], p["value"], _fmt(p["false_per_cm"], 3),
-                              *[_fmt(p.get(k)) for k in keys]] for p in results.sweep]))
+                              _fmt(p.get("theft_share")), *[_fmt(p.get(k)) for k in keys]]
+                             for p in results.sweep]))
         md.append("")
         js["sweep"] = results.sweep
     md += ["## Method", "",

@@ -175,6 +175,16 @@ PROCESS_TAKE = 64
 PROCESS_WITHIN_S = 0.005
 
 
+def _set_current_event(event) -> None:
+    """What Faust's ``Stream.events()`` does for each event it yields: make ``event``
+    the one ``faust.streams.current_event()`` returns in this task."""
+    import weakref
+
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
 def progress_key(partition: int) -> bytes:
     return PROGRESS_PREFIX + str(partition).encode()
 
@@ -255,7 +265,7 @@ def _register_process(rt: Runtime, cache: dict) -> None:
 
     async def handle_run(tp, run: list) -> None:
         """Handle a run of by-area messages of ONE partition with consecutive offsets
-        (``(key, value, src)``, key None for a nudge): the messages of each area in one
+        (``(key, value, src)``, NUDGE_KEY for a nudge): the messages of each area in one
         engine call, areas in the order they first appear, then the partition's
         progress once, past the last. Areas are independent, so only each area's own
         order matters; a crash before the progress write replays the whole run, and
@@ -264,7 +274,7 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             return
         groups: dict[bytes, tuple[list, list]] = {}
         for key, value, src in run:
-            if key is not None:
+            if key != NUDGE_KEY:  # a nudge only moves the progress
                 g = groups.setdefault(key, ([], []))
                 g[0].append(value)
                 g[1].append(src)
@@ -321,6 +331,10 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 await process_partition(tp, evs)
 
     async def process_partition(tp, events) -> None:
+        # Faust's stores read "the current event" for the partition a table key lives
+        # in (RocksDB keeps one database per partition) and take_events does not set
+        # it in this task: set it to an event of the partition handled here.
+        _set_current_event(events[0])
         want = await expected_offset(tp)
         run: list = []
         for event in events:
@@ -336,8 +350,8 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 await backfill(msg.tp, want, msg.offset)
             want = msg.offset + 1
             if event.key == NUDGE_KEY:
-                run.append((None, None, SourceMessage(b"", msg.topic, msg.partition,
-                                                      msg.offset, 0)))
+                run.append((NUDGE_KEY, None, SourceMessage(b"", msg.topic, msg.partition,
+                                                           msg.offset, 0)))
                 continue
             run.append((event.key, event.value, SourceMessage(
                 event.value, msg.topic, msg.partition, msg.offset,

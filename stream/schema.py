@@ -41,7 +41,11 @@ Timestamp = str | int | float
 NAN = math.nan
 
 
-class Reading(msgspec.Struct, forbid_unknown_fields=False):
+# gc=False on the decoded structs: a poll decodes hundreds of thousands of them, and as
+# GC-tracked objects they set off collections that walk them all (measured 1.9-2.4 ->
+# 1.2-1.4 us per reading to decode a concentrator batch). They hold strings, numbers
+# and lists of those, so they cannot be part of a reference cycle.
+class Reading(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     # Optional measurements default to NaN, not None, so columns build without branches.
     meter_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     ts: Timestamp
@@ -59,7 +63,7 @@ class Reading(msgspec.Struct, forbid_unknown_fields=False):
     unit: Literal["kWh", "Wh"] = "kWh"
 
 
-class Envelope(msgspec.Struct, forbid_unknown_fields=False):
+class Envelope(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     readings: list[Reading] | None = None
     area_id: str | None = None
     concentrator_id: str | None = None
@@ -97,7 +101,7 @@ class Validated:
     total: int = 0  # readings in the message (valid + rejected)
 
 
-class AreaReadings(msgspec.Struct, array_like=True):
+class AreaReadings(msgspec.Struct, array_like=True, gc=False):
     """The internal, re-keyed message: one area's validated readings from one source
     message, columns packed as READING_DTYPE bytes (cheap to make and to read)."""
 
@@ -123,7 +127,7 @@ def _error_reason(msg: str) -> str:
     return "schema"
 
 
-class Decoded(msgspec.Struct):
+class Decoded(msgspec.Struct, gc=False):
     readings: list[Reading]
     rejects: list[Reject]
     positions: list[int] | None = None  # batch position of each reading; None = 0..n-1

@@ -693,5 +693,9 @@ def generate(registry: CollectorRegistry) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def exposition() -> bytes:
+def exposition(names: list[str] | None = None) -> bytes:
+    """The worker's metrics in the text format; only the series ``names`` (full sample
+    names, e.g. ``meterwatch_readings_applied_total``) when given."""
+    if names:
+        return generate(REGISTRY.restricted_registry(names))
     return generate(REGISTRY)

@@ -31,3 +31,11 @@ def test_worker_registry_exposition_matches_generate_latest():
     for _ in range(2):
         assert M.exposition() == generate_latest(M.REGISTRY)
     M.consumer_lag.remove("exposition-test", "0")
+
+
+def test_restricted_exposition_has_only_the_named_series():
+    names = ["meterwatch_readings_applied_total", "meterwatch_detector_seconds_total"]
+    text = M.exposition(names).decode()
+    assert text == generate_latest(M.REGISTRY.restricted_registry(names)).decode()
+    got = {line.split(" ")[0].split("{")[0] for line in text.splitlines() if line[:1] != "#"}
+    assert got == set(names)

@@ -97,6 +97,26 @@ def register_faust_ingest(rt: Runtime, ingest_batch) -> None:
             await asyncio.gather(*await ingest_batch(msgs))
 
 
+async def _balanced_poll(consumer, max_records: int) -> dict:
+    """Up to ``max_records`` records, shared evenly by the assigned partitions that have
+    some. A plain ``getmany(max_records=N)`` drains whole fetches partition by partition:
+    reading a backlog of one-reading messages (keyed by meter, so an area's meters are on
+    every partition), a poll held one partition's next few thousand messages and a few
+    of another's, so each area batch spanned many intervals with few meters each, and
+    the engine ran one round per interval. Equal shares keep a poll's partitions at about
+    the same point in time. What a poll does not take stays in the consumer's buffer."""
+    parts = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    share = max(1, max_records // max(1, len(parts)))
+    batch: dict = {}
+    for tp in parts:
+        got = await consumer.getmany(tp, timeout_ms=0, max_records=share)
+        if got.get(tp):
+            batch[tp] = got[tp]
+    if not batch:  # nothing buffered: wait for the next fetch
+        batch = await consumer.getmany(timeout_ms=200, max_records=share)
+    return batch
+
+
 async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     """Stateless ingest on a plain consumer: poll a batch, publish the area batches and
     rejects, wait for the broker's acks, then commit. A crash before the commit means
@@ -112,7 +132,7 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     await consumer.start()
     try:
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=s.ingest_max_records)
+            batch = await _balanced_poll(consumer, s.ingest_max_records)
             if not batch:
                 continue
             # Lag as of this poll, set before the batch flows on (so it is never older

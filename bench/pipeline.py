@@ -91,10 +91,14 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- metrics
 
 
-def scrape(port: int, timeout: float = 5.0) -> dict[str, float] | None:
-    """``{"name{labels}": value}`` from the worker's /metrics; None if not answering."""
+def scrape(port: int, timeout: float = 5.0, names: list[str] | None = None
+           ) -> dict[str, float] | None:
+    """``{"name{labels}": value}`` from the worker's /metrics (only the series ``names``
+    when given: the whole exposition 4 times a second cost the worker measurable CPU);
+    None if not answering."""
+    query = "?" + "&".join(f"name[]={n}" for n in names) if names else ""
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}",
                                       timeout=timeout).read().decode()
     except OSError:
         return None
@@ -234,8 +238,8 @@ class Pipeline:
         except OSError:
             return ""
 
-    def metrics(self) -> dict[str, float] | None:
-        return scrape(self.port)
+    def metrics(self, names: list[str] | None = None) -> dict[str, float] | None:
+        return scrape(self.port, names=names)
 
     def cpu_seconds(self) -> float:
         """user+system CPU of the worker process so far (Linux /proc)."""
@@ -289,6 +293,10 @@ def produce(bootstrap: str, topic: str, messages, rate: float | None = None) -> 
 # --------------------------------------------------------------------------- phases A/B
 
 
+POLLED = [P + "readings_applied_total", P + "readings_consumed_total"]
+FULL_SCRAPES = False  # --full-scrapes: poll the whole exposition, as before
+
+
 def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
           idle_s: float = 10.0) -> dict:
     """Poll the worker until ``expected`` readings are applied (or progress stops);
@@ -299,7 +307,7 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
     last_applied = -1.0
     while True:
         ts = time.monotonic()
-        m = pipe.metrics()
+        m = pipe.metrics(None if FULL_SCRAPES else POLLED)
         if m is not None:
             a = msum(m, P + "readings_applied_total")
             c = msum(m, P + "readings_consumed_total")
@@ -520,7 +528,9 @@ def profiled_worker(out: str, lo: int, hi: int) -> None:
 
     def register(rt) -> None:
         orig(rt)
-        prof = cProfile.Profile()
+        # Thread CPU time, not wall: waits (epoll) and time the machine gave to other
+        # processes stay out, so the shares hold on a loaded machine.
+        prof = cProfile.Profile(time.thread_time)
         st: dict = {"on": False, "done": False}
         get = M.REGISTRY.get_sample_value
 
@@ -575,7 +585,8 @@ KEY_FUNCS = (
     ("faust/transport/conductor.py", "on_message", "faust conductor.on_message (decode, queue put)"),
     ("faust/streams.py", "_c_aiter", "faust Stream._c_aiter (queue get, sensors, processors)"),
     ("faust/streams.py", "take_events", "faust take_events buffer"),
-    ("stream/processing.py", "handle", "meterwatch Ingestor.handle + Processor.handle"),
+    ("stream/processing.py", "handle", "meterwatch Ingestor.handle (+ Processor.handle, old agents)"),
+    ("stream/processing.py", "handle_many", "meterwatch Processor.handle_many"),
     ("models/engine.py", "process", "  of which Engine.process (detectors)"),
     ("stream/state.py", "to_bytes", "meterwatch AreaState.to_bytes (state blob)"),
     ("faust/topics.py", "send", "faust Topic.send (by-area, alerts, changelog)"),
@@ -595,7 +606,7 @@ def profile_report(path: Path, n: float, top: int = 20) -> tuple[str, dict]:
         g = _group(file, fn)
         groups[g] = groups.get(g, 0.0) + tt
     total = sum(groups.values())
-    lines = [f"cProfile own time by package ({total:.2f}s profiled, {n:.0f} messages; "
+    lines = [f"cProfile own time by package ({total:.2f}s thread CPU profiled, {n:.0f} messages; "
              "cProfile inflates call-heavy Python code, read shares, not absolutes):"]
     out: dict = {"total_s": total, "groups": {}, "key_functions": {}}
     for g, t in sorted(groups.items(), key=lambda kv: -kv[1]):
@@ -607,6 +618,19 @@ def profile_report(path: Path, n: float, top: int = 20) -> tuple[str, dict]:
                  if name == fn and f.replace("\\", "/").endswith(file))
         lines.append(f"  {ct / total * 100:5.1f}%  {ct / n * 1e6:7.1f} us/msg  {label}")
         out["key_functions"][label.strip()] = ct
+    # Inside the detectors: models/ functions by cumulative time (for their owners).
+    eng = sum(v[3] for (f, _l, name), v in st.stats.items()  # type: ignore[attr-defined]
+              if name == "process" and f.replace("\\", "/").endswith("models/engine.py"))
+    mods = sorted(((v[3], v[2], v[1], f.replace("\\", "/").split("/models/")[-1], line, name)
+                   for (f, line, name), v in st.stats.items()  # type: ignore[attr-defined]
+                   if "/models/" in f.replace("\\", "/")), reverse=True)
+    lines.append(f"models/ functions by cumulative time (share of Engine.process = {eng:.2f}s):")
+    out["models_cumulative"] = []
+    for ct, tt, ncalls, f, line, name in mods[:top]:
+        lines.append(f"  {ct / max(eng, 1e-9) * 100:5.1f}%  cum {ct:6.2f}s  own {tt:6.2f}s  "
+                     f"{ncalls:7d} calls  models/{f}:{line}({name})")
+        out["models_cumulative"].append({"function": f"models/{f}:{line}({name})",
+                                         "cumulative_s": ct, "own_s": tt, "calls": ncalls})
     buf = io.StringIO()
     pstats.Stats(str(path), stream=buf).sort_stats("tottime").print_stats(top)
     body = buf.getvalue()
@@ -687,15 +711,55 @@ def summary_table(res: dict) -> str:
         rows.append((f"C   produce->{key} p50 / p99 (bucket-estimated)",
                      f"{ms(h.get('p50_s'))} / {ms(h.get('p99_s'))}  (n={fmt(h.get('samples'))}, "
                      f"mean {ms(h.get('mean_s'))})"))
-    Pf = res.get("single_profiled")
-    if Pf:
-        rows.append(("P   cProfiled single worker CPU/message",
-                     f"{fmt(Pf.get('cpu_us_per_message'), '.0f')} us (profiler-inflated)"))
+    for key in ("batched", "single"):
+        Pf = res.get(f"{key}_profiled")
+        if Pf:
+            rows.append((f"P   cProfiled {key} worker CPU/message, /reading",
+                         f"{fmt(Pf.get('cpu_us_per_message'), '.0f')} us, "
+                         f"{fmt(Pf.get('cpu_us_per_reading'), '.1f')} us (profiler-inflated)"))
     w = max(len(r[0]) for r in rows)
     lines = ["", "meterwatch pipeline benchmark (" + res["meta"].get("broker_kind", "?") + " broker, "
              + res["meta"]["machine"] + ")", "-" * (w + 50)]
     lines += [f"{k:<{w}}  {v}" for k, v in rows]
     return "\n".join(lines)
+
+
+def profiled_phase(broker: str, tmp: Path, pipes: list, args, key: str, src: "Pipeline",
+                   registry: Path, env: dict, n_msgs: int, n_readings: int) -> dict:
+    """A cProfiled worker over ``src``'s readings topic (not timed): where the time per
+    message goes. The profile covers first consumed -> last applied reading."""
+    prof = Path(args.out).with_suffix(f".{key}.prof")
+    prof.parent.mkdir(parents=True, exist_ok=True)
+    Bp = Pipeline(broker, tmp, f"{key}-prof", registry, readings_topic=src.topics["readings"],
+                  **env)
+    pipes.append(Bp)
+    Bp.ensure_topics()
+    Bp.proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), PROFILED_WORKER, str(prof),
+         "1", str(n_readings)], env=Bp.env(), cwd=ROOT,
+        stdout=open(Bp.logfile, "wb"), stderr=subprocess.STDOUT)
+    Bp.wait_web()
+    r = drain(Bp, n_readings, timeout=900)
+    deadline = time.monotonic() + 30
+    while not Path(str(prof) + ".json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    Bp.stop()
+    info = json.loads(Path(str(prof) + ".json").read_text())
+    # Messages profiled: all of them less those consumed before the profile started
+    # (counted in readings; with ~250 per message that is a few messages at most).
+    per_msg = n_readings / max(n_msgs, 1)
+    n_prof = (n_readings - info["consumed_at_start"]) / per_msg
+    text, groups = profile_report(prof, max(n_prof, 1))
+    print(f"== profile, phase {key} ({per_msg:.0f} readings/message) ==")
+    print(text)
+    log(f"profiled {key} worker: {info['cpu_s']:.1f}s CPU for {n_prof:.0f} messages "
+        f"under cProfile; stats in {prof}")
+    return {"messages_profiled": n_prof, "readings_per_message": per_msg,
+            "wall_s": info["wall_s"], "cpu_s": info["cpu_s"],
+            "cpu_us_per_message": info["cpu_s"] / max(n_prof, 1) * 1e6,
+            "cpu_us_per_reading": info["cpu_s"] / max(n_prof * per_msg, 1) * 1e6,
+            "readings_per_s_under_profiler": r.get("readings_per_s"),
+            "profile": str(prof), **groups}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -720,9 +784,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="phase C duration (default 40; quick 12)")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: A,B,R,C")
     ap.add_argument("--profile", action="store_true",
-                    help="also run a cProfiled worker over phase B's topic (not timed)")
+                    help="also run cProfiled workers over the topics of A and B (not timed)")
+    ap.add_argument("--full-scrapes", action="store_true",
+                    help="poll the worker's whole /metrics while draining (older workers "
+                         "ignore ?name[] and always get this)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "pipeline.json"))
     args = ap.parse_args(argv)
+    global FULL_SCRAPES
+    FULL_SCRAPES = args.full_scrapes
     if args.days is None:
         args.days = 1.0 if args.quick else 2.0
     if args.single is None:
@@ -829,35 +898,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ms(C['produce_to_alert']['p50_s'])}/{ms(C['produce_to_alert']['p99_s'])} "
                 f"(n={C['produce_to_alert']['samples']:.0f})")
 
-        # ---- optional: where the single-message worker spends its time
+        # ---- optional: where the worker spends its time, on the topics of A and of B
         if args.profile:
-            prof = Path(args.out).with_suffix(".single.prof")
-            prof.parent.mkdir(parents=True, exist_ok=True)
-            Bp = Pipeline(broker, tmp, "single-prof", registry,
-                          readings_topic=B.topics["readings"], **big)
-            pipes.append(Bp)
-            Bp.ensure_topics()
-            Bp.proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), PROFILED_WORKER, str(prof),
-                 "1", str(n_single)], env=Bp.env(), cwd=ROOT,
-                stdout=open(Bp.logfile, "wb"), stderr=subprocess.STDOUT)
-            Bp.wait_web()
-            r = drain(Bp, n_single, timeout=900)
-            deadline = time.monotonic() + 30
-            while not Path(str(prof) + ".json").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            Bp.stop()
-            info = json.loads(Path(str(prof) + ".json").read_text())
-            n_prof = n_single - info["consumed_at_start"]
-            text, groups = profile_report(prof, max(n_prof, 1))
-            res["single_profiled"] = {
-                "messages_profiled": n_prof, "wall_s": info["wall_s"], "cpu_s": info["cpu_s"],
-                "cpu_us_per_message": info["cpu_s"] / max(n_prof, 1) * 1e6,
-                "readings_per_s_under_profiler": r.get("readings_per_s"),
-                "profile": str(prof), **groups}
-            print(text)
-            log(f"profiled single worker: {info['cpu_s']:.1f}s CPU for {n_prof:.0f} messages "
-                f"under cProfile; stats in {prof}")
+            for key, src, n_msgs, n_read in (("batched", A, len(batches), n_readings),
+                                             ("single", B, n_single, n_single)):
+                if key[0].upper() in skip:
+                    continue
+                res[f"{key}_profiled"] = profiled_phase(broker, tmp, pipes, args, key, src,
+                                                        registry, big, n_msgs, n_read)
     finally:
         for p in pipes:
             p.stop()

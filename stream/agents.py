@@ -97,6 +97,26 @@ def register_faust_ingest(rt: Runtime, ingest_batch) -> None:
             await asyncio.gather(*await ingest_batch(msgs))
 
 
+async def _balanced_poll(consumer, max_records: int) -> dict:
+    """Up to ``max_records`` records, shared evenly by the assigned partitions that have
+    some. A plain ``getmany(max_records=N)`` drains whole fetches partition by partition:
+    reading a backlog of one-reading messages (keyed by meter, so an area's meters are on
+    every partition), a poll held one partition's next few thousand messages and a few
+    of another's, so each area batch spanned many intervals with few meters each, and
+    the engine ran one round per interval. Equal shares keep a poll's partitions at about
+    the same point in time. What a poll does not take stays in the consumer's buffer."""
+    parts = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    share = max(1, max_records // max(1, len(parts)))
+    batch: dict = {}
+    for tp in parts:
+        got = await consumer.getmany(tp, timeout_ms=0, max_records=share)
+        if got.get(tp):
+            batch[tp] = got[tp]
+    if not batch:  # nothing buffered: wait for the next fetch
+        batch = await consumer.getmany(timeout_ms=200, max_records=share)
+    return batch
+
+
 async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     """Stateless ingest on a plain consumer: poll a batch, publish the area batches and
     rejects, wait for the broker's acks, then commit. A crash before the commit means
@@ -112,7 +132,7 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     await consumer.start()
     try:
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=s.ingest_max_records)
+            batch = await _balanced_poll(consumer, s.ingest_max_records)
             if not batch:
                 continue
             # Lag as of this poll, set before the batch flows on (so it is never older
@@ -169,6 +189,22 @@ PROGRESS_PREFIX = b"\x00progress:"
 NUDGE_KEY = b"\x00nudge"
 
 
+# The process agent's event buffer: up to this many by-area messages, waiting at most
+# this long for them (the added delay when messages trickle in live).
+PROCESS_TAKE = 64
+PROCESS_WITHIN_S = 0.005
+
+
+def _set_current_event(event) -> None:
+    """What Faust's ``Stream.events()`` does for each event it yields: make ``event``
+    the one ``faust.streams.current_event()`` returns in this task."""
+    import weakref
+
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
 def progress_key(partition: int) -> bytes:
     return PROGRESS_PREFIX + str(partition).encode()
 
@@ -203,8 +239,9 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             log.warning("earliest offset of %s unknown; not checking for a gap", tp)
             return -1
 
-    async def handle(key: bytes, value: bytes, src: SourceMessage) -> None:
-        """Apply one by-area message; its effect and the partition's progress."""
+    async def apply(key: bytes, values: list[bytes], srcs: list[SourceMessage]) -> None:
+        """Apply consecutive by-area messages of one area (log order) in one engine call,
+        then write the area's state. Progress is the caller's to write, after this."""
         try:
             blob = tables.areas.get(key)
             hit = cache.get(key)
@@ -212,9 +249,9 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 state = hit[1]
             else:
                 state = rt.processor.load_state(blob, key.decode())
-            res = rt.processor.handle(value, state)
+            res = rt.processor.handle_many(values, state)
             t_applied = time.monotonic()
-            M.AREAS.place(key.decode(), src.partition)
+            M.AREAS.place(key.decode(), srcs[-1].partition)
             for rec in res.rejected:
                 await topics.rejected.send(value=rec)
             if res.alerts:
@@ -224,15 +261,47 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 M.applied_to_alert.observe(time.monotonic() - t_applied)
             if res.outcome is not None and res.outcome.applied:
                 new = state.to_bytes()
-                await changelog(key, new, src.partition)
+                await changelog(key, new, srcs[-1].partition)
                 cache[key] = (new, state)
         except Exception as exc:
+            cache.pop(key, None)  # the in-memory state may be half-updated
+            if len(srcs) > 1:
+                # Find the culprit: the messages one by one from the state in the table
+                # (not written since), so only a failing message is dead-lettered.
+                log.warning("processing area %r failed on %d messages together (%s: %s); "
+                            "applying them one by one", key, len(srcs), type(exc).__name__, exc)
+                for value, src in zip(values, srcs):
+                    await apply(key, [value], [src])
+                return
             log.exception("processing area %r failed", key)
             M.deadletter.labels(stage="process").inc()
-            cache.pop(key, None)  # the in-memory state may be half-updated
-            await topics.deadletter.send(value=_deadletter_raw("process", src, exc, key=key))
+            await topics.deadletter.send(value=_deadletter_raw("process", srcs[0], exc, key=key))
+
+    async def handle(key: bytes, value: bytes, src: SourceMessage) -> None:
+        """Apply one by-area message; its effect and the partition's progress."""
+        await apply(key, [value], [src])
         # After the state: same partition, same producer, so it lands after it.
         await changelog(progress_key(src.partition), str(src.offset).encode(), src.partition)
+
+    async def handle_run(tp, run: list) -> None:
+        """Handle a run of by-area messages of ONE partition with consecutive offsets
+        (``(key, value, src)``, NUDGE_KEY for a nudge): the messages of each area in one
+        engine call, areas in the order they first appear, then the partition's
+        progress once, past the last. Areas are independent, so only each area's own
+        order matters; a crash before the progress write replays the whole run, and
+        what was applied is recognised and dropped."""
+        if not run:
+            return
+        groups: dict[bytes, tuple[list, list]] = {}
+        for key, value, src in run:
+            if key != NUDGE_KEY:  # a nudge only moves the progress
+                g = groups.setdefault(key, ([], []))
+                g[0].append(value)
+                g[1].append(src)
+        for key, (values, srcs) in groups.items():
+            await apply(key, values, srcs)
+        last = run[-1][2]
+        await changelog(progress_key(tp.partition), str(last.offset).encode(), tp.partition)
 
     async def backfill(tp, first: int, upto: int) -> None:
         """Read offsets first..upto-1 of the by-area partition and handle them in order."""
@@ -269,23 +338,45 @@ def _register_process(rt: Runtime, cache: dict) -> None:
 
     @app.agent(topics.by_area, name="process")
     async def process(stream):
-        async for event in stream.events():
+        # Events come in buffers (at most PROCESS_TAKE, waiting at most
+        # PROCESS_WITHIN_S for more): each partition's consecutive messages are
+        # handled as one run, so an area's messages of a backlog make one engine call
+        # and one state write instead of one each. Faust acks the buffer's events
+        # after the loop body, as it acked each event after it before.
+        async for events in stream.take_events(PROCESS_TAKE, within=PROCESS_WITHIN_S):
+            by_tp: dict = {}
+            for event in events:
+                by_tp.setdefault(event.message.tp, []).append(event)
+            for tp, evs in by_tp.items():
+                await process_partition(tp, evs)
+
+    async def process_partition(tp, events) -> None:
+        # Faust's stores read "the current event" for the partition a table key lives
+        # in (RocksDB keeps one database per partition) and take_events does not set
+        # it in this task: set it to an event of the partition handled here.
+        _set_current_event(events[0])
+        want = await expected_offset(tp)
+        run: list = []
+        for event in events:
             msg = event.message
-            want = await expected_offset(msg.tp)
             if want >= 0 and msg.offset < want:
                 M.process_skipped.labels(why="already_handled").inc()
                 continue
             if want >= 0 and msg.offset > want:
                 log.warning("%s: message %d arrived but %d..%d were never handled; reading "
                             "them first", msg.tp, msg.offset, want, msg.offset - 1)
+                await handle_run(tp, run)
+                run = []
                 await backfill(msg.tp, want, msg.offset)
+            want = msg.offset + 1
             if event.key == NUDGE_KEY:
-                await changelog(progress_key(msg.partition), str(msg.offset).encode(),
-                                msg.partition)
+                run.append((NUDGE_KEY, None, SourceMessage(b"", msg.topic, msg.partition,
+                                                           msg.offset, 0)))
                 continue
-            await handle(event.key, event.value, SourceMessage(
+            run.append((event.key, event.value, SourceMessage(
                 event.value, msg.topic, msg.partition, msg.offset,
-                int((msg.timestamp or time.time()) * 1000)))
+                int((msg.timestamp or time.time()) * 1000))))
+        await handle_run(tp, run)
 
 
 def _register_timers(rt: Runtime, cache: dict) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -68,6 +69,13 @@ def cmd_worker(args) -> None:
     # Faust's spinner sets the root logger to DEBUG whatever the level asked for, and
     # every debug call in faust/mode/aiokafka then builds a record (~3% of CPU).
     worker.spinner = None
+    # What exists now (registry, fleet index, engine, app) lives as long as the process:
+    # frozen, the collector stops re-scanning it. A poll allocates thousands of
+    # short-lived objects, so young collections run every 10,000 allocations rather
+    # than 700. In-process ingest+process over a simulated day: GC time 0.9-1.4 s ->
+    # 0.3-0.7 s.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     worker.execute_from_commandline()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -68,11 +69,18 @@ class Ingestor:
                                             f"{len(m.value)} bytes > limit {limit}"), now)
                 continue
             d = decode_message(m.value)
-            for rj in d.rejects:
-                self._reject(res, m, rj, now)
-            readings.extend(d.readings)
-            src.extend([k] * len(d.readings))
-            pos.extend(d.positions if d.positions is not None else range(len(d.readings)))
+            rs = d.readings
+            if d.rejects:
+                for rj in d.rejects:
+                    self._reject(res, m, rj, now)
+            if len(rs) == 1 and d.positions is None:  # one reading per message
+                readings.append(rs[0])
+                src.append(k)
+                pos.append(0)
+                continue
+            readings.extend(rs)
+            src.extend([k] * len(rs))
+            pos.extend(d.positions if d.positions is not None else range(len(rs)))
         res.readings = len(readings)
         if not readings:
             return res
@@ -91,10 +99,13 @@ class Ingestor:
         first = msgs[0]
         srcdesc = f"{first.topic}:{first.partition}:{first.offset}"
         ids = v.meter_ids
-        for area, idx in split_by_area(v, reg).items():
-            cols = v.cols[idx]
-            batch = AreaReadings(reg.fleet.area_id[area], [ids[i] for i in idx.tolist()],
-                                 cols.tobytes(), produced, srcdesc)
+        groups = split_by_area(v, reg)
+        for area, idx in groups.items():
+            if len(groups) == 1:  # idx is every position, in order
+                batch_ids, raw = ids, v.cols.tobytes()
+            else:
+                batch_ids, raw = [ids[i] for i in idx.tolist()], v.cols[idx].tobytes()
+            batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc)
             res.area_batches.append((batch.area_id, area_encoder.encode(batch)))
         return res
 
@@ -128,11 +139,18 @@ class Processor:
         self.metrics = M.AreaMetrics(self.engine, settings.metrics_areas_max,
                                      self.engine.voltage.standard)
         self._customers_per_area = self._count_customers(registry)
+        self._ar = np.arange(0, dtype=np.int64)
 
     @staticmethod
     def _count_customers(registry: Registry) -> np.ndarray:
         f = registry.fleet
         return np.bincount(f.area[~f.is_area_meter], minlength=len(f.area_id))
+
+    def _arange(self, n: int) -> np.ndarray:
+        a = self._ar
+        if len(a) < n:
+            a = self._ar = np.arange(max(n, 2 * len(a)), dtype=np.int64)
+        return a[:n]
 
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
@@ -148,14 +166,29 @@ class Processor:
         return AreaState.from_bytes(blob, self.engine.dtype, self.engine.area_dtype)
 
     def handle(self, raw: bytes, state: AreaState, now: float | None = None) -> ProcessResult:
+        return self.handle_many([raw], state, now)
+
+    def handle_many(self, raws: list[bytes], state: AreaState,
+                    now: float | None = None) -> ProcessResult:
+        """Apply consecutive by-area messages of ONE area (in their log order) in one
+        engine call: what one message holding all their readings would do, which is
+        what ingest makes of the same readings when they arrive in one poll (the engine
+        applies each meter's readings in time order, an area's intervals in rounds)."""
         t0 = time.perf_counter()
-        msg: AreaReadings = area_decoder.decode(raw)
-        cols = msg.columns()
+        msgs: list[AreaReadings] = [area_decoder.decode(r) for r in raws]
+        msg = msgs[0]
+        if len(msgs) == 1:
+            cols, meter_ids = msg.columns(), msg.meter_ids
+        else:
+            if any(m.area_id != msg.area_id for m in msgs):
+                raise ValueError("handle_many: messages of different areas")
+            cols = np.concatenate([m.columns() for m in msgs])
+            meter_ids = [i for m in msgs for i in m.meter_ids]
         fleet = self.registry.fleet
         res = ProcessResult()
         area = self.registry.area_index.get(msg.area_id)
         index = fleet.index
-        rows = np.fromiter((index.get(m, -1) for m in msg.meter_ids), np.int64, len(msg.meter_ids))
+        rows = np.fromiter(map(index.get, meter_ids, repeat(-1)), np.int64, len(meter_ids))
         ok = rows >= 0
         if area is None:  # the area itself left the registry
             ok[:] = False
@@ -163,18 +196,25 @@ class Processor:
             ok &= fleet.area[np.where(ok, rows, 0)] == area
         if not ok.all():
             # The registry changed between ingest and here (meter removed or moved area).
+            starts = np.cumsum([0] + [len(m.meter_ids) for m in msgs])
             for i in np.flatnonzero(~ok):
+                k = int(np.searchsorted(starts, i, side="right")) - 1  # which message
+                j = int(i - starts[k])  # index within it
                 M.readings_rejected.labels(reason="unknown_meter").inc()
                 res.rejected.append(rejected_record(
-                    raw, Reject("unknown_meter", f"meter {msg.meter_ids[i]!r} is no longer in "
-                                f"area {msg.area_id!r} of the registry", int(i), msg.meter_ids[i]),
+                    raws[k], Reject("unknown_meter", f"meter {meter_ids[i]!r} is no longer in "
+                                    f"area {msg.area_id!r} of the registry", j, meter_ids[i]),
                     topic="(by-area)", partition=-1, offset=-1, at=time.time()))
             rows, cols = rows[ok], cols[ok]
         if len(rows) == 0:
             return res
         meters = np.unique(rows)
         mpos = state.positions([fleet.meter_id[r] for r in meters.tolist()])
-        st = state.records[mpos]
+        # An area's batch usually covers all its meters in state order: then the engine
+        # updates the records in place (no gather and scatter of the area's records).
+        # On an error the agent discards the in-memory state either way.
+        whole = len(mpos) == len(state.records) and bool((mpos == self._arange(len(mpos))).all())
+        st = state.records if whole else state.records[mpos]
         areas = np.array([area], np.int64)
         ast = state.area_record
         before = self.metrics.before(ast)
@@ -182,7 +222,8 @@ class Processor:
         out = self.engine.process(rows, cols, st, ast, meters, areas)
         M.detector_seconds.inc(time.perf_counter() - t1)
         M.detector_readings.inc(len(rows))
-        state.records[mpos] = st
+        if not whole:
+            state.records[mpos] = st
         res.outcome = out
         M.readings_applied.inc(out.applied)
         M.readings_duplicate.inc(out.duplicates)
@@ -203,9 +244,12 @@ class Processor:
                                              f"its dedupe window", None, rec["meter_id"]),
                     topic="(by-area)", partition=-1, offset=-1, at=time.time()))
         now = time.time() if now is None else now
-        delay = max(0.0, now - msg.produced_ms / 1000.0)
+        # Each message's own delay to its state update; an alert cannot be traced to
+        # one of several messages, so it counts from the oldest (an upper bound).
+        delay = max(0.0, now - min(m.produced_ms for m in msgs) / 1000.0)
         if out.applied:
-            M.latency_applied.observe(delay)
+            for m in msgs:
+                M.latency_applied.observe(max(0.0, now - m.produced_ms / 1000.0))
         label = self.metrics.label(msg.area_id)
         self.metrics.after(msg.area_id, state, fleet, cols, rows,
                            int(self._customers_per_area[area]), before, label,

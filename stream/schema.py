@@ -231,12 +231,21 @@ def _parse_ts(ts: str) -> float:
     return math.nan if d.tzinfo is None else d.timestamp()
 
 
+def _epoch_number(t: int | float) -> float:
+    # An integer too large for a float (JSON allows any number of digits) must become a
+    # non-finite timestamp of its own reading, not an OverflowError for the whole poll.
+    try:
+        return float(t)
+    except OverflowError:
+        return math.inf
+
+
 def _ts_column(values: list[Any], n: int) -> np.ndarray:
     # A batch repeats a handful of timestamps: each distinct value is converted once
     # and the column is filled by a C-level map over the lookup table.
     table: dict = {}
     for t in dict.fromkeys(values):  # distinct, in first-seen order
-        table[t] = _parse_ts(t) if type(t) is str else t
+        table[t] = _parse_ts(t) if type(t) is str else _epoch_number(t)
     if len(table) == 1:
         return np.full(n, next(iter(table.values())), np.float64)
     return np.fromiter(map(table.__getitem__, values), np.float64, n)

@@ -254,6 +254,14 @@ def test_interval_beyond_int64_is_rejected_not_a_crash(reg):
     assert reasons(check(reg, enc(rd("M1", interval_s=2**64 - 1)))) == ["bad_interval"]
 
 
+def test_a_timestamp_too_large_for_a_float_rejects_that_reading_only(reg):
+    # 400 digits: valid JSON, beyond any float; once an OverflowError for the whole poll.
+    value = b'[{"meter_id":"M1","ts":' + b"9" * 400 + b',"kwh":0.2},' + enc(rd("M2"))[:] + b"]"
+    v = check(reg, value)
+    assert [(r.reason, r.meter_id) for r in v.rejects] == [("non_finite", "M1")]
+    assert len(v.rows) == 1
+
+
 def test_unknown_meter_is_rejected(reg):
     v = check(reg, enc([rd("M1"), rd("NOPE")]))
     [rej] = v.rejects

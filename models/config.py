@@ -68,6 +68,7 @@ class HabitConfig:
     # a quiet day (energy <= quiet_factor x base-load energy, nothing below the base
     # load) and a home whose usual day is under shape_min_day_kwh are not judged
     quiet_factor: float = 1.6
+    quiet_low: float = 0.8  # ... and its 10th-percentile power >= this x the base load
     shape_min_day_kwh: float = 1.0
     clear_days: int = 3  # consecutive normal days that close it
     # consumption drop (theft): the recent days' energy below the meter's reference by

@@ -413,7 +413,7 @@ class HabitDetector:
         # Well below the usual day too: a flattened day (h5) keeps the usual total, and
         # a home whose usual day is barely above its base load has no quiet days.
         quiet = ((E <= cfg.quiet_factor * base * 24 + 0.3) & (E <= 0.6 * lv)
-                 & (low >= 0.5 * base))
+                 & (low >= cfg.quiet_low * base))
         shape_ev = ev & ~quiet & (lv >= cfg.shape_min_day_kwh)
         rec = np.where((complete & ~quiet)[:, None],
                        (1 - cfg.recent_alpha) * s["h_recent"] + cfg.recent_alpha * vec,

@@ -51,6 +51,21 @@ def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException, key=None) 
     })
 
 
+def _stopping(app, exc: BaseException) -> bool:
+    """The error is the worker's own shutdown (it closed the producer under a send),
+    not a failure: a producer that closes while the app runs still crashes it."""
+    from aiokafka.errors import ProducerClosed
+
+    if not getattr(app, "should_stop", False):
+        return False
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ProducerClosed):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def register(rt: Runtime) -> None:
     app, topics = rt.app, rt.topics
     s = rt.settings
@@ -159,6 +174,11 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        if _stopping(rt.app, exc):
+            # The worker is shutting down and Faust closed its producer under this
+            # batch: nothing of it was committed, so the next start reads it again.
+            log.info("ingest stopped with the worker; its last batch will be re-read")
+            return
         # Nothing was committed past what was published: stop the worker rather than
         # carry on with a broken consumer or producer.
         log.exception("direct ingest failed; stopping the worker")

@@ -274,7 +274,7 @@ def cmd_demo(args) -> None:
             for old in ("kafka", "faust"):
                 shutil.rmtree(data / old, ignore_errors=True)
             kafka = LocalKafka(data / "kafka")
-            kafka.start()
+            kafka.start(own_group=True)
             broker = kafka.bootstrap
         args.days = float(args.days)
         start = _sim_start(args)
@@ -285,8 +285,15 @@ def cmd_demo(args) -> None:
                    METERWATCH_LOG_LEVEL="warning")
         s2 = _settings(args, broker=broker, registry=str(data / "registry.csv"))
         asyncio.run(ensure_topics(s2))
+        # Ctrl-C reaches only this process (the worker and the broker are in their own
+        # process groups): the worker is stopped first, then the broker, so the worker
+        # does not spend its shutdown on a broker that is already gone. Both still die
+        # with this process if it is killed.
+        from stream.kafka_local import _die_with_parent
+
         procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
-                                      cwd=PROJECT_ROOT))
+                                      cwd=PROJECT_ROOT, process_group=0,
+                                      preexec_fn=_die_with_parent))
         print(f"""
 meterwatch demo
   broker          {broker}

@@ -504,7 +504,8 @@ class LocalKafka:
             return "(no server.log)"
 
     # ---- lifecycle
-    def start(self, timeout: float = 60, detach: bool = False) -> "LocalKafka":
+    def start(self, timeout: float = 60, detach: bool = False,
+              own_group: bool = False) -> "LocalKafka":
         """Start the broker and wait until it serves Kafka requests.
 
         ``detach=True`` starts it in its own session so it outlives this Python
@@ -539,6 +540,9 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=detach,
+                # own_group: a terminal's Ctrl-C (sent to its foreground process group)
+                # must not reach the broker, whose owner stops it after its clients.
+                process_group=0 if own_group and not detach else None,
                 # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only
                 # tie the broker to us when starting from the main thread.
                 preexec_fn=(
@@ -626,7 +630,7 @@ class LocalKafka:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: have the broker SIGTERMed if the Python process that started it dies."""
+    """Linux: have the child SIGTERMed if the Python process that started it dies."""
     try:
         import ctypes
 

@@ -11,13 +11,14 @@ level, and a base load (night minimum). From it:
   the reference), a vacancy (days at base load), a changed schedule (the daily shape
   fits the profile better shifted in time, day after day). Reported once, with since
   when and how much; the reference then re-learns the new level.
-- ``theft``: ``profile_distortion`` (a CUSUM over daily shape scores that catch the
-  flattened, reversed, zeroed and randomised days of Jokar et al.'s attacks h2-h6) and
-  ``consumption_drop`` (a lasting fall while the area's peers did not fall).
+- ``theft``: ``profile_distortion`` (daily shape scores that catch the flattened,
+  reversed, zeroed, constant and randomised days of Jokar et al.'s attacks h2-h6) and
+  ``consumption_drop`` (the recent energy and base-load power both fallen against the
+  meter's own reference while the area's peers did not fall).
 - ``inactivity``: a care customer at base load for hours when normally active.
 
 Learning is robust: residuals are clipped to a few spreads, and a reading or a day that
-raised a surge does not teach the profile. State is a fixed ~1.2 KB record.
+raised a surge does not teach the profile. State is a fixed ~1.4 KB record.
 
 >>> import numpy as np
 >>> from models.base import Batch, Fleet
@@ -405,8 +406,8 @@ class HabitDetector:
         mix = (5 * s["h_mu"][:, 0] + 2 * s["h_mu"][:, 1]).astype(np.float64) / 7
         base = s["h_base"].astype(np.float64)
         # A quiet day (the home at its base load: out, asleep, away) has no shape to
-        # judge, and it is not an attack: every reading stays at or above the base load,
-        # where the attacks push readings below it (zeroed windows, random factors). It
+        # judge, and it is not an attack: its readings stay near the base load, where
+        # the attacks push readings well below it (zeroed windows, random factors). It
         # neither counts as distorted nor as normal, and leaves the recent shape alone.
         # A home too small to have a shape (usual day under a kWh) is not judged at all.
         low = np.quantile(vec, 0.1, axis=1)

@@ -31,7 +31,6 @@ class HabitConfig:
     newload_kw: float = 1.0
     newload_kwh: float = 2.5
     newload_cool_days: int = 14
-    newload_novel: bool = False  # only hours without such power in the last 1-2 weeks
     # daily surge: day energy >= ratio x usual day and excess >= max(floor, z x spread)
     day_ratio: float = 2.0
     day_floor_kwh: float = 3.0

@@ -112,7 +112,6 @@ class HabitDetector:
         ("h_xtot", "<f4"), ("h_xprevkwh", "<f4"),  # their energy above habit today, yesterday
         ("h_xkwh", "<f4"),  # today's, in yesterday's slots
         ("h_xcool", "<i1"),  # days before a new load can be reported again
-        ("h_xw0", "<u8"), ("h_xw1", "<u8"),  # such slots this week and last week
         ("h_tlv", "<f4"), ("h_tbase", "<f4"),  # drop test reference: day kWh, low kW
         ("h_trlv", "<f4"), ("h_trbase", "<f4"),  # the same over the last few days (EW)
         ("h_tdays", "<i2"),  # days learned into that reference
@@ -189,12 +188,6 @@ class HabitDetector:
             st["h_dvec"][fresh] = 0
             st["h_dpk"][fresh] = 0
             # Yesterday's new-load hours become the ones today is compared with.
-            # Hours with such power in the week or two before (a heater used on cold
-            # evenings, an oven on Sundays) are not a new load; two weekly buckets.
-            st["h_xw0"][fresh] |= st["h_xprev"][fresh]
-            wk = fresh & (day % 7 == 0)
-            st["h_xw1"][wk] = st["h_xw0"][wk]
-            st["h_xw0"][wk] = 0
             st["h_xprev"][fresh] = st["h_xmask"][fresh]
             st["h_xprevkwh"][fresh] = st["h_xtot"][fresh]
             st["h_xmask"][fresh] = 0
@@ -317,16 +310,12 @@ class HabitDetector:
         st["h_xkwh"] += np.where(again, xk, 0.0)
         fire = (again & (st["h_xkwh"] >= cfg.newload_kwh) & (st["h_xprevkwh"] >= cfg.newload_kwh)
                 & (st["h_xcool"] == 0))
-        if fire.any() and cfg.newload_novel:
-            both = st["h_xmask"] & st["h_xprev"]
-            before = both & (st["h_xw0"] | st["h_xw1"])
-            fire &= _popcount(before) * 2 < np.maximum(_popcount(both), 1)
         for j in np.flatnonzero(fire):
             since_day = int(st["h_day"][j]) - 1
             since = self.calendar.day_start_ts(since_day)
             kwh = float(min(st["h_xkwh"][j], st["h_xprevkwh"][j]))
             usual = float(st["h_lv"][j, dtype[j]])
-            hrs = bin(int(st["h_xmask"][j] & st["h_xprev"][j])).count("1") * HOURS_PER_SLOT
+            hrs = int(st["h_xmask"][j] & st["h_xprev"][j]).bit_count() * HOURS_PER_SLOT
             out.append(Finding("habit_change", "increase", "open", "meter", int(batch.meter[j]),
                                since, int(batch.ts[j]), "info", float(kwh / max(usual, 1.0)),
                                {"since_day": _iso_day(since_day), "new_load_kwh_per_day": round(kwh, 2),
@@ -702,10 +691,11 @@ class HabitDetector:
         # The reference learns from ordinary days only (fast while it is new).
         nd = s["h_tdays"].astype(np.float64)
         quiet_ref = teach & ~hit & ((s["h_open"] & (1 << DROP)) == 0) & (s["h_tcnt"] == 0)
-        a = np.maximum(1.0 / (nd + 1), cfg.drop_ref_alpha) * quiet_ref
-        s["h_tlv"] = np.where(nd == 0, E, tlv + a * (E - tlv)) * quiet_ref + s["h_tlv"] * ~quiet_ref
-        s["h_tbase"] = np.where(nd == 0, low, tbase + a * (low - tbase)) * quiet_ref \
-            + s["h_tbase"] * ~quiet_ref
+        a = np.maximum(1.0 / (nd + 1), cfg.drop_ref_alpha)
+        # Current values: a drop accepted as the new level just re-baselined them.
+        tlv, tbase = s["h_tlv"].astype(np.float64), s["h_tbase"].astype(np.float64)
+        s["h_tlv"] = np.where(quiet_ref, np.where(nd == 0, E, tlv + a * (E - tlv)), tlv)
+        s["h_tbase"] = np.where(quiet_ref, np.where(nd == 0, low, tbase + a * (low - tbase)), tbase)
         s["h_tdays"] = np.where(quiet_ref, np.minimum(nd + 1, 30000), nd)
 
     def _check_bill(self, s: np.ndarray, rows: np.ndarray, batch: Batch, day: np.ndarray,
@@ -835,12 +825,6 @@ def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peer
         if sel.sum() >= min_peers:
             out[pos == a] = np.median(r[sel])
     return out
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits per element of a uint64 array."""
-    return np.unpackbits(np.ascontiguousarray(x, np.uint64).view(np.uint8).reshape(-1, 8),
-                         axis=1).sum(axis=1)
 
 
 def _longest_run(mask: np.ndarray) -> np.ndarray:

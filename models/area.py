@@ -60,6 +60,22 @@ class AreaDetector:
         if is_tx.any():
             self._loss(st, batch, fleet, areas, is_tx, out)
 
+    def late(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView) -> None:
+        """Late readings of the area's day being accumulated still count in its energy
+        balance; missing, they would leave the day short of coverage (and unjudged)."""
+        if len(batch) == 0 or len(areas.area) == 0:
+            return
+        ast = areas.st
+        day, *_ = self.calendar.lookup(batch.ts, batch.interval_s)
+        apos = areas.pos
+        cur = (ast["al_day"][apos] == day) & (day > 0)
+        tx = fleet.is_area_meter[batch.meter]
+        for sel, kwh_f, s_f in ((cur & tx, "al_area_kwh", "al_area_s"),
+                                (cur & ~tx, "al_cust_kwh", "al_cust_s")):
+            if sel.any():
+                np.add.at(ast[kwh_f], apos[sel], batch.kwh[sel])
+                np.add.at(ast[s_f], apos[sel], batch.interval_s[sel])
+
     def _loss(self, st, batch, fleet, areas, is_tx, out) -> None:
         cfg = self.config
         ast = areas.st

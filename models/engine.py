@@ -206,11 +206,16 @@ class Engine:
         out.too_late.extend(sel[too_late].tolist())
         if late.any():
             s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
-            # Its energy still belongs to today's and this month's totals (daily surge,
-            # vacancy, level, bill projection); the interval checks have moved on.
+            # Its energy still belongs to the totals being accumulated (the day's and
+            # month's per meter, the area's day for line loss); the interval checks have
+            # moved on. Detectors that keep such totals have a ``late`` method.
             li = np.flatnonzero(late)
-            sl, cl = s[li], c[li]
-            self.habit.late(sl, cl["ts"], cl["interval_s"], cl["kwh"])
+            sl, lm = s[li], rows[sel][li]
+            bl = _batch(lm, c[li])
+            view = AreaView(areas, np.searchsorted(areas, self.fleet.area[lm]), ast)
+            for d in self.detectors:
+                if hasattr(d, "late"):
+                    d.late(sl, bl, self.fleet, view)
             s[li] = sl
         if not acc.any():
             if not identity:
@@ -221,12 +226,7 @@ class Engine:
         a_idx = np.flatnonzero(acc)
         ca, sa = (c, s) if all_acc else (c[acc], s[acc])
         meter = rows[sel] if all_acc else rows[sel][acc]
-        b = Batch(meter=meter, ts=ca["ts"], interval_s=ca["interval_s"], kwh=ca["kwh"],
-                  kwh_export=ca["kwh_export"], register_kwh=ca["register_kwh"],
-                  voltage=ca["voltage"], voltage_min=ca["voltage_min"],
-                  voltage_max=ca["voltage_max"], current=ca["current"],
-                  neutral_current=ca["neutral_current"], power_factor=ca["power_factor"],
-                  events=ca["events"])
+        b = _batch(meter, ca)
         findings: list[Finding] = []
         self._vee(sa, b, findings, out)
         apos = np.searchsorted(areas, fleet.area[meter])
@@ -293,3 +293,13 @@ class Engine:
         from zoneinfo import ZoneInfo
 
         return ZoneInfo(self.tz) if self.tz else timezone.utc
+
+
+def _batch(meter: np.ndarray, c: np.ndarray) -> Batch:
+    """The detectors' view of readings ``c`` (READING_DTYPE) of fleet rows ``meter``."""
+    return Batch(meter=meter, ts=c["ts"], interval_s=c["interval_s"], kwh=c["kwh"],
+                 kwh_export=c["kwh_export"], register_kwh=c["register_kwh"],
+                 voltage=c["voltage"], voltage_min=c["voltage_min"],
+                 voltage_max=c["voltage_max"], current=c["current"],
+                 neutral_current=c["neutral_current"], power_factor=c["power_factor"],
+                 events=c["events"])

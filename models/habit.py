@@ -335,10 +335,11 @@ class HabitDetector:
             st["h_settle"][j] = cfg.settle_days
             st["h_cup"][j] = 0
 
-    def late(self, st: np.ndarray, ts: np.ndarray, interval_s: np.ndarray, kwh: np.ndarray) -> None:
+    def late(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView) -> None:
         """Readings that arrived after a later one (within the engine's tolerance): add
         their energy to the day and month being accumulated, when they belong to them."""
-        day, slot, _, month, _ = self.calendar.lookup(ts, interval_s)
+        interval_s, kwh = batch.interval_s, batch.kwh
+        day, slot, _, month, _ = self.calendar.lookup(batch.ts, interval_s)
         today = st["h_day"] == day
         k = np.flatnonzero(today)
         st["h_dkwh"][k] += kwh[k]

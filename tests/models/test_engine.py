@@ -71,6 +71,20 @@ def test_a_late_reading_still_counts_in_the_days_energy():
     assert float(m.st["h_dkwh"][0]) == pytest.approx(before[0] + 0.5)
 
 
+def test_a_late_customer_reading_still_counts_in_the_areas_energy_balance():
+    fleet = Fleet.simple(2, is_area_meter=[True, False])  # the area's meter, a customer
+    eng = Engine(fleet)
+    st, ast = eng.new_state(2), eng.new_area_state(1)
+    feed = lambda r, c: eng.process(np.array(r), c, st, ast, np.array([0, 1]), np.array([0]))  # noqa: E731
+    feed([0, 1], cols(T0, kwh=1.0, n=2))
+    feed([0, 1], cols(T0 + 1800, kwh=1.0, n=2))  # the customer's T0+900 is missing
+    before = float(ast["al_cust_kwh"][0]), float(ast["al_cust_s"][0])
+    out = feed([1], cols(T0 + 900, kwh=0.4))
+    assert out.late == 1
+    assert float(ast["al_cust_kwh"][0]) == pytest.approx(before[0] + 0.4)
+    assert float(ast["al_cust_s"][0]) == before[1] + 900
+
+
 def test_readings_older_than_the_tolerance_are_too_late():
     m = One(engine={"late_tolerance_s": 3600})
     m.feed(cols(T0))

@@ -289,11 +289,11 @@ def cmd_demo(args) -> None:
         # process groups): the worker is stopped first, then the broker, so the worker
         # does not spend its shutdown on a broker that is already gone. Both still die
         # with this process if it is killed.
-        from stream.kafka_local import _die_with_parent
+        from stream.kafka_local import die_with_parent
 
         procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
                                       cwd=PROJECT_ROOT, process_group=0,
-                                      preexec_fn=_die_with_parent))
+                                      preexec_fn=die_with_parent))
         print(f"""
 meterwatch demo
   broker          {broker}

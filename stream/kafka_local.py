@@ -546,7 +546,7 @@ class LocalKafka:
                 # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only
                 # tie the broker to us when starting from the main thread.
                 preexec_fn=(
-                    _die_with_parent
+                    die_with_parent
                     if not detach and threading.current_thread() is threading.main_thread()
                     else None
                 ),
@@ -629,7 +629,7 @@ class LocalKafka:
         return f"<LocalKafka {self.bootstrap} {state} data_dir={self.data_dir}>"
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: have the child SIGTERMed if the Python process that started it dies."""
     try:
         import ctypes

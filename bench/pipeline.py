@@ -248,6 +248,21 @@ class Pipeline:
         return proc_cpu(self.proc.pid)
 
 
+BROKER_PID: int | None = None  # the private LocalKafka's JVM, when this script started it
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]  # idle + iowait
+        tck = os.sysconf("SC_CLK_TCK")
+        return (sum(v[:8]) - idle) / tck, sum(v[:8]) / tck
+    except (OSError, IndexError, ValueError):
+        return math.nan, math.nan
+
+
 def proc_cpu(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -301,7 +316,8 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
           idle_s: float = 10.0) -> dict:
     """Poll the worker until ``expected`` readings are applied (or progress stops);
     readings/s over the window first applied reading -> last."""
-    samples: list[tuple[float, float, float, float]] = []  # (t, applied, consumed, cpu)
+    # (t, applied, consumed, worker cpu, broker cpu, machine busy, machine total)
+    samples: list[tuple[float, ...]] = []
     t0 = time.monotonic()
     last_change = t0
     last_applied = -1.0
@@ -311,7 +327,8 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
         if m is not None:
             a = msum(m, P + "readings_applied_total")
             c = msum(m, P + "readings_consumed_total")
-            samples.append((ts, a, c, pipe.cpu_seconds()))
+            samples.append((ts, a, c, pipe.cpu_seconds(),
+                            proc_cpu(BROKER_PID) if BROKER_PID else math.nan, *machine_busy()))
             if a != last_applied:
                 last_applied, last_change = a, ts
             if a >= expected:
@@ -354,6 +371,11 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
             worker_cpu_s=round(cpu, 2),
             worker_cpu_util=cpu / window if window > 0 else None,
             worker_cpu_us_per_reading=cpu / n * 1e6 if n > 0 else None,
+            # Is the worker waiting for the broker, or is the machine simply full?
+            broker_cpu_util=((last[4] - first[4]) / window
+                             if window > 0 and not math.isnan(last[4]) else None),
+            machine_busy_share=((last[5] - first[5]) / (last[6] - first[6])
+                                if last[6] > first[6] else None),
             ingest_done_after_first_applied_s=(round(ingest_done - first[0], 2)
                                                if ingest_done is not None else None),
         )
@@ -663,6 +685,10 @@ def summary_table(res: dict) -> str:
         return (f"{fmt(x.get('readings_consumed'))} / {fmt(x.get('readings_applied'))} / "
                 f"{fmt(x.get('readings_rejected'))}")
 
+    def machine(x: dict) -> str:
+        return (f"{fmt(x.get('broker_cpu_util'), '.2f')} cores / "
+                f"{fmt(x.get('machine_busy_share'), '.0%')} of all cores")
+
     def cpu(x: dict) -> str:
         return (f"{fmt(x.get('worker_cpu_util'), '.2f')} cores, "
                 f"{fmt(x.get('worker_cpu_us_per_reading'), '.1f')} us CPU/reading")
@@ -677,6 +703,7 @@ def summary_table(res: dict) -> str:
         ("A   messages/s", fmt(A.get("messages_per_s"), ",.1f")),
         ("A   readings consumed / applied / rejected", counts(A)),
         ("A   worker CPU in window", cpu(A)),
+        ("A   broker CPU / machine busy in window", machine(A)),
         ("A   detector us/reading (detector_seconds_total)", fmt(A.get("detector_us_per_reading"), ".2f")),
         ("A   area batches (process agent)", batches(A)),
         ("B single (1 reading/msg): messages/s", fmt(B.get("readings_per_s"))),
@@ -686,6 +713,7 @@ def summary_table(res: dict) -> str:
          f" / {fmt(B.get('worker_cpu_us_per_reading_whole'), '.0f')}"),
         ("B   readings consumed / applied / rejected", counts(B)),
         ("B   worker CPU in window", cpu(B)),
+        ("B   broker CPU / machine busy in window", machine(B)),
         ("B   detector us/reading", fmt(B.get("detector_us_per_reading"), ".2f")),
         ("B   area batches (process agent)", batches(B)),
         ("B   whole pass / applying window / ingest done at",
@@ -788,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-scrapes", action="store_true",
                     help="poll the worker's whole /metrics while draining (older workers "
                          "ignore ?name[] and always get this)")
+    ap.add_argument("--broker-pid", type=int, default=None,
+                    help="with METERWATCH_BROKER: the broker's pid, to report its CPU")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "pipeline.json"))
     args = ap.parse_args(argv)
     global FULL_SCRAPES
@@ -810,8 +840,10 @@ def main(argv: list[str] | None = None) -> int:
         "args": vars(args)}}
     try:
         broker = os.environ.get("METERWATCH_BROKER", "")
+        global BROKER_PID
         if broker:
             res["meta"]["broker_kind"] = "external"
+            BROKER_PID = args.broker_pid
         else:
             from stream.kafka_local import LocalKafka, ensure_kafka
 
@@ -819,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
             kafka = LocalKafka(tmp / "kafka")
             kafka.start(timeout=120)
             broker = kafka.bootstrap
+            BROKER_PID = kafka.pid
             res["meta"]["broker_kind"] = f"LocalKafka (started in {kafka.startup_seconds:.1f}s)"
         res["meta"]["broker"] = broker
         log(f"broker {broker}; temp dir {tmp}")

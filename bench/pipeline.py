@@ -381,6 +381,7 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
         )
     applied_total = msum(final, P + "readings_applied_total")
     det = msum(final, P + "detector_seconds_total")
+    rounds = msum(final, P + "detector_rounds_total")
     nb = final.get(P + "area_batch_seconds_count") or 0
     out.update(
         readings_consumed=msum(final, P + "readings_consumed_total"),
@@ -388,6 +389,8 @@ def drain(pipe: Pipeline, expected: int, *, timeout: float, poll: float = 0.25,
         readings_rejected=msum(final, P + "readings_rejected_total"),
         messages_consumed=msum(final, P + "messages_consumed_total"),
         detector_seconds_total=det,
+        readings_per_detector_round=(msum(final, P + "detector_readings_total") / rounds
+                                     if rounds else None),
         detector_us_per_reading=det / applied_total * 1e6 if applied_total else None,
         area_batches=nb,
         readings_per_area_batch=applied_total / nb if nb else None,
@@ -705,6 +708,7 @@ def summary_table(res: dict) -> str:
         ("A   worker CPU in window", cpu(A)),
         ("A   broker CPU / machine busy in window", machine(A)),
         ("A   detector us/reading (detector_seconds_total)", fmt(A.get("detector_us_per_reading"), ".2f")),
+        ("A   readings per detector round", fmt(A.get("readings_per_detector_round"), ".0f")),
         ("A   area batches (process agent)", batches(A)),
         ("B single (1 reading/msg): messages/s", fmt(B.get("readings_per_s"))),
         ("B   messages/s whole pass (first consumed->last)", fmt(B.get("readings_per_s_whole"))),
@@ -715,6 +719,7 @@ def summary_table(res: dict) -> str:
         ("B   worker CPU in window", cpu(B)),
         ("B   broker CPU / machine busy in window", machine(B)),
         ("B   detector us/reading", fmt(B.get("detector_us_per_reading"), ".2f")),
+        ("B   readings per detector round", fmt(B.get("readings_per_detector_round"), ".0f")),
         ("B   area batches (process agent)", batches(B)),
         ("B   whole pass / applying window / ingest done at",
          f"{fmt(B.get('whole_window_s'), '.1f')} s / {fmt(B.get('window_s'), '.1f')} s / "

@@ -112,24 +112,65 @@ def register_faust_ingest(rt: Runtime, ingest_batch) -> None:
             await asyncio.gather(*await ingest_batch(msgs))
 
 
-async def _balanced_poll(consumer, max_records: int) -> dict:
-    """Up to ``max_records`` records, shared evenly by the assigned partitions that have
-    some. A plain ``getmany(max_records=N)`` drains whole fetches partition by partition:
-    reading a backlog of one-reading messages (keyed by meter, so an area's meters are on
-    every partition), a poll held one partition's next few thousand messages and a few
-    of another's, so each area batch spanned many intervals with few meters each, and
-    the engine ran one round per interval. Equal shares keep a poll's partitions at about
-    the same point in time. What a poll does not take stays in the consumer's buffer."""
-    parts = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
-    share = max(1, max_records // max(1, len(parts)))
-    batch: dict = {}
-    for tp in parts:
-        got = await consumer.getmany(tp, timeout_ms=0, max_records=share)
-        if got.get(tp):
-            batch[tp] = got[tp]
-    if not batch:  # nothing buffered: wait for the next fetch
-        batch = await consumer.getmany(timeout_ms=200, max_records=share)
-    return batch
+class _AlignedPoller:
+    """Polls of up to ``max_records`` records that hold the assigned partitions at about
+    the same point in time.
+
+    Reading a backlog of one-reading messages (keyed by meter, so an area's meters are
+    on every partition), a plain ``getmany(max_records=N)`` drains whole fetches
+    partition by partition: a poll held one partition's next few thousand messages and
+    a few of another's, so each area batch spanned many intervals with few meters each,
+    and the engine ran one round per interval. Equal shares per partition drift apart
+    too: partitions hold unequal numbers of meters.
+
+    So every partition offers up to an equal share (what it carried over from the last
+    poll first), and a poll hands out of each only its records up to the earliest
+    "last timestamp" among the partitions that offered a full share (those may have
+    more); the rest is carried, and a partition holding a full share of carried records
+    fetches nothing new. Records more than ``skew_ms`` past that point are handed out
+    anyway: a producer whose clock runs ahead must not stall its partition. The caller
+    commits only what was handed out, so a carried record is never lost; on a rebalance,
+    the carried records of a partition this worker lost are dropped for its new owner
+    to read again."""
+
+    def __init__(self, consumer, max_records: int, skew_ms: int = 60_000) -> None:
+        self.consumer = consumer
+        self.max_records = max_records
+        self.skew_ms = skew_ms
+        self.carry: dict = {}  # tp -> records taken from the consumer, not handed out
+
+    async def poll(self) -> dict:
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        offered = {tp: recs for tp, recs in self.carry.items() if tp in assigned}
+        self.carry = {}
+        parts = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
+        share = max(1, self.max_records // max(1, len(parts)))
+        for tp in parts:
+            room = share - len(offered.get(tp, ()))
+            if room > 0:
+                got = await consumer.getmany(tp, timeout_ms=0, max_records=room)
+                if got.get(tp):
+                    offered[tp] = offered[tp] + got[tp] if tp in offered else got[tp]
+        if not offered:  # nothing buffered: wait for the next fetch
+            return await consumer.getmany(timeout_ms=200, max_records=share)
+        full = [recs[-1].timestamp for recs in offered.values() if len(recs) >= share]
+        if not full or len(offered) == 1:
+            return offered
+        cutoff, skewed = min(full), min(full) + self.skew_ms
+        batch: dict = {}
+        for tp, recs in offered.items():
+            if cutoff < recs[-1].timestamp:
+                # Keep the partition's order: hand out the prefix before the first record
+                # that has to wait, carry the rest.
+                i = next((k for k, r in enumerate(recs) if cutoff < r.timestamp <= skewed),
+                         len(recs))
+                if i < len(recs):
+                    self.carry[tp] = recs[i:]
+                    recs = recs[:i]
+            if recs:
+                batch[tp] = recs
+        return batch
 
 
 async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
@@ -145,9 +186,10 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
         enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
     await consumer.start()
+    poller = _AlignedPoller(consumer, s.ingest_max_records)
     try:
         while True:
-            batch = await _balanced_poll(consumer, s.ingest_max_records)
+            batch = await poller.poll()
             if not batch:
                 continue
             # Lag as of this poll, set before the batch flows on (so it is never older

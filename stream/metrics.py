@@ -96,6 +96,10 @@ detector_seconds = Counter(P + "detector_seconds_total", "Time spent in the dete
 detector_readings = Counter(P + "detector_readings_total",
                             "Readings handed to the detectors (divide detector seconds by this)",
                             registry=REGISTRY)
+detector_rounds = Counter(P + "detector_rounds_total",
+                          "Detector passes: one per area and interval end in a batch. Readings "
+                          "per pass is what vectorising gains from; few means batches split "
+                          "an area's interval", registry=REGISTRY)
 batch_seconds = Histogram(P + "area_batch_seconds", "Time to process one area batch",
                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
                           registry=REGISTRY)

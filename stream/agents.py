@@ -142,7 +142,12 @@ class _AlignedPoller:
     async def poll(self) -> dict:
         consumer = self.consumer
         assigned = consumer.assignment()
-        offered = {tp: recs for tp, recs in self.carry.items() if tp in assigned}
+        offered = {}
+        for tp, recs in self.carry.items():
+            # A rebalance may have taken the partition away (or given it back, reset to
+            # the last commit): then what was carried is read again from the log.
+            if tp in assigned and await consumer.position(tp) == recs[-1].offset + 1:
+                offered[tp] = recs
         self.carry = {}
         parts = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
         share = max(1, self.max_records // max(1, len(parts)))

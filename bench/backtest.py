@@ -54,7 +54,7 @@ def build(copies: int, out_dir: Path) -> tuple[Path, Path, int, int]:
 
 def run_cli(path: Path, out: Path) -> dict:
     cmd = [sys.executable, "-m", "stream.cli", "backtest", "--readings", str(path),
-           "--out", str(out), "--tz", "Europe/London", "--country", "GB", "--ts-mark", "start"]
+           "--out", str(out), "--tz", "UTC", "--local-tz", "Europe/London", "--country", "GB", "--ts-mark", "start"]
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t

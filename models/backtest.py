@@ -54,8 +54,7 @@ def load_readings(path: str | Path, *, tz: str | None = None, ts_mark: str = "en
         if t.dt.tz is None:
             if not tz:
                 raise ReadingsError(f"{p}: timestamps have no zone; say which with --tz")
-            # DST: the repeated autumn hour is ambiguous in zone-less data; 'infer' keeps order.
-            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+            t = _localize(t, df["meter_id"], tz, p)
         epoch = (t - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)
     df = df.assign(ts=epoch)
     df = df[df["ts"].notna() & df["kwh"].notna()].copy()
@@ -71,6 +70,30 @@ def load_readings(path: str | Path, *, tz: str | None = None, ts_mark: str = "en
     elif ts_mark != "end":
         raise ReadingsError("ts_mark must be 'start' or 'end'")
     return df.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+
+
+def _localize(t: pd.Series, meter: pd.Series, tz: str, p: Path) -> pd.Series:
+    """Zone-less wall-clock times in ``tz``, DST included.
+
+    A local-time file holds the autumn's repeated hour twice per meter: the first
+    occurrence is summer time, the second winter time (a file lists a meter's readings
+    in time order). It can hold no time of the skipped spring hour: finding some means
+    the clock is not ``tz``'s, and every reading after them would be an hour off, so it
+    is an error, not something to drop quietly. (The London LCL sample is such a file:
+    48 half-hours on both 2013 DST days, so its clock is GMT all year: ``--tz UTC``.)
+    """
+    first = ~pd.DataFrame({"m": meter.to_numpy(), "t": t.to_numpy()}).duplicated().to_numpy()
+    try:
+        return t.dt.tz_localize(tz, ambiguous=first, nonexistent="raise")
+    except Exception as e:  # pytz/zoneinfo NonExistentTimeError, by message
+        if "NonExistent" not in type(e).__name__ and "nonexistent" not in str(e).lower():
+            raise
+        bad = t.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").isna()
+        when = sorted(t[bad].dt.strftime("%Y-%m-%d %H:%M").unique())
+        raise ReadingsError(
+            f"{p}: {int(bad.sum())} readings at times that do not exist in {tz} (clocks went "
+            f"forward: {', '.join(when[:4])}{' ...' if len(when) > 4 else ''}), so the file's "
+            f"clock is not {tz} local time; if it is UTC/GMT all year, use --tz UTC") from None
 
 
 def synthetic_fleet(meter_ids: Iterable[str], *, nominal_voltage: float = 230.0,

@@ -564,10 +564,14 @@ def score_real(vs: VirtualSet, bt: BacktestResult) -> RealEval:
                     meta)
 
 
-def load_real(path: str | Path, *, tz: str = "Europe/London", ts_mark: str = "start",
+def load_real(path: str | Path, *, tz: str = "UTC", ts_mark: str = "start",
               households: int | None = None, days: float | None = None, seed: int = 0
               ) -> pd.DataFrame:
-    """Readings, optionally a seeded sample of ``households`` and the first ``days`` days."""
+    """Readings, optionally a seeded sample of ``households`` and the first ``days`` days.
+
+    ``tz`` is the zone of the file's zone-less timestamps: the London sample's clock is
+    GMT all year (48 half-hours on both 2013 DST days). The customers' own zone, for
+    their days and holidays, is ``evaluate_real``'s ``tz``."""
     df = load_readings(path, tz=tz, ts_mark=ts_mark)
     if households is not None:
         ids = np.array(sorted(df["meter_id"].unique()))
@@ -1472,7 +1476,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", default=str(DEFAULT_READINGS),
                    help="readings file (CSV/CSV.gz/Parquet: meter_id, ts, kwh); default: the "
                         "London sample")
-    p.add_argument("--tz", default="Europe/London", help="zone of the readings (default Europe/London)")
+    p.add_argument("--tz", default="UTC",
+                   help="zone of the file's zone-less timestamps (default UTC: the London sample "
+                        "is stamped in GMT all year, 48 half-hours on both DST days)")
+    p.add_argument("--local-tz", default="Europe/London",
+                   help="the customers' zone: their days, weekends and holidays (default "
+                        "Europe/London)")
     p.add_argument("--country", default="GB", help="holiday calendar of the readings (default GB)")
     p.add_argument("--ts-mark", choices=("start", "end"), default="start",
                    help="the file stamps the start or the end of each interval (London: start)")
@@ -1525,7 +1534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"real: loaded {len(df):,} readings of {df['meter_id'].nunique()} households "
             f"in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
-        vs = build_virtual(df, seed=args.seed, tz=args.tz)
+        vs = build_virtual(df, seed=args.seed, tz=args.local_tz)
         t_inject = time.perf_counter() - t0
         log(f"real: {len(vs.fleet)} virtual meters, {len(vs.labels)} scenarios injected "
             f"in {t_inject:.1f} s; running the backtest ...")
@@ -1536,7 +1545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 last[0] = time.perf_counter()
                 log(f"  backtest {100 * done / max(total, 1):.0f}%")
 
-        ev.real = evaluate_real(df, config=cfg, seed=args.seed, tz=args.tz, country=args.country,
+        ev.real = evaluate_real(df, config=cfg, seed=args.seed, tz=args.local_tz, country=args.country,
                                 vs=vs, progress=progress)
         ev.real.meta["inject_seconds"] = t_inject
         log(f"real: backtest {ev.real.meta['backtest_seconds']:.1f} s, "
@@ -1563,7 +1572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sdf = sdf[sdf["meter_id"].isin(pick)]
             if args.sweep_days:
                 sdf = sdf[sdf["ts"] <= sdf["ts"].min() + args.sweep_days * DAY_S]
-            real_vs = build_virtual(sdf, seed=args.seed, tz=args.tz)
+            real_vs = build_virtual(sdf, seed=args.seed, tz=args.local_tz)
         sweep_sim = None
         if args.sim and any(s not in REAL_SECTIONS for s, _, _ in params):
             sweep_sim = prepare_sim(customers=args.sim_customers, areas=args.sim_areas,

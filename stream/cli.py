@@ -194,7 +194,10 @@ def cmd_replay(args) -> None:
     if not s.broker or not s.registry:
         sys.exit("meterwatch replay: needs a broker and a registry (METERWATCH_BROKER, "
                  "METERWATCH_REGISTRY or --broker/--registry)")
-    df = load_readings(args.file, tz=args.tz, ts_mark=args.ts_mark)
+    try:
+        df = load_readings(args.file, tz=args.tz, ts_mark=args.ts_mark)
+    except ValueError as e:
+        sys.exit(f"meterwatch replay: {e}")
     reg = Registry.load(s.registry)
     asyncio.run(ensure_topics(s))
     with tqdm(total=df.groupby(["ts"]).ngroups * 0 + len(df), unit="reading",
@@ -223,7 +226,7 @@ def cmd_backtest(args) -> None:
                  else synthetic_fleet(df["meter_id"].unique()))
     except (ConfigError, RegistryError, ValueError) as e:
         sys.exit(f"meterwatch backtest: {e}")
-    tz = args.tz or s.timezone
+    tz = args.local_tz or args.tz or s.timezone
     res = run(df, fleet, config=cfg, tz=tz, country=args.country or s.holidays_country or None,
               voltage_standard=args.standard or s.voltage_standard)
     from models.alerts import enc_hook
@@ -386,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", default=str(PROJECT_ROOT / ".data" / "sim"))
     r = sub.add_parser("replay", help="publish historic readings in time order")
     r.add_argument("file")
-    r.add_argument("--tz", help="zone of timestamps that have none (e.g. Europe/London)")
+    r.add_argument("--tz", help="zone of timestamps that have none (e.g. UTC, Europe/London)")
     r.add_argument("--ts-mark", choices=("start", "end"), default="end")
     r.add_argument("--registry")
     r.add_argument("--broker")
@@ -397,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--registry", help="registry CSV (default: one synthetic customer per meter)")
     b.add_argument("--out", required=True)
     b.add_argument("--detectors", help="detector thresholds TOML (config/detectors.toml)")
-    b.add_argument("--tz")
+    b.add_argument("--tz", help="zone of timestamps that have none (e.g. UTC)")
+    b.add_argument("--local-tz", help="the customers' zone for days and holidays "
+                   "(default: --tz, else the METERWATCH_TIMEZONE setting)")
     b.add_argument("--country")
     b.add_argument("--standard")
     b.add_argument("--ts-mark", choices=("start", "end"), default="end")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from models.backtest import load_readings, run, synthetic_fleet
+from models.backtest import ReadingsError, load_readings, run, synthetic_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 LCL = ROOT.parent / "shared" / "data" / "london_lcl" / "lcl_50_households_2013.csv.gz"
@@ -13,7 +13,7 @@ LCL = ROOT.parent / "shared" / "data" / "london_lcl" / "lcl_50_households_2013.c
 
 @pytest.fixture(scope="module")
 def readings():
-    df = load_readings(LCL, tz="Europe/London", ts_mark="start")
+    df = load_readings(LCL, tz="UTC", ts_mark="start")  # the sample's clock is GMT
     ids = sorted(df["meter_id"].unique())[:12]
     df = df[df["meter_id"].isin(ids) & (df["ts"] < df["ts"].min() + 150 * 86400)].copy()
     # One household slowed to a third from day 90, so the run has theft alerts too.
@@ -35,3 +35,25 @@ def test_one_call_per_timestamp_per_day_or_per_few_rows_gives_the_same_result(re
         assert other.state.tobytes() == base.state.tobytes()
         assert other.area_state.tobytes() == base.area_state.tobytes()
         assert other.applied == base.applied == len(readings)
+
+
+def test_a_local_time_file_keeps_both_copies_of_the_autumn_hour_in_order(tmp_path):
+    times = ["00:30", "01:00", "01:30", "01:00", "01:30", "02:00"]  # clocks went back at 02:00
+    lines = ["meter_id,ts,kwh"] + [f"{m},2013-10-27T{t}:00,{k / 10}"
+                                   for m in ("a", "b") for k, t in enumerate(times)]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    df = load_readings(tmp_path / "r.csv", tz="Europe/London", ts_mark="start")
+    for _, g in df.groupby("meter_id"):
+        assert len(g) == 6
+        assert (g["ts"].diff().dropna() == 1800).all()  # one half hour apart, none lost
+        assert list(g["kwh"]) == [k / 10 for k in range(6)]  # in the file's order
+
+
+def test_times_that_do_not_exist_locally_are_an_error_that_names_the_likely_zone(tmp_path):
+    # 01:00-02:00 on 2013-03-31 does not exist in London: such a file is on GMT.
+    lines = ["meter_id,ts,kwh", "a,2013-03-31T00:30:00,0.1", "a,2013-03-31T01:00:00,0.1",
+             "a,2013-03-31T01:30:00,0.1", "a,2013-03-31T02:00:00,0.1"]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ReadingsError, match="do not exist in Europe/London.*--tz UTC"):
+        load_readings(tmp_path / "r.csv", tz="Europe/London", ts_mark="start")
+    assert len(load_readings(tmp_path / "r.csv", tz="UTC", ts_mark="start")) == 4

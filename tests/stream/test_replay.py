@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.kafka]
 
 
 def _subset(path: Path, meters: int = 6, rows_per_meter: int = 96) -> list[str]:
-    """The first two days of a few real London households (zone-less local times)."""
+    """The first two days of a few real London households (zone-less GMT times)."""
     out, seen = [], {}
     with gzip.open(LCL, "rt") as f:
         out.append(next(f))
@@ -52,7 +52,7 @@ def test_replay_publishes_every_reading_once_in_time_order_batched_per_area(
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERWATCH_")}
     env.update(METERWATCH_READINGS_TOPIC=topic)
     r = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(csv), "--tz",
-                        "Europe/London", "--ts-mark", "start", "--registry", str(reg),
+                        "UTC", "--ts-mark", "start", "--registry", str(reg),
                         "--broker", kafka_bootstrap, "--quiet"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -93,13 +93,13 @@ def test_replay_publishes_every_reading_once_in_time_order_batched_per_area(
     for rows in by_part.values():
         ts_in_offset_order = [t for _, t in sorted(rows)]
         assert ts_in_offset_order == sorted(ts_in_offset_order)
-    # Zone-less London times, interval starts: 00:00-00:30 local ends at 00:30 local.
+    # Zone-less GMT times, interval starts: 00:00-00:30 ends at 00:30.
     first = min(s[1] for s in seen)
-    assert datetime.fromtimestamp(first, ZoneInfo("Europe/London")).strftime("%H:%M") == "00:30"
+    assert datetime.fromtimestamp(first, ZoneInfo("UTC")).strftime("%H:%M") == "00:30"
     # The real energy values arrive unchanged.
     src = {(l.split(",")[0], l.split(",")[1]): float(l.split(",")[2])
            for l in csv.read_text().splitlines()[1:]}
-    tz = ZoneInfo("Europe/London")
+    tz = ZoneInfo("UTC")
     for mid, ts, kwh, *_ in seen[:50]:
         start = datetime.fromtimestamp(ts - 1800, tz).strftime("%Y-%m-%dT%H:%M:%S")
         assert kwh == src[(mid, start)]

@@ -50,6 +50,9 @@ class HabitConfig:
     # vacancy: day energy at most this multiple of base-load energy, for N days
     vacancy_factor: float = 1.4
     vacancy_days: int = 3
+    # ... only in a home whose usual day is at least this: an (almost) empty property
+    # has no occupancy to lose, and its vacancy would open and close all year
+    vacancy_min_day_kwh: float = 1.0
     # schedule: best time shift of the daily shape beats no shift by this much,
     # the same shift on >= schedule_votes of the last 5 days
     schedule_gain: float = 0.35

@@ -505,7 +505,8 @@ class HabitDetector:
         vacant = ((s["h_open"] & (1 << VACANT)) != 0) | (s["h_vac"] > 0)
         up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
         dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
-        vac = ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
+        vac = (ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
+               & (lv >= cfg.vacancy_min_day_kwh))
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1

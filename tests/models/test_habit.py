@@ -95,6 +95,16 @@ def test_a_vacancy_is_reported_once_within_a_week():
     assert len([a for a in got if a["subtype"] == "vacancy"]) == 1
 
 
+def test_an_almost_empty_property_gets_no_vacancy_alerts_as_it_idles_on_and_off():
+    # A meter that draws ~0.3 kWh on a day someone calls in and nothing otherwise.
+    rng = np.random.default_rng(3)
+    x = np.zeros((120, 48))
+    visit = rng.random(120) < 0.5
+    x[visit, 36:40] = rng.uniform(0.05, 0.12, (int(visit.sum()), 4))
+    got = [a for a in alerts({"M0": x}) if a["subtype"] == "vacancy"]
+    assert got == []
+
+
 def test_a_lasting_increase_is_reported_once_with_since_when_and_how_much():
     x = household(80)
     x[40:] *= 1.8

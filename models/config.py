@@ -47,8 +47,12 @@ class HabitConfig:
     min_run_days: int = 3  # a lasting change spans at least this many days
     settle_days: int = 7  # after a reported change, days of fast re-learning
     cusum_c_kwh: float = 1.0  # stabiliser added to both levels (tiny homes)
-    # vacancy: day energy at most this multiple of base-load energy, for N days
-    vacancy_factor: float = 1.4
+    # vacancy: for N days, the day's energy above the base load (the home's active use)
+    # at most this share of its usual active use (or 0.3 kWh, whichever is more);
+    # occupied again when the active use is back above occupied_active_share of usual
+    # (or 0.6 kWh, whichever is more)
+    vacancy_active_share: float = 0.25
+    occupied_active_share: float = 0.5
     vacancy_days: int = 3
     # ... only in a home whose usual day is at least this: an (almost) empty property
     # has no occupancy to lose, and its vacancy would open and close all year

@@ -498,7 +498,12 @@ class HabitDetector:
             s[f"h_c{key}n"] = np.where(cu > 0, np.where(started, 0, s[f"h_c{key}n"]) + 1, 0)
 
         # Vacancy: days of nothing but base load.
-        vac_day = ev & (E <= cfg.vacancy_factor * base * 24 + 0.3)
+        # Measured on the home's active energy (above its base load): a home on a large
+        # base load (storage heating, a server) that uses little on top of it is not
+        # "vacant" on an ordinary day, and once vacant it must be able to close again.
+        base_day = base * 24
+        active = np.maximum(lv - base_day, 0.0)
+        vac_day = ev & (E <= base_day + np.maximum(cfg.vacancy_active_share * active, 0.3))
         s["h_vac"] = np.where(vac_day, s["h_vac"] + 1, np.where(ev, 0, s["h_vac"]))
         peers = peer_r
 
@@ -545,7 +550,7 @@ class HabitDetector:
                 s["h_cup"][j] = s["h_cun"][j] = 0
                 s["h_settle"][j] = cfg.settle_days
         # Occupied again: clearly above the vacancy level (hysteresis against flapping).
-        occupied = E > 2 * (cfg.vacancy_factor * base * 24 + 0.3)
+        occupied = E > base_day + np.maximum(cfg.occupied_active_share * active, 0.6)
         unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & occupied
         for j in np.flatnonzero(unvac):
             self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",

@@ -34,12 +34,13 @@ def frame(series: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.concat(rows).sort_values(["ts", "meter_id"]).reset_index(drop=True)
 
 
-def alerts(series, fleet=None, **kw):
+def alerts(series, fleet=None, closed=False, **kw):
+    """Alert openings (and with ``closed``, every message) of a backtest."""
     fleet = fleet or Fleet.simple(len(series))
     fleet.meter_id = list(series)
     fleet.index = {m: i for i, m in enumerate(fleet.meter_id)}
     res = run(frame(series), fleet, tz=TZ, country="CN", **kw)
-    return [a for a in res.alerts if a["status"] == "open"]
+    return [a for a in res.alerts if closed or a["status"] == "open"]
 
 
 def day_of(a) -> int:
@@ -93,6 +94,17 @@ def test_a_vacancy_is_reported_once_within_a_week():
     vac = [a for a in got if a["subtype"] in ("vacancy", "decrease")]
     assert vac and 40 <= day_of(vac[0]) <= 47
     assert len([a for a in got if a["subtype"] == "vacancy"]) == 1
+
+
+def test_a_vacancy_on_a_large_base_load_closes_when_the_household_is_back():
+    # 0.9 kW around the clock (storage heating, a server) under an ordinary household.
+    x = household(80) + 0.45
+    x[40:50] = 0.45 * np.random.default_rng(4).uniform(0.97, 1.03, (10, 48))
+    got = [a for a in alerts({"M0": x}, closed=True) if a["subtype"] == "vacancy"]
+    opened = [a for a in got if a["status"] == "open"]
+    closed = [a for a in got if a["status"] == "closed"]
+    assert len(opened) == 1 and 40 <= day_of(opened[0]) <= 44
+    assert closed and day_of(closed[0]) <= 52  # back on day 50
 
 
 def test_an_almost_empty_property_gets_no_vacancy_alerts_as_it_idles_on_and_off():

@@ -162,7 +162,7 @@ class Engine:
         self._init_new(st, meters)
         self._init_new_areas(ast, areas)
         if n == len(meters) and (rows == meters).all():
-            self._round(np.arange(n), np.arange(n), rows, cols, st, ast, areas, out)
+            self._round(None, None, rows, cols, st, ast, areas, out)
             return out
         # One round per interval end, in time order: a round sees the same meters
         # whatever way the readings were split into messages, so the stream and the
@@ -182,29 +182,39 @@ class Engine:
 
     def _round(self, sel, pos, rows, cols, st, ast, areas, out: Outcome) -> None:
         # Usual case: every meter of st once, in order: work on st itself, no copies.
-        identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
-        c = cols if len(sel) == len(cols) and bool((sel == np.arange(len(cols))).all()) else cols[sel]
+        # ``sel``/``pos`` None: the caller knows it is that case (no need to compare).
+        if sel is None:
+            sel = pos = np.arange(len(rows))
+            identity = True
+            c = cols
+        else:
+            identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
+            c = cols if len(sel) == len(cols) and bool((sel == np.arange(len(cols))).all()) else cols[sel]
         s = st if identity else st[pos]
         ts = c["ts"]
-        iv = c["interval_s"].astype(np.int64)
         last = s["e_last_ts"]
-        k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
         older = (last > 0) & (ts <= last)
-        inwin = older & (k >= 0) & (k < 64)
-        bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
-                       np.uint64(0))
-        dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
-        # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
-        # readings older than the tolerance as too late, others as duplicates.
-        tol = self.config.engine.late_tolerance_s
-        too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
-        dup &= ~too_late
-        late = older & ~dup & ~too_late
+        late = None
+        if older.any():
+            # Only readings at or before a meter's last one need the bitmap; in the usual
+            # round there are none and every mask below would be all False.
+            iv = c["interval_s"].astype(np.int64)
+            k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
+            inwin = older & (k >= 0) & (k < 64)
+            bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
+                           np.uint64(0))
+            dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
+            # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
+            # readings older than the tolerance as too late, others as duplicates.
+            tol = self.config.engine.late_tolerance_s
+            too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
+            dup &= ~too_late
+            late = older & ~dup & ~too_late
+            out.duplicates += int(dup.sum())
+            out.late += int(late.sum())
+            out.too_late.extend(sel[too_late].tolist())
         acc = ~older
-        out.duplicates += int(dup.sum())
-        out.late += int(late.sum())
-        out.too_late.extend(sel[too_late].tolist())
-        if late.any():
+        if late is not None and late.any():
             s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
             # Its energy still belongs to the totals being accumulated (the day's and
             # month's per meter, the area's day for line loss); the interval checks have
@@ -244,7 +254,8 @@ class Engine:
         # Advance the applied-interval bookkeeping.
         lt = sa["e_last_ts"]
         shift = np.where(lt > 0, (b.ts - lt) // np.maximum(b.interval_s.astype(np.int64), 1), 64)
-        sh = np.clip(shift, 0, 64).astype(np.uint64)
+        # min/max rather than np.clip: the same integers, without clip's Python wrapper
+        sh = np.minimum(np.maximum(shift, 0), 64).astype(np.uint64)
         shifted = np.where(sh >= 64, np.uint64(0), sa["e_bits"] << np.minimum(sh, np.uint64(63)))
         sa["e_bits"] = shifted | np.uint64(1)
         sa["e_last_ts"] = b.ts

@@ -37,6 +37,14 @@ from models.config import PhysicalConfig
 MISMATCH, ZERO_V, REVERSE, IMBALANCE, OUTAGE = range(5)
 
 
+def _nan_to_num(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x)`` for float arrays, in fewer numpy calls when x has no infinities
+    (the usual case: an absent export register is NaN)."""
+    if np.isinf(x).any():
+        return np.nan_to_num(x)
+    return np.where(np.isnan(x), 0.0, x)
+
+
 class PhysicalDetector:
     """Cross-checks of one meter's measurements and its event flags."""
 
@@ -64,6 +72,9 @@ class PhysicalDetector:
         cfg = self.config
         if len(batch) == 0:
             return
+        # A condition's bit is set only by its own _track, so if no bit is set now none
+        # is open when each _track looks: they can skip testing for open ones.
+        none_open = not st["x_open"].any()
         m = batch.meter
         ts = batch.ts
         hours = batch.interval_s / 3600.0
@@ -78,13 +89,14 @@ class PhysicalDetector:
         have = ~np.isnan(implied) & customer
         # The current flows both ways: a solar customer exporting shows current with
         # zero import. Metered throughput is import plus export.
-        through = kwh + np.nan_to_num(batch.kwh_export)
+        exp = _nan_to_num(batch.kwh_export)
+        through = kwh + exp
         mism = have & (implied >= cfg.mismatch_min_kwh) & (through < (1 - cfg.mismatch_tol) * implied)
         st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
         st["x_missing"] += np.where(mism, implied - through, 0.0)
         self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, have & ~mism, batch,
                     "theft", "energy_mismatch", out,
-                    start=ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open, start=ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {
                         "metered_kwh": round(float(kwh[j]), 4),
                         "implied_kwh": round(float(implied[j]), 4),
@@ -103,7 +115,7 @@ class PhysicalDetector:
         strong = ~np.isnan(i)
         self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & strong, kwh > 0,
                     batch, "theft", "zero_with_voltage", out,
-                    start=ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open, start=ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"intervals": int(st["x_zv_run"][j]),
                                         "voltage": round(float(v[j]), 1),
                                         "current": round(float(i[j]), 2),
@@ -121,10 +133,9 @@ class PhysicalDetector:
                                                        "indicators": {"events": names}}))
 
         # Reverse flow on a customer without solar.
-        exp = np.nan_to_num(batch.kwh_export)
         rev = customer & ~fleet.solar[m] & (
             (exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
-        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out, start=ts,
+        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out, none_open=none_open, start=ts,
                     evidence=lambda j: {"export_kwh": round(float(exp[j]), 4),
                                         "flag": bool(batch.events[j] & EVENT_BITS["reverse_flow"]),
                                         "solar": False},
@@ -138,7 +149,7 @@ class PhysicalDetector:
         st["x_ci_run"] = np.where(imb, st["x_ci_run"] + 1, np.where(hv, 0, st["x_ci_run"]))
         self._track(st, IMBALANCE, st["x_ci_run"] >= cfg.imbalance_intervals, hv & ~imb, batch,
                     "theft", "current_imbalance", out,
-                    start=ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open, start=ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"live_a": round(float(i[j]), 2),
                                         "neutral_a": round(float(ni[j]), 2),
                                         "difference_a": round(float(diff[j]), 2),
@@ -148,12 +159,14 @@ class PhysicalDetector:
         # Outage flags: power_fail/last gasp opens, power_restore closes.
         fail = (batch.events & OUTAGE_BITS) != 0
         restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
-        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out, start=ts,
+        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out, none_open=none_open, start=ts,
                     evidence=lambda j: {"events": event_names(int(batch.events[j]))},
                     risk=None, severity="warning")
 
     def _track(self, st, cond, active, clear, batch, type_, sub, out, *, start, evidence, risk,
-               severity="warning") -> None:
+               severity="warning", none_open=False) -> None:
+        if none_open and not active.any():
+            return
         bit = np.uint8(1 << cond)
         is_open = (st["x_open"] & bit) != 0
         if not active.any() and not is_open.any():

@@ -36,7 +36,7 @@ from datetime import date
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet
+from models.base import AreaView, Batch, Finding, Fleet, any_
 from models.config import HabitConfig
 from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
 
@@ -192,10 +192,10 @@ class HabitDetector:
         h_day = st["h_day"]
         fresh = h_day != day
         roll = fresh & (h_day > 0)
-        if roll.any():
-            self._close_days(st, np.flatnonzero(roll), batch, fleet, areas, out)
+        if any_(roll):
+            self._close_days(st, roll.nonzero()[0], batch, fleet, areas, out)
             fresh = st["h_day"] != day
-        if fresh.any():
+        if any_(fresh):
             st["h_day"][fresh] = day[fresh]
             st["h_dtype"][fresh] = dtype[fresh]
             st["h_dkwh"][fresh] = 0
@@ -211,7 +211,7 @@ class HabitDetector:
             st["h_xkwh"][fresh] = 0
             st["h_xcool"][fresh] = np.maximum(st["h_xcool"][fresh] - 1, 0)
         mroll = st["h_month"] != month
-        if mroll.any():
+        if any_(mroll):
             self._close_months(st, np.flatnonzero(mroll & (st["h_month"] > 0)), batch, out)
             st["h_month"][mroll] = month[mroll]
             st["h_mkwh"][mroll] = 0
@@ -263,7 +263,7 @@ class HabitDetector:
         day_bar = np.maximum(cfg.day_ratio * usual_day,
                              usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
         dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
-        if dsurge.any():
+        if any_(dsurge):
             day0 = np.array([self.calendar.day_start_ts(int(d)) for d in day[dsurge]])
             self._open(st, SURGE_D, np.flatnonzero(dsurge), batch, "surge", "daily", out,
                        start=dict(zip(np.flatnonzero(dsurge).tolist(), day0.tolist())),
@@ -277,7 +277,7 @@ class HabitDetector:
                        score=lambda i: float(st["h_dkwh"][i]) / max(day_bar[i], 1e-3))
 
         # Care customers: hours at base load through normally active hours.
-        if fleet.care[meter].any():
+        if any_(fleet.care[meter]):
             care = fleet.care[meter] & trusted
             active = mu > np.maximum(2.5 * st["h_base"], st["h_base"] + 0.15)
             idle = p <= np.maximum(1.3 * st["h_base"], st["h_base"] + 0.05)
@@ -319,7 +319,7 @@ class HabitDetector:
         takes the load in at once."""
         cfg = self.config
         ex = trusted & (p >= mu + np.maximum(cfg.newload_kw, 3 * dev))
-        if not ex.any() and not (st["h_xkwh"] > 0).any():
+        if not any_(ex) and not any_(st["h_xkwh"] > 0):
             return
         bit = np.left_shift(np.uint64(1), slot.astype(np.uint64))
         near = bit | (bit << np.uint64(1)) | (bit >> np.uint64(1))  # +-1 slot of jitter
@@ -778,9 +778,9 @@ class HabitDetector:
         """Open where active and not open; update when the magnitude grows by half;
         close where open and no longer active (or ``clear``)."""
         is_open = (st["h_open"] & (1 << cond)) != 0
-        if not active.any() and not is_open.any():
+        if not any_(active) and not any_(is_open):
             return
-        self._open(st, cond, np.flatnonzero(active & ~is_open), batch, type_, sub, out,
+        self._open(st, cond, (active & ~is_open).nonzero()[0], batch, type_, sub, out,
                    start=start, magnitude=magnitude, evidence=evidence, score=score,
                    severity=severity)
         if magnitude is not None:

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet
+from models.base import AreaView, Batch, Finding, Fleet, any_
 
 WEEK_S = 7 * 86400
 
@@ -319,7 +319,7 @@ class VoltageDetector:
             under_act, over_act = under_in, over_in
         # Fast path: a clean interval with nothing open or counting changes no state.
         # Most intervals of most meters are clean, so this is most calls.
-        anything = (under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean).any()
+        anything = any_(under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean)
         if not anything and not self._busy(st) and not self._busy(areas.st, "va"):
             return
         yes = np.ones(n, bool)
@@ -407,7 +407,7 @@ class VoltageDetector:
             # byte-span checks replace eleven per-field ones (any nonzero byte is a
             # nonzero field). Mostly all clean, so this runs on nearly every call.
             raw = st.view(np.uint8).reshape(len(st), st.dtype.itemsize)
-            return any(bool(raw[:, a:b].any()) for a, b in spans)
+            return any(np.count_nonzero(raw[:, a:b]) > 0 for a, b in spans)
         if st[f"{p}_open"].any():
             return True
         return any(st[f"{p}_start_{x}"].any() or st[f"{p}_clean_{x}"].any() for x in _SHORT)

@@ -177,7 +177,6 @@ class HabitDetector:
         kwh = batch.kwh
         p = kwh / hours
         day, slot, dtype, month, dim, same = self.calendar.lookup_same(batch.ts, batch.interval_s)
-        idx = np.arange(n)
         # One interval for all rows (the usual batch): the profile cells this step reads
         # and writes are one column of each field, so a plain slice replaces fancy
         # indexing (same cells, fewer numpy calls).
@@ -186,6 +185,7 @@ class HabitDetector:
             at_slot = (slice(None), int(slot[0]))
             at_cell = (slice(None), int(dtype[0]), int(slot[0]))
         else:
+            idx = np.arange(n)
             at_dt, at_slot, at_cell = (idx, dtype), (idx, slot), (idx, dtype, slot)
 
         # Day and month rollover first: the finished day is judged as a whole.
@@ -299,8 +299,12 @@ class HabitDetector:
         # profile, while a new load that recurs every evening becomes habit within weeks
         # instead of alerting every evening. A vacant home does not teach its profile.
         learn = (st["h_open"] & (1 << VACANT)) == 0
+        # No vacancy open (the usual batch): masking by ``learn`` would change nothing.
+        learn_all = np.count_nonzero(learn) == n
         nd = st["h_ndays"][at_dt].astype(np.float64)
-        a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min) * learn
+        a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min)
+        if not learn_all:
+            a = a * learn
         # Learn faster while a slot has little history (first weeks), then alpha_min.
         scale = np.maximum(dev, 0.05 + 0.1 * mu)
         r = _uclip(p - mu, -3 * scale, 3 * scale)
@@ -309,7 +313,8 @@ class HabitDetector:
         # Stochastic-approximation p99 of interval power (scale-free step).
         q = st["h_q"].astype(np.float64)
         step = 0.02 * np.maximum(q, 0.05)
-        st["h_q"] = np.where(learn, q + step * (0.99 - (p <= q)) * 10, q)
+        q_new = q + step * (0.99 - (p <= q)) * 10
+        st["h_q"] = q_new if learn_all else np.where(learn, q_new, q)
 
     def _new_load(self, st, batch, p, mu, dev, slot, dtype, hours, trusted, out) -> None:
         """A new load that recurs: power well above habit in the same hours today as

@@ -94,7 +94,8 @@ class PhysicalDetector:
         mism = have & (implied >= cfg.mismatch_min_kwh) & (through < (1 - cfg.mismatch_tol) * implied)
         st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
         st["x_missing"] += np.where(mism, implied - through, 0.0)
-        self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, have & ~mism, batch,
+        fine = have & ~mism
+        self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, fine, batch,
                     "theft", "energy_mismatch", out,
                     none_open=none_open,
                     start=lambda: ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
@@ -107,13 +108,14 @@ class PhysicalDetector:
                         "intervals": int(st["x_em_run"][j]),
                         "unbilled_kwh": round(float(st["x_missing"][j]), 3)},
                     risk=lambda j: min(1.0, 0.5 + 0.5 * (1 - kwh[j] / max(implied[j], 1e-9))))
-        st["x_missing"][~mism & have] = 0
+        st["x_missing"][fine] = 0
 
         # Zero energy while the meter sees voltage and current.
+        i_nan = np.isnan(i)
+        strong = ~i_nan
         zv = customer & (through == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
-            np.isnan(i) | (i >= cfg.zero_current_a))
+            i_nan | (i >= cfg.zero_current_a))
         st["x_zv_run"] = np.where(zv, st["x_zv_run"] + 1, 0)
-        strong = ~np.isnan(i)
         self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & strong, kwh > 0,
                     batch, "theft", "zero_with_voltage", out,
                     none_open=none_open,
@@ -148,7 +150,7 @@ class PhysicalDetector:
 
         # Live vs neutral current on single-phase meters.
         ni = batch.neutral_current
-        hv = customer & (phases == 1) & ~np.isnan(i) & ~np.isnan(ni)
+        hv = customer & (phases == 1) & strong & ~np.isnan(ni)
         diff = np.abs(i - ni)
         imb = hv & (diff >= cfg.imbalance_a) & (diff >= cfg.imbalance_share * np.maximum(i, ni))
         st["x_ci_run"] = np.where(imb, st["x_ci_run"] + 1, np.where(hv, 0, st["x_ci_run"]))

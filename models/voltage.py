@@ -303,25 +303,29 @@ class VoltageDetector:
             pu = batch.voltage / nom
             pmin = batch.voltage_min / nom
             pmax = batch.voltage_max / nom
-        ok_mean, ok_min, ok_max = np.isfinite(pu), np.isfinite(pmin), np.isfinite(pmax)
+        ok_mean = np.isfinite(pu)
 
         intr_mean = pu < INTERRUPTION_PU
         under_in, over_in = (pu < lo) & ~intr_mean, pu > hi
-        under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
         week = None
         if s.budget is not None:
+            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
             week = self._week_budget(st, batch, ok_mean, under_in | over_in)
             spent = week > s.budget * WEEK_S
             under_imm, over_imm = under_in & spent, over_in & spent
             under_act, over_act = under_out | under_imm, over_out | over_imm
         else:
-            under_imm = over_imm = np.zeros(n, bool)
             under_act, over_act = under_in, over_in
         # Fast path: a clean interval with nothing open or counting changes no state.
-        # Most intervals of most meters are clean, so this is most calls.
+        # Most intervals of most meters are clean, so this is most calls (and what only
+        # the slow path needs is computed after it).
         anything = any_(under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean)
         if not anything and not self._busy(st) and not self._busy(areas.st, "va"):
             return
+        ok_min, ok_max = np.isfinite(pmin), np.isfinite(pmax)
+        if s.budget is None:
+            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
+            under_imm = over_imm = np.zeros(n, bool)
         yes = np.ones(n, bool)
 
         valid = np.stack([ok_mean, ok_mean, ok_min, ok_max, ok_min | ok_mean], 1)

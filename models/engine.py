@@ -190,7 +190,8 @@ class Engine:
         else:
             identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
             # in_order: sel takes every row as it is (so rows[sel] is rows)
-            in_order = len(sel) == len(cols) == len(rows) and bool((sel == np.arange(len(cols))).all())
+            in_order = (len(sel) == len(cols) == len(rows)
+                        and bool((sel == np.arange(len(cols))).all()))
             c = cols if in_order else cols[sel]
         s = st if identity else st[pos]
         ts = c["ts"]

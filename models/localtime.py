@@ -68,7 +68,8 @@ class LocalCalendar:
         if len(cache) > 200_000:  # a year of 15-min intervals is 35k keys; bound anyway
             cache.clear()
         # (count_nonzero: much cheaper than .all() on a batch's few hundred rows)
-        if n and not np.count_nonzero(ts != ts[0]) and not np.count_nonzero(interval_s != interval_s[0]):
+        if (n and not np.count_nonzero(ts != ts[0])
+                and not np.count_nonzero(interval_s != interval_s[0])):
             key = (int(ts[0]), int(interval_s[0]))
             v = cache.get(key) or cache.setdefault(key, self._one(*key))
             out[:] = v

@@ -142,7 +142,8 @@ class PhysicalDetector:
         rev = customer & ~fleet.solar[m] & (
             ((exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
             if any_events else exp >= cfg.reverse_min_kwh)
-        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out, none_open=none_open, start=ts,
+        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out,
+                    none_open=none_open, start=ts,
                     evidence=lambda j: {"export_kwh": round(float(exp[j]), 4),
                                         "flag": bool(batch.events[j] & EVENT_BITS["reverse_flow"]),
                                         "solar": False},
@@ -170,7 +171,8 @@ class PhysicalDetector:
             restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
         else:
             fail = restore = no_flags
-        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out, none_open=none_open, start=ts,
+        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out,
+                    none_open=none_open, start=ts,
                     evidence=lambda j: {"events": event_names(int(batch.events[j]))},
                     risk=None, severity="warning")
 

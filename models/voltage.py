@@ -460,7 +460,8 @@ def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
     missing or not a plain integer."""
     key = (dtype, p)
     if key not in _SPANS:
-        names = [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT), *(f"{p}_clean_{x}" for x in _SHORT)]
+        names = [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT),
+                 *(f"{p}_clean_{x}" for x in _SHORT)]
         fl = dtype.fields or {}
         if not all(n in fl and fl[n][0].kind in "ui" and fl[n][0].shape == () for n in names):
             _SPANS[key] = None

@@ -37,7 +37,7 @@ from datetime import timezone
 import numpy as np
 
 from models.area import AreaDetector, rollup_outages
-from models.base import AreaView, Batch, Finding, Fleet, compose_dtype
+from models.base import AreaView, Batch, Finding, Fleet, any_, compose_dtype
 from models.config import DetectorConfig
 from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
@@ -115,7 +115,7 @@ class Engine:
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
         new = st["e_init"] == 0
-        if not new.any():
+        if not any_(new):
             return
         self._init_rows(st, meters, "e_init", "init")
         # A new customer among customers with history starts from its area peers'
@@ -138,7 +138,7 @@ class Engine:
     def _init_rows(self, st: np.ndarray, ids: np.ndarray, flag: str, method: str) -> None:
         """Let every detector fill the rows not initialised yet (new meters/areas)."""
         new = st[flag] == 0
-        if new.any():
+        if any_(new):
             sub = st[new]
             for d in self.detectors:
                 getattr(d, method)(sub, self.fleet, ids[new])
@@ -161,8 +161,8 @@ class Engine:
             return out
         self._init_new(st, meters)
         self._init_new_areas(ast, areas)
-        if n == len(meters) and (rows == meters).all():
-            self._round(np.arange(n), np.arange(n), rows, cols, st, ast, areas, out)
+        if n == len(meters) and not any_(rows != meters):
+            self._round(None, None, rows, cols, st, ast, areas, out)
             return out
         # One round per interval end, in time order: a round sees the same meters
         # whatever way the readings were split into messages, so the stream and the
@@ -182,29 +182,42 @@ class Engine:
 
     def _round(self, sel, pos, rows, cols, st, ast, areas, out: Outcome) -> None:
         # Usual case: every meter of st once, in order: work on st itself, no copies.
-        identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
-        c = cols if len(sel) == len(cols) and bool((sel == np.arange(len(cols))).all()) else cols[sel]
+        # ``sel``/``pos`` None: the caller knows it is that case (no need to compare).
+        if sel is None:
+            sel = pos = np.arange(len(rows))
+            identity = in_order = True
+            c = cols
+        else:
+            identity = len(pos) == len(st) and bool((pos == np.arange(len(st))).all())
+            # in_order: sel takes every row as it is (so rows[sel] is rows)
+            in_order = (len(sel) == len(cols) == len(rows)
+                        and bool((sel == np.arange(len(cols))).all()))
+            c = cols if in_order else cols[sel]
         s = st if identity else st[pos]
         ts = c["ts"]
-        iv = c["interval_s"].astype(np.int64)
         last = s["e_last_ts"]
-        k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
         older = (last > 0) & (ts <= last)
-        inwin = older & (k >= 0) & (k < 64)
-        bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
-                       np.uint64(0))
-        dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
-        # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
-        # readings older than the tolerance as too late, others as duplicates.
-        tol = self.config.engine.late_tolerance_s
-        too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
-        dup &= ~too_late
-        late = older & ~dup & ~too_late
+        late = None
+        if any_(older):
+            # Only readings at or before a meter's last one need the bitmap; in the usual
+            # round there are none and every mask below would be all False.
+            iv = c["interval_s"].astype(np.int64)
+            k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
+            inwin = older & (k >= 0) & (k < 64)
+            bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
+                           np.uint64(0))
+            dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
+            # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
+            # readings older than the tolerance as too late, others as duplicates.
+            tol = self.config.engine.late_tolerance_s
+            too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
+            dup &= ~too_late
+            late = older & ~dup & ~too_late
+            out.duplicates += int(np.count_nonzero(dup))
+            out.late += int(np.count_nonzero(late))
+            out.too_late.extend(sel[too_late].tolist())
         acc = ~older
-        out.duplicates += int(dup.sum())
-        out.late += int(late.sum())
-        out.too_late.extend(sel[too_late].tolist())
-        if late.any():
+        if late is not None and any_(late):
             s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
             # Its energy still belongs to the totals being accumulated (the day's and
             # month's per meter, the area's day for line loss); the interval checks have
@@ -217,18 +230,22 @@ class Engine:
                 if hasattr(d, "late"):
                     d.late(sl, bl, self.fleet, view)
             s[li] = sl
-        if not acc.any():
+        if not any_(acc):
             if not identity:
                 st[pos] = s
             return
         fleet = self.fleet
-        all_acc = bool(acc.all())
-        a_idx = np.flatnonzero(acc)
+        a_idx = acc.nonzero()[0]
+        all_acc = len(a_idx) == len(acc)
         ca, sa = (c, s) if all_acc else (c[acc], s[acc])
-        meter = rows[sel] if all_acc else rows[sel][acc]
+        meter = (rows if in_order else rows[sel]) if all_acc else rows[sel][acc]
         b = _batch(meter, ca)
         findings: list[Finding] = []
-        self._vee(sa, b, findings, out)
+        # Intervals since each meter's last applied reading: the gap check and the bitmap
+        # shift below both need it (e_last_ts does not change in between).
+        has_last = sa["e_last_ts"] > 0
+        since = (b.ts - sa["e_last_ts"]) // np.maximum(b.interval_s.astype(np.int64), 1)
+        self._vee(sa, b, findings, out, has_last, since)
         apos = np.searchsorted(areas, fleet.area[meter])
         view = AreaView(areas, apos, ast)
         for d in self.detectors:
@@ -242,9 +259,9 @@ class Engine:
                 if j < len(meter) and meter[j] == f.subject:
                     f.context = habit_context(sa[j])
         # Advance the applied-interval bookkeeping.
-        lt = sa["e_last_ts"]
-        shift = np.where(lt > 0, (b.ts - lt) // np.maximum(b.interval_s.astype(np.int64), 1), 64)
-        sh = np.clip(shift, 0, 64).astype(np.uint64)
+        shift = np.where(has_last, since, 64)
+        # min/max rather than np.clip: the same integers, without clip's Python wrapper
+        sh = np.minimum(np.maximum(shift, 0), 64).astype(np.uint64)
         shifted = np.where(sh >= 64, np.uint64(0), sa["e_bits"] << np.minimum(sh, np.uint64(63)))
         sa["e_bits"] = shifted | np.uint64(1)
         sa["e_last_ts"] = b.ts
@@ -256,13 +273,15 @@ class Engine:
         out.applied += len(a_idx)
         out.findings.extend(findings)
 
-    def _vee(self, sa: np.ndarray, b: Batch, findings: list[Finding], out: Outcome) -> None:
+    def _vee(self, sa: np.ndarray, b: Batch, findings: list[Finding], out: Outcome,
+             has_last: np.ndarray, since: np.ndarray) -> None:
         """Gaps and register resets: recognised and reported, never taken for theft."""
         lt = sa["e_last_ts"]
-        iv = b.interval_s.astype(np.int64)
-        missing = np.where(lt > 0, (b.ts - lt) // np.maximum(iv, 1) - 1, 0)
-        gap = missing >= self.config.engine.comm_gap_intervals
-        for j in np.flatnonzero(gap):
+        missing = np.where(has_last, since - 1, 0)
+        gap = (missing >= self.config.engine.comm_gap_intervals).nonzero()[0]
+        if len(gap):
+            iv = b.interval_s.astype(np.int64)
+        for j in gap:
             start = int(lt[j] + iv[j])
             ev = {"missing_intervals": int(missing[j]), "last_reading": int(lt[j]),
                   "hours": round(float(missing[j] * iv[j] / 3600), 2)}
@@ -271,12 +290,13 @@ class Engine:
                                     "info", float(missing[j]), ev))
             findings.append(Finding("comm_gap", "meter", "close", "meter", m, start, int(b.ts[j]),
                                     "info", 0.0, ev))
-        out.gaps += int(gap.sum())
+        out.gaps += len(gap)
         reg = b.register_kwh
         prev = sa["e_last_reg"]
-        have = ~np.isnan(reg) & (prev > 0)
+        no_reg = np.isnan(reg)
+        have = ~no_reg & (prev > 0)
         drop = have & (reg < prev - 0.01)
-        for j in np.flatnonzero(drop):
+        for j in drop.nonzero()[0]:
             # A register near its maximum (99999.x) that restarts is a rollover; one that
             # drops to near zero from anywhere else is a new meter.
             near_max = prev[j] >= 0.9 * 10 ** np.ceil(np.log10(prev[j]))
@@ -286,7 +306,7 @@ class Engine:
                                     int(b.meter[j]), int(b.ts[j]), int(b.ts[j]), "info", 0.0,
                                     {"detail": kind, "previous_kwh": float(prev[j]),
                                      "register_kwh": float(reg[j])}))
-        sa["e_last_reg"] = np.where(np.isnan(reg), prev, reg)
+        sa["e_last_reg"] = np.where(no_reg, prev, reg)
 
     @property
     def zone(self):

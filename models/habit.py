@@ -36,9 +36,14 @@ from datetime import date
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet
+from models.base import AreaView, Batch, Finding, Fleet, any_
 from models.config import HabitConfig
 from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
+
+try:  # the ufunc np.clip ends in, called without np.clip's Python layers (same results)
+    from numpy._core.umath import clip as _uclip
+except ImportError:  # numpy < 2
+    from numpy.core.umath import clip as _uclip
 
 # Condition bits kept in h_open, and the slot in h_start holding each one's start.
 SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)
@@ -171,15 +176,26 @@ class HabitDetector:
         hours = batch.interval_s / 3600.0
         kwh = batch.kwh
         p = kwh / hours
-        day, slot, dtype, month, dim = self.calendar.lookup(batch.ts, batch.interval_s)
-        idx = np.arange(n)
+        day, slot, dtype, month, dim, same = self.calendar.lookup_same(batch.ts, batch.interval_s)
+        # One interval for all rows (the usual batch): the profile cells this step reads
+        # and writes are one column of each field, so a plain slice replaces fancy
+        # indexing (same cells, fewer numpy calls).
+        if same:
+            at_dt = (slice(None), int(dtype[0]))
+            at_slot = (slice(None), int(slot[0]))
+            at_cell = (slice(None), int(dtype[0]), int(slot[0]))
+        else:
+            idx = np.arange(n)
+            at_dt, at_slot, at_cell = (idx, dtype), (idx, slot), (idx, dtype, slot)
 
         # Day and month rollover first: the finished day is judged as a whole.
-        roll = (st["h_day"] != day) & (st["h_day"] > 0)
-        if roll.any():
-            self._close_days(st, np.flatnonzero(roll), batch, fleet, areas, out)
-        fresh = st["h_day"] != day
-        if fresh.any():
+        h_day = st["h_day"]
+        fresh = h_day != day
+        roll = fresh & (h_day > 0)
+        if any_(roll):
+            self._close_days(st, roll.nonzero()[0], batch, fleet, areas, out)
+            fresh = st["h_day"] != day
+        if any_(fresh):
             st["h_day"][fresh] = day[fresh]
             st["h_dtype"][fresh] = dtype[fresh]
             st["h_dkwh"][fresh] = 0
@@ -195,25 +211,29 @@ class HabitDetector:
             st["h_xkwh"][fresh] = 0
             st["h_xcool"][fresh] = np.maximum(st["h_xcool"][fresh] - 1, 0)
         mroll = st["h_month"] != month
-        if mroll.any():
+        if any_(mroll):
             self._close_months(st, np.flatnonzero(mroll & (st["h_month"] > 0)), batch, out)
             st["h_month"][mroll] = month[mroll]
             st["h_mkwh"][mroll] = 0
             st["h_msec"][mroll] = 0
             st["h_mref"][mroll] = st["h_ref"][mroll].mean(axis=1)
 
-        mu = st["h_mu"][idx, dtype, slot].astype(np.float64)
-        dev = st["h_dev"][idx, dtype, slot].astype(np.float64)
+        mu = st["h_mu"][at_cell].astype(np.float64)
+        dev = st["h_dev"][at_cell].astype(np.float64)
         # A transformer area's own meter has no habits to report on (area_loss and the
         # voltage checks use it); it learns a profile but raises nothing here.
-        trusted = (st["h_ndays"].sum(axis=1) >= cfg.min_days) & ~fleet.is_area_meter[batch.meter]
+        ndays = st["h_ndays"]  # the sum over both day types, in int64 as .sum(axis=1) gives
+        trusted = ((ndays[:, 0].astype(np.int64) + ndays[:, 1]) >= cfg.min_days) \
+            & ~fleet.is_area_meter[batch.meter]
         meter = batch.meter
 
         # Interval surge: beyond all of ratio x usual, usual + floor, and the
         # customer's own high quantile, so everyday kettles and ovens don't alert.
-        thr = np.maximum.reduce([cfg.surge_ratio * mu, mu + cfg.surge_floor_kw,
-                                 cfg.surge_q_factor * st["h_q"],
-                                 st["h_pk"] + cfg.surge_peak_z * st["h_pkdev"]])
+        # (Chained in the order np.maximum.reduce over the four stacked would take, without
+        # building the stack.)
+        thr = np.maximum(np.maximum(np.maximum(cfg.surge_ratio * mu, mu + cfg.surge_floor_kw),
+                                    cfg.surge_q_factor * st["h_q"]),
+                         st["h_pk"] + cfg.surge_peak_z * st["h_pkdev"])
         surge = trusted & (p > thr)
         self._track(st, SURGE_I, surge, batch, "surge", "interval", out,
                     magnitude=p, start=batch.ts,
@@ -231,19 +251,19 @@ class HabitDetector:
         st["h_dkwh"] += kwh
         st["h_dexp"] += mu * hours
         st["h_dsec"] += batch.interval_s
-        st["h_dvec"][idx, slot] += kwh
+        st["h_dvec"][at_slot] += kwh
         st["h_dpk"] = np.maximum(st["h_dpk"], p)
         st["h_mkwh"] += kwh
         st["h_msec"] += batch.interval_s
 
         # Daily surge as soon as today's energy so far already exceeds the bar for the
         # whole day: no need to wait for midnight.
-        usual_day = st["h_lv"][idx, dtype].astype(np.float64)
-        lvdev = st["h_lvdev"][idx, dtype].astype(np.float64)
+        usual_day = st["h_lv"][at_dt].astype(np.float64)
+        lvdev = st["h_lvdev"][at_dt].astype(np.float64)
         day_bar = np.maximum(cfg.day_ratio * usual_day,
                              usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
         dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
-        if dsurge.any():
+        if any_(dsurge):
             day0 = np.array([self.calendar.day_start_ts(int(d)) for d in day[dsurge]])
             self._open(st, SURGE_D, np.flatnonzero(dsurge), batch, "surge", "daily", out,
                        start=dict(zip(np.flatnonzero(dsurge).tolist(), day0.tolist())),
@@ -257,7 +277,7 @@ class HabitDetector:
                        score=lambda i: float(st["h_dkwh"][i]) / max(day_bar[i], 1e-3))
 
         # Care customers: hours at base load through normally active hours.
-        if fleet.care[meter].any():
+        if any_(fleet.care[meter]):
             care = fleet.care[meter] & trusted
             active = mu > np.maximum(2.5 * st["h_base"], st["h_base"] + 0.15)
             idle = p <= np.maximum(1.3 * st["h_base"], st["h_base"] + 0.05)
@@ -279,17 +299,22 @@ class HabitDetector:
         # profile, while a new load that recurs every evening becomes habit within weeks
         # instead of alerting every evening. A vacant home does not teach its profile.
         learn = (st["h_open"] & (1 << VACANT)) == 0
-        nd = st["h_ndays"][idx, dtype].astype(np.float64)
-        a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min) * learn
+        # No vacancy open (the usual batch): masking by ``learn`` would change nothing.
+        learn_all = np.count_nonzero(learn) == n
+        nd = st["h_ndays"][at_dt].astype(np.float64)
+        a = np.maximum(1.0 / (nd + 1.0), cfg.alpha_min)
+        if not learn_all:
+            a = a * learn
         # Learn faster while a slot has little history (first weeks), then alpha_min.
         scale = np.maximum(dev, 0.05 + 0.1 * mu)
-        r = np.clip(p - mu, -3 * scale, 3 * scale)
-        st["h_mu"][idx, dtype, slot] = np.maximum(mu + a * r, 0.0)
-        st["h_dev"][idx, dtype, slot] = dev + a * (np.abs(r) - dev)
+        r = _uclip(p - mu, -3 * scale, 3 * scale)
+        st["h_mu"][at_cell] = np.maximum(mu + a * r, 0.0)
+        st["h_dev"][at_cell] = dev + a * (np.abs(r) - dev)
         # Stochastic-approximation p99 of interval power (scale-free step).
         q = st["h_q"].astype(np.float64)
         step = 0.02 * np.maximum(q, 0.05)
-        st["h_q"] = np.where(learn, q + step * (0.99 - (p <= q)) * 10, q)
+        q_new = q + step * (0.99 - (p <= q)) * 10
+        st["h_q"] = q_new if learn_all else np.where(learn, q_new, q)
 
     def _new_load(self, st, batch, p, mu, dev, slot, dtype, hours, trusted, out) -> None:
         """A new load that recurs: power well above habit in the same hours today as
@@ -299,7 +324,7 @@ class HabitDetector:
         takes the load in at once."""
         cfg = self.config
         ex = trusted & (p >= mu + np.maximum(cfg.newload_kw, 3 * dev))
-        if not ex.any() and not (st["h_xkwh"] > 0).any():
+        if not any_(ex) and not any_(st["h_xkwh"] > 0):
             return
         bit = np.left_shift(np.uint64(1), slot.astype(np.uint64))
         near = bit | (bit << np.uint64(1)) | (bit >> np.uint64(1))  # +-1 slot of jitter
@@ -764,9 +789,9 @@ class HabitDetector:
         """Open where active and not open; update when the magnitude grows by half;
         close where open and no longer active (or ``clear``)."""
         is_open = (st["h_open"] & (1 << cond)) != 0
-        if not active.any() and not is_open.any():
+        if not any_(active) and not any_(is_open):
             return
-        self._open(st, cond, np.flatnonzero(active & ~is_open), batch, type_, sub, out,
+        self._open(st, cond, (active & ~is_open).nonzero()[0], batch, type_, sub, out,
                    start=start, magnitude=magnitude, evidence=evidence, score=score,
                    severity=severity)
         if magnitude is not None:

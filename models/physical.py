@@ -31,10 +31,18 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, Finding, Fleet,
-                         event_names)
+                         any_, event_names)
 from models.config import PhysicalConfig
 
 MISMATCH, ZERO_V, REVERSE, IMBALANCE, OUTAGE = range(5)
+
+
+def _nan_to_num(x: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(x)`` for float arrays, in fewer numpy calls when x has no infinities
+    (the usual case: an absent export register is NaN)."""
+    if any_(np.isinf(x)):
+        return np.nan_to_num(x)
+    return np.where(np.isnan(x), 0.0, x)
 
 
 class PhysicalDetector:
@@ -64,6 +72,9 @@ class PhysicalDetector:
         cfg = self.config
         if len(batch) == 0:
             return
+        # A condition's bit is set only by its own _track, so if no bit is set now none
+        # is open when each _track looks: they can skip testing for open ones.
+        none_open = not any_(st["x_open"])
         m = batch.meter
         ts = batch.ts
         hours = batch.interval_s / 3600.0
@@ -78,13 +89,16 @@ class PhysicalDetector:
         have = ~np.isnan(implied) & customer
         # The current flows both ways: a solar customer exporting shows current with
         # zero import. Metered throughput is import plus export.
-        through = kwh + np.nan_to_num(batch.kwh_export)
+        exp = _nan_to_num(batch.kwh_export)
+        through = kwh + exp
         mism = have & (implied >= cfg.mismatch_min_kwh) & (through < (1 - cfg.mismatch_tol) * implied)
         st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
         st["x_missing"] += np.where(mism, implied - through, 0.0)
-        self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, have & ~mism, batch,
+        fine = have & ~mism
+        self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, fine, batch,
                     "theft", "energy_mismatch", out,
-                    start=ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open,
+                    start=lambda: ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {
                         "metered_kwh": round(float(kwh[j]), 4),
                         "implied_kwh": round(float(implied[j]), 4),
@@ -94,16 +108,18 @@ class PhysicalDetector:
                         "intervals": int(st["x_em_run"][j]),
                         "unbilled_kwh": round(float(st["x_missing"][j]), 3)},
                     risk=lambda j: min(1.0, 0.5 + 0.5 * (1 - kwh[j] / max(implied[j], 1e-9))))
-        st["x_missing"][~mism & have] = 0
+        st["x_missing"][fine] = 0
 
         # Zero energy while the meter sees voltage and current.
+        i_nan = np.isnan(i)
+        strong = ~i_nan
         zv = customer & (through == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
-            np.isnan(i) | (i >= cfg.zero_current_a))
+            i_nan | (i >= cfg.zero_current_a))
         st["x_zv_run"] = np.where(zv, st["x_zv_run"] + 1, 0)
-        strong = ~np.isnan(i)
         self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & strong, kwh > 0,
                     batch, "theft", "zero_with_voltage", out,
-                    start=ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open,
+                    start=lambda: ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"intervals": int(st["x_zv_run"][j]),
                                         "voltage": round(float(v[j]), 1),
                                         "current": round(float(i[j]), 2),
@@ -111,9 +127,11 @@ class PhysicalDetector:
                     risk=lambda j: 0.8)
 
         # Tamper flags: one point alert per flagged interval (each is a site visit).
-        any_events = bool(batch.events.any())
-        tam = (batch.events & TAMPER_BITS) != 0 if any_events else np.zeros(len(batch), bool)
-        for j in np.flatnonzero(tam):
+        # Most batches carry no event flag at all: then the flag tests below are all False.
+        any_events = any_(batch.events)
+        no_flags = None if any_events else np.zeros(len(batch), bool)
+        tam = (batch.events & TAMPER_BITS) != 0 if any_events else no_flags
+        for j in tam.nonzero()[0]:
             names = event_names(int(batch.events[j] & TAMPER_BITS))
             sev = "critical" if "magnetic_tamper" in names else "warning"
             out.append(Finding("theft", "tamper_event", "point", "meter", int(m[j]), int(ts[j]),
@@ -121,10 +139,11 @@ class PhysicalDetector:
                                                        "indicators": {"events": names}}))
 
         # Reverse flow on a customer without solar.
-        exp = np.nan_to_num(batch.kwh_export)
         rev = customer & ~fleet.solar[m] & (
-            (exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
-        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out, start=ts,
+            ((exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
+            if any_events else exp >= cfg.reverse_min_kwh)
+        self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out,
+                    none_open=none_open, start=ts,
                     evidence=lambda j: {"export_kwh": round(float(exp[j]), 4),
                                         "flag": bool(batch.events[j] & EVENT_BITS["reverse_flow"]),
                                         "solar": False},
@@ -132,13 +151,14 @@ class PhysicalDetector:
 
         # Live vs neutral current on single-phase meters.
         ni = batch.neutral_current
-        hv = customer & (phases == 1) & ~np.isnan(i) & ~np.isnan(ni)
+        hv = customer & (phases == 1) & strong & ~np.isnan(ni)
         diff = np.abs(i - ni)
         imb = hv & (diff >= cfg.imbalance_a) & (diff >= cfg.imbalance_share * np.maximum(i, ni))
         st["x_ci_run"] = np.where(imb, st["x_ci_run"] + 1, np.where(hv, 0, st["x_ci_run"]))
         self._track(st, IMBALANCE, st["x_ci_run"] >= cfg.imbalance_intervals, hv & ~imb, batch,
                     "theft", "current_imbalance", out,
-                    start=ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
+                    none_open=none_open,
+                    start=lambda: ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"live_a": round(float(i[j]), 2),
                                         "neutral_a": round(float(ni[j]), 2),
                                         "difference_a": round(float(diff[j]), 2),
@@ -146,19 +166,28 @@ class PhysicalDetector:
                     risk=lambda j: min(1.0, 0.5 + float(diff[j]) / max(float(max(i[j], ni[j])), 1e-6) / 2))
 
         # Outage flags: power_fail/last gasp opens, power_restore closes.
-        fail = (batch.events & OUTAGE_BITS) != 0
-        restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
-        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out, start=ts,
+        if any_events:
+            fail = (batch.events & OUTAGE_BITS) != 0
+            restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
+        else:
+            fail = restore = no_flags
+        self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out,
+                    none_open=none_open, start=ts,
                     evidence=lambda j: {"events": event_names(int(batch.events[j]))},
                     risk=None, severity="warning")
 
     def _track(self, st, cond, active, clear, batch, type_, sub, out, *, start, evidence, risk,
-               severity="warning") -> None:
+               severity="warning", none_open=False) -> None:
+        if none_open and not any_(active):
+            return
         bit = np.uint8(1 << cond)
         is_open = (st["x_open"] & bit) != 0
-        if not active.any() and not is_open.any():
+        if not any_(active) and not any_(is_open):
             return
-        for j in np.flatnonzero(active & ~is_open):
+        opening = (active & ~is_open).nonzero()[0]
+        if len(opening) and callable(start):
+            start = start()  # run lengths as of this call: _track changes only x_open, x_start
+        for j in opening:
             ev = evidence(j)
             score = float(risk(j)) if risk else 1.0
             if risk:
@@ -168,7 +197,7 @@ class PhysicalDetector:
                                int(batch.ts[j]), severity, score, ev))
             st["x_open"][j] |= bit
             st["x_start"][j, cond] = s0
-        for j in np.flatnonzero(is_open & clear):
+        for j in (is_open & clear).nonzero()[0]:
             out.append(Finding(type_, sub, "close", "meter", int(batch.meter[j]),
                                int(st["x_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
                                evidence(j)))

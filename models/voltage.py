@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet
+from models.base import AreaView, Batch, Finding, Fleet, any_
 
 WEEK_S = 7 * 86400
 
@@ -303,25 +303,29 @@ class VoltageDetector:
             pu = batch.voltage / nom
             pmin = batch.voltage_min / nom
             pmax = batch.voltage_max / nom
-        ok_mean, ok_min, ok_max = np.isfinite(pu), np.isfinite(pmin), np.isfinite(pmax)
+        ok_mean = np.isfinite(pu)
 
         intr_mean = pu < INTERRUPTION_PU
         under_in, over_in = (pu < lo) & ~intr_mean, pu > hi
-        under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
         week = None
         if s.budget is not None:
+            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
             week = self._week_budget(st, batch, ok_mean, under_in | over_in)
             spent = week > s.budget * WEEK_S
             under_imm, over_imm = under_in & spent, over_in & spent
             under_act, over_act = under_out | under_imm, over_out | over_imm
         else:
-            under_imm = over_imm = np.zeros(n, bool)
             under_act, over_act = under_in, over_in
         # Fast path: a clean interval with nothing open or counting changes no state.
-        # Most intervals of most meters are clean, so this is most calls.
-        anything = (under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean).any()
+        # Most intervals of most meters are clean, so this is most calls (and what only
+        # the slow path needs is computed after it).
+        anything = any_(under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean)
         if not anything and not self._busy(st) and not self._busy(areas.st, "va"):
             return
+        ok_min, ok_max = np.isfinite(pmin), np.isfinite(pmax)
+        if s.budget is None:
+            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
+            under_imm = over_imm = np.zeros(n, bool)
         yes = np.ones(n, bool)
 
         valid = np.stack([ok_mean, ok_mean, ok_min, ok_max, ok_min | ok_mean], 1)
@@ -401,6 +405,13 @@ class VoltageDetector:
         """Any condition open, or a run or a clear-count in progress."""
         if len(st) == 0:
             return False
+        spans = _busy_spans(st.dtype, p)
+        if spans is not None and st.flags.c_contiguous:
+            # Checked as raw bytes: the fields are adjacent in the record, so two
+            # byte-span checks replace eleven per-field ones (any nonzero byte is a
+            # nonzero field). Mostly all clean, so this runs on nearly every call.
+            raw = st.view(np.uint8).reshape(len(st), st.dtype.itemsize)
+            return any(np.count_nonzero(raw[:, a:b]) > 0 for a, b in spans)
         if st[f"{p}_open"].any():
             return True
         return any(st[f"{p}_start_{x}"].any() or st[f"{p}_clean_{x}"].any() for x in _SHORT)
@@ -438,6 +449,31 @@ class VoltageDetector:
             if cat is not None:
                 ev["ieee1159"] = cat
         return ev
+
+
+_SPANS: dict[tuple[np.dtype, str], list[tuple[int, int]] | None] = {}
+
+
+def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
+    """Byte ranges of the record holding ``{p}_open``, ``{p}_start_*`` and
+    ``{p}_clean_*`` (``{p}_crit`` left out), merged where adjacent; None if a field is
+    missing or not a plain integer."""
+    key = (dtype, p)
+    if key not in _SPANS:
+        names = [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT),
+                 *(f"{p}_clean_{x}" for x in _SHORT)]
+        fl = dtype.fields or {}
+        if not all(n in fl and fl[n][0].kind in "ui" and fl[n][0].shape == () for n in names):
+            _SPANS[key] = None
+        else:
+            spans: list[tuple[int, int]] = []
+            for a, b in sorted((fl[n][1], fl[n][1] + fl[n][0].itemsize) for n in names):
+                if spans and spans[-1][1] == a:
+                    spans[-1] = (spans[-1][0], b)
+                else:
+                    spans.append((a, b))
+            _SPANS[key] = spans
+    return _SPANS[key]
 
 
 def _load(st: np.ndarray, p: str) -> tuple[np.ndarray, ...]:

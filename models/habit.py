@@ -42,8 +42,8 @@ from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
 
 try:  # the ufunc np.clip ends in, called without np.clip's Python layers (same results)
     from numpy._core.umath import clip as _uclip
-except ImportError:  # numpy < 2
-    from numpy.core.umath import clip as _uclip
+except ImportError:  # a private name: if numpy moves it, the public function will do
+    _uclip = np.clip
 
 # Condition bits kept in h_open, and the slot in h_start holding each one's start.
 SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)

@@ -821,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-scrapes", action="store_true",
                     help="poll the worker's whole /metrics while draining (older workers "
                          "ignore ?name[] and always get this)")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="METERWATCH_X=V",
+                    help="a setting for every worker (repeatable), to compare settings")
     ap.add_argument("--broker-pid", type=int, default=None,
                     help="with METERWATCH_BROKER: the broker's pid, to report its CPU")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "pipeline.json"))
@@ -871,6 +873,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"simulated {len(batches)} messages, {n_readings} readings "
             f"({n_readings / len(batches):.0f}/message) in {time.monotonic() - t:.1f}s")
         big = {"METERWATCH_MAX_FUTURE_S": str(10 * 365 * 86400.0)}
+        for kv in args.worker_env:
+            k, _, v = kv.partition("=")
+            if not k.startswith("METERWATCH_") or not _:
+                raise SystemExit(f"--worker-env {kv!r}: expected METERWATCH_NAME=VALUE")
+            big[k] = v
 
         # ---- A: batched
         A = Pipeline(broker, tmp, "batched", registry, **big)

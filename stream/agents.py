@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import time
 import traceback
 
@@ -178,12 +179,24 @@ class _AlignedPoller:
         return batch
 
 
+async def _commit_acked(consumer, acks, offsets: dict) -> None:
+    from aiokafka.errors import CommitFailedError
+
+    await acks
+    try:
+        await consumer.commit(offsets)
+    except CommitFailedError as e:
+        # The group rebalanced (a worker joined or left) while this batch was
+        # published: its new owner re-reads from the last commit and the process agent
+        # drops what was already applied. Not a reason to stop.
+        log.warning("ingest commit lost to a rebalance; the batch will be re-read: %s", e)
+
+
 async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
     """Stateless ingest on a plain consumer: poll a batch, publish the area batches and
-    rejects, wait for the broker's acks, then commit. A crash before the commit means
+    rejects, commit once the broker acknowledged them. A crash before the commit means
     the batch is read again; downstream drops what was already applied."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import CommitFailedError
 
     s = rt.settings
     consumer = AIOKafkaConsumer(
@@ -192,10 +205,13 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
         max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
     await consumer.start()
     poller = _AlignedPoller(consumer, s.ingest_max_records)
+    in_flight: deque = deque()
     try:
         while True:
             batch = await poller.poll()
             if not batch:
+                while in_flight:  # quiet: settle what is out
+                    await _commit_acked(consumer, *in_flight.popleft())
                 continue
             # Lag as of this poll, set before the batch flows on (so it is never older
             # than what downstream has applied).
@@ -207,18 +223,17 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             msgs = [SourceMessage(m.value or b"", m.topic, m.partition, m.offset,
                                   m.timestamp or int(time.time() * 1000))
                     for records in batch.values() for m in records]
-            # Waiting for the acks before the next poll keeps polls large (cheap per
-            # reading); overlapping them made batches small and cost more (measured).
-            await asyncio.gather(*await ingest_batch(msgs))
-            try:
-                await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
-                                       for tp, records in batch.items() if records})
-            except CommitFailedError as e:
-                # The group rebalanced (a worker joined or left) while this batch was
-                # published: its new owner re-reads from the last commit and the
-                # process agent drops what was already applied. Not a reason to stop.
-                log.warning("ingest commit lost to a rebalance; the batch will be re-read: %s", e)
+            # The next poll is read and validated while this one's acks are on their way
+            # (the worker otherwise sat idle for each round trip to the broker); polls
+            # are committed in order, each once its own records are acknowledged.
+            acks = asyncio.gather(*await ingest_batch(msgs))
+            in_flight.append((acks, {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                                     for tp, records in batch.items() if records}))
+            while in_flight and (len(in_flight) >= s.ingest_in_flight or in_flight[0][0].done()):
+                await _commit_acked(consumer, *in_flight.popleft())
     except asyncio.CancelledError:
+        for acks, _ in in_flight:
+            acks.cancel()  # not committed: read again by the next start
         raise
     except Exception as exc:
         if _stopping(rt.app, exc):

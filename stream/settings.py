@@ -94,6 +94,9 @@ class Settings:
     # whose per-message path costs ~270 us CPU (see bench/README.md).
     ingest: str = field(default="direct", metadata={"check": _choice("direct", "faust")})
     ingest_max_records: int = field(default=5000, metadata={"check": _positive})
+    # Polls published but not yet acknowledged by the broker while the next is read
+    # and validated (1 = wait for the acks before polling again).
+    ingest_in_flight: int = field(default=2, metadata={"check": _positive})
     # Validation limits.
     max_message_bytes: int = field(default=4 * 1024 * 1024, metadata={"check": _positive})
     max_future_s: float = field(default=300.0, metadata={"check": _positive})

@@ -945,9 +945,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # ---- optional: where the worker spends its time, on the topics of A and of B
         if args.profile:
-            for key, src, n_msgs, n_read in (("batched", A, len(batches), n_readings),
-                                             ("single", B, n_single, n_single)):
-                if key[0].upper() in skip:
+            for key, phase, src, n_msgs, n_read in (("batched", "A", A, len(batches), n_readings),
+                                                    ("single", "B", B, n_single, n_single)):
+                if phase in skip:
                     continue
                 res[f"{key}_profiled"] = profiled_phase(broker, tmp, pipes, args, key, src,
                                                         registry, big, n_msgs, n_read)

@@ -30,6 +30,9 @@ class HabitConfig:
     # two days running, >= newload_kwh above habit on each day
     newload_kw: float = 1.0
     newload_kwh: float = 2.5
+    # ... and the day so far above habit by at least this share of it (a moved routine
+    # shifts energy between hours without adding any)
+    newload_net_share: float = 0.25
     newload_cool_days: int = 14
     # daily surge: day energy >= ratio x usual day and excess >= max(floor, z x spread)
     day_ratio: float = 2.0

@@ -323,6 +323,7 @@ class HabitDetector:
         while it runs, rather than after the days a level CUSUM needs; the profile then
         takes the load in at once."""
         cfg = self.config
+        kwh_now = batch.kwh
         ex = trusted & (p >= mu + np.maximum(cfg.newload_kw, 3 * dev))
         if not any_(ex) and not any_(st["h_xkwh"] > 0):
             return
@@ -333,8 +334,12 @@ class HabitDetector:
         st["h_xtot"] += xk
         again = ex & ((st["h_xprev"] & near) != 0)
         st["h_xkwh"] += np.where(again, xk, 0.0)
+        # A new appliance adds energy; a routine moved to other hours does not (its old
+        # hours fall short by what the new ones gain): the day so far, this reading
+        # included, must be above habit by a good part of the new load's energy.
+        net = st["h_dkwh"] + kwh_now - (st["h_dexp"] + mu * hours)
         fire = (again & (st["h_xkwh"] >= cfg.newload_kwh) & (st["h_xprevkwh"] >= cfg.newload_kwh)
-                & (st["h_xcool"] == 0))
+                & (st["h_xcool"] == 0) & (net >= cfg.newload_net_share * st["h_xkwh"]))
         for j in np.flatnonzero(fire):
             since_day = int(st["h_day"][j]) - 1
             since = self.calendar.day_start_ts(since_day)
@@ -583,33 +588,41 @@ class HabitDetector:
             s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
             s["h_cup"][j] = s["h_cun"][j] = 0
         # Schedule: the day fits the usual shape better shifted, the same way, day after day.
+        # (Today's own fit, not the recent few-day shape's: that one moves to a new
+        # schedule over days, and compared against it a shifted day never gained.)
+        cor_day = _rowcorr(vec, mu)
         shifts = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])
         best_gain = np.full(len(rows), -np.inf)
         best = np.zeros(len(rows), np.int64)
         for sh in shifts:
-            g = _rowcorr(vec, np.roll(mu, sh, axis=1)) - cor0
+            g = _rowcorr(vec, np.roll(mu, sh, axis=1)) - cor_day
             better = g > best_gain
             best_gain = np.where(better, g, best_gain)
             best = np.where(better, sh, best)
         vote = np.where(ev & (best_gain > cfg.schedule_gain) & (np.abs(r) < 0.4), best, 0)
         s["h_shift"] = np.where(ev[:, None], np.concatenate([s["h_shift"][:, 1:], vote[:, None]], axis=1),
                                 s["h_shift"])
-        for j in np.flatnonzero(ev):
-            h = s["h_shift"][j]
-            vals, counts = np.unique(h[h != 0], return_counts=True)
-            if len(vals) and counts.max() >= cfg.schedule_votes:
-                sh = int(vals[counts.argmax()])
-                self._emit(s, j, rows, batch, "habit_change", "schedule", "open",
-                           int(start_ts[j]) - 4 * 86400, out, score=float(best_gain[j]),
-                           severity="info",
-                           evidence={"shift_hours": sh * HOURS_PER_SLOT,
-                                     "shape_correlation": round(cor0[j], 3),
-                                     "shifted_correlation": round(cor0[j] + best_gain[j], 3),
-                                     "since_day": _iso_day(int(day[j]) - 4)})
-                s["h_shift"][j] = 0
-                # Learn the new schedule at once rather than alert again tomorrow.
-                s["h_mu"][j] = np.roll(s["h_mu"][j], sh, axis=1)
-                s["h_dev"][j] = np.roll(s["h_dev"][j], sh, axis=1)
+        # The most common nonzero shift of each row's last votes (the smallest on a tie),
+        # for all rows at once rather than a np.unique per meter and day.
+        h = s["h_shift"].astype(np.int64)
+        nz = h != 0
+        votes = ((h[:, :, None] == h[:, None, :]) & nz[:, None, :]).sum(axis=2) * nz
+        top = votes.max(axis=1)
+        mode = np.where(nz & (votes == top[:, None]), h, np.iinfo(np.int64).max).min(
+            axis=1, initial=np.iinfo(np.int64).max)
+        for j in np.flatnonzero(ev & (top >= max(cfg.schedule_votes, 1))):
+            sh = int(mode[j])
+            self._emit(s, j, rows, batch, "habit_change", "schedule", "open",
+                       int(start_ts[j]) - 4 * 86400, out, score=float(best_gain[j]),
+                       severity="info",
+                       evidence={"shift_hours": sh * HOURS_PER_SLOT,
+                                 "shape_correlation": round(cor_day[j], 3),
+                                 "shifted_correlation": round(cor_day[j] + best_gain[j], 3),
+                                 "since_day": _iso_day(int(day[j]) - 4)})
+            s["h_shift"][j] = 0
+            # Learn the new schedule at once rather than alert again tomorrow.
+            s["h_mu"][j] = np.roll(s["h_mu"][j], sh, axis=1)
+            s["h_dev"][j] = np.roll(s["h_dev"][j], sh, axis=1)
 
         # Learn the day (level, spread, reference, base, shape stats) unless anomalous.
         settle = s["h_settle"].astype(np.float64)

@@ -452,12 +452,19 @@ class VoltageDetector:
 
 
 _SPANS: dict[tuple[np.dtype, str], list[tuple[int, int]] | None] = {}
+_SPANS_BY_ID: dict[tuple[int, str], tuple[np.dtype, list[tuple[int, int]] | None]] = {}
 
 
 def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
     """Byte ranges of the record holding ``{p}_open``, ``{p}_start_*`` and
     ``{p}_clean_*`` (``{p}_crit`` left out), merged where adjacent; None if a field is
     missing or not a plain integer."""
+    # Hashing a record dtype of a hundred fields costs ~20 us, more than the check it
+    # serves: look the dtype object up by identity first (it is almost always the
+    # engine's own), keeping it referenced so its id cannot be reused.
+    hit = _SPANS_BY_ID.get((id(dtype), p))
+    if hit is not None and hit[0] is dtype:
+        return hit[1]
     key = (dtype, p)
     if key not in _SPANS:
         names = [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT),
@@ -473,6 +480,9 @@ def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
                 else:
                     spans.append((a, b))
             _SPANS[key] = spans
+    if len(_SPANS_BY_ID) > 64:  # a few engines' dtypes at most; bound it anyway
+        _SPANS_BY_ID.clear()
+    _SPANS_BY_ID[(id(dtype), p)] = (dtype, _SPANS[key])
     return _SPANS[key]
 
 

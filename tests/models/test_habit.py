@@ -211,3 +211,16 @@ def test_area_loss_rises_when_a_customer_takes_energy_around_the_meter_and_is_ra
     assert ev["loss_rate"] > ev["normal_loss_rate"] + 0.05
     assert got[0]["scope"] == "area"
     assert ev["suspects"] and ev["suspects"][0]["meter_id"] == thief
+
+
+def test_a_schedule_moved_by_three_hours_is_reported_once_with_the_shift():
+    x = household(80)
+    # From day 40 everything happens three hours later (the small hours keep the night's
+    # base load; what ran after 21:00 now runs past midnight, into the next day).
+    late = np.concatenate([x[39:-1, -6:], x[40:, :-6]], axis=1)
+    # Each day's total as usual: the test is about the hours, not a level change.
+    x[40:] = late * (x[:40].sum(axis=1).mean() / late.sum(axis=1))[:, None]
+    got = [a for a in alerts({"M0": x}) if a["type"] == "habit_change"]
+    assert [a["subtype"] for a in got] == ["schedule"]  # not a new load, not a change of level
+    assert 40 <= day_of(got[0]) <= 47
+    assert got[0]["evidence"]["shift_hours"] == 3.0

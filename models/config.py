@@ -64,6 +64,9 @@ class HabitConfig:
     # the same shift on >= schedule_votes of the last 5 days
     schedule_gain: float = 0.35
     schedule_votes: int = 4
+    # a day whose shifted fit to the usual shape reaches this correlation is a moved
+    # routine, not a distorted shape (no theft evidence that day)
+    moved_fit: float = 0.7
     # shape distortion (theft h2-h6), judged on the recent few days' shape
     recent_alpha: float = 0.4  # weight of the newest day in the recent shape
     distort_z: float = 5.0  # recent-shape correlation below usual by this many spreads

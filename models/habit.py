@@ -460,8 +460,24 @@ class HabitDetector:
         cv_day = vec.std(axis=1) / np.maximum(vec.mean(axis=1), 1e-6)
         # (The usual profile is an average of days, so smoother than any one day.)
         const = (cv_day < cfg.const_cv) & (cv_usual > 2 * cfg.const_cv) & (vec.mean(axis=1) > 0.01)
-        distorted = shape_ev & (const | (corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
-                          | (zrun >= cfg.zero_run_h))
+        # Schedule: how much better today fits the usual shape shifted by a few hours.
+        # (Today's own fit, not the recent few-day shape's: that one moves to a new
+        # schedule over days, and compared against it a shifted day never gained.)
+        cor_day = _rowcorr(vec, mu)
+        shifts = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])
+        best_gain = np.full(len(rows), -np.inf)
+        best = np.zeros(len(rows), np.int64)
+        for sh in shifts:
+            g = _rowcorr(vec, np.roll(mu, sh, axis=1)) - cor_day
+            better = g > best_gain
+            best_gain = np.where(better, g, best_gain)
+            best = np.where(better, sh, best)
+        # A day that fits the usual shape well once shifted is a routine moved in time
+        # (a new job, a new term), not a tampered meter: the schedule check reports it.
+        moved = (best_gain > cfg.schedule_gain) & (cor_day + best_gain >= cfg.moved_fit)
+        distorted = shape_ev & ~moved & (
+            const | (corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
+            | (zrun >= cfg.zero_run_h))
         s["h_dcuday"] = np.where(distorted & (s["h_dcu"] == 0), day, s["h_dcuday"])
         s["h_dcu"] = np.where(distorted, s["h_dcu"] + 1, np.where(shape_ev, 0, s["h_dcu"]))
         is_open = (s["h_open"] & (1 << DISTORT)) != 0
@@ -587,18 +603,8 @@ class HabitDetector:
                        int(s["h_start"][j, VACANT]), out, evidence={"day_kwh": round(E[j], 2)})
             s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
             s["h_cup"][j] = s["h_cun"][j] = 0
-        # Schedule: the day fits the usual shape better shifted, the same way, day after day.
-        # (Today's own fit, not the recent few-day shape's: that one moves to a new
-        # schedule over days, and compared against it a shifted day never gained.)
-        cor_day = _rowcorr(vec, mu)
-        shifts = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])
-        best_gain = np.full(len(rows), -np.inf)
-        best = np.zeros(len(rows), np.int64)
-        for sh in shifts:
-            g = _rowcorr(vec, np.roll(mu, sh, axis=1)) - cor_day
-            better = g > best_gain
-            best_gain = np.where(better, g, best_gain)
-            best = np.where(better, sh, best)
+        # Schedule: the day fits the usual shape better shifted (best_gain, computed with
+        # the shape checks above), the same way, day after day.
         vote = np.where(ev & (best_gain > cfg.schedule_gain) & (np.abs(r) < 0.4), best, 0)
         s["h_shift"] = np.where(ev[:, None], np.concatenate([s["h_shift"][:, 1:], vote[:, None]], axis=1),
                                 s["h_shift"])

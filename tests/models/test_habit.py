@@ -220,7 +220,8 @@ def test_a_schedule_moved_by_three_hours_is_reported_once_with_the_shift():
     late = np.concatenate([x[39:-1, -6:], x[40:, :-6]], axis=1)
     # Each day's total as usual: the test is about the hours, not a level change.
     x[40:] = late * (x[:40].sum(axis=1).mean() / late.sum(axis=1))[:, None]
-    got = [a for a in alerts({"M0": x}) if a["type"] == "habit_change"]
-    assert [a["subtype"] for a in got] == ["schedule"]  # not a new load, not a change of level
+    got = [a for a in alerts({"M0": x}) if a["type"] in ("habit_change", "theft")]
+    # Not a new load, not a change of level, not a tampered meter.
+    assert [a["subtype"] for a in got] == ["schedule"]
     assert 40 <= day_of(got[0]) <= 47
     assert got[0]["evidence"]["shift_hours"] == 3.0

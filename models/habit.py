@@ -397,7 +397,6 @@ class HabitDetector:
         mu = s["h_mu"][ri, dt].astype(np.float64)  # (k, SLOTS)
         vec = s["h_dvec"].astype(np.float64) / 0.5  # kW per slot
         day = s["h_day"].astype(np.int64)
-        day_end_ts = batch.ts[rows]  # the reading that closed the day (next day's first)
         day_start = {int(d): self.calendar.day_start_ts(int(d)) for d in np.unique(day)}
         start_ts = np.array([day_start[int(d)] for d in day], np.int64)
 
@@ -563,14 +562,14 @@ class HabitDetector:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1
                 ratio = (E[j] + c) / (max(ref[j], 0) + c)
                 level = E[j]
-                sub, sign = "vacancy", -1
+                sub = "vacancy"
             elif up[j]:
                 since, n_, tot = int(s["h_cupday"][j]), int(s["h_cupn"][j]), float(s["h_cupsum"][j])
-                ratio, sub, sign = math.exp(tot / max(n_, 1)), "increase", 1
+                ratio, sub = math.exp(tot / max(n_, 1)), "increase"
                 level = (ref[j] + c) * ratio - c
             else:
                 since, n_, tot = int(s["h_cunday"][j]), int(s["h_cunn"][j]), float(s["h_cunsum"][j])
-                ratio, sub, sign = math.exp(tot / max(n_, 1)), "decrease", -1
+                ratio, sub = math.exp(tot / max(n_, 1)), "decrease"
                 level = (ref[j] + c) * ratio - c
             since_ts = day_start.get(since) or self.calendar.day_start_ts(since)
             change = level / max(ref[j], 0.05)

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import time
 import traceback
+from collections import deque
 
 import msgspec
 
 from stream import metrics as M
 from stream.app import MAX_MESSAGE_BYTES, Runtime
 from stream.processing import SourceMessage
-from stream.registry import Registry, RegistryError
+from stream.registry import RegistryError
 
 log = logging.getLogger("meterwatch.agents")
 _enc = msgspec.json.Encoder()

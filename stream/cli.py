@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from stream.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
@@ -160,7 +160,6 @@ def _sim_start(args) -> datetime:
 def replay_messages(df, registry, batch_size: int = 500):
     """Concentrator-like batches: per interval, per area, time order."""
     import msgspec
-    import numpy as np
 
     enc = msgspec.json.encode
     area_of = {m: registry.fleet.area_id[registry.fleet.area[i]]

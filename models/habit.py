@@ -473,7 +473,7 @@ class HabitDetector:
             best = np.where(better, sh, best)
         # A day that fits the usual shape well once shifted is a routine moved in time
         # (a new job, a new term), not a tampered meter: the schedule check reports it.
-        moved = (best_gain > cfg.schedule_gain) & (cor_day + best_gain >= cfg.moved_fit)
+        moved = (best_gain > cfg.schedule_gain) & (cor_day + best_gain >= cfg.moved_fit) & ~rev
         distorted = shape_ev & ~moved & (
             const | (corz > cfg.distort_z) | rev | ((flat > cfg.flat_share) & (cv_usual > 0.3))
             | (zrun >= cfg.zero_run_h))
@@ -604,7 +604,7 @@ class HabitDetector:
             s["h_cup"][j] = s["h_cun"][j] = 0
         # Schedule: the day fits the usual shape better shifted (best_gain, computed with
         # the shape checks above), the same way, day after day.
-        vote = np.where(ev & (best_gain > cfg.schedule_gain) & (np.abs(r) < 0.4), best, 0)
+        vote = np.where(ev & (best_gain > cfg.schedule_gain) & (np.abs(r) < 0.4) & ~rev, best, 0)
         s["h_shift"] = np.where(ev[:, None], np.concatenate([s["h_shift"][:, 1:], vote[:, None]], axis=1),
                                 s["h_shift"])
         # The most common nonzero shift of each row's last votes (the smallest on a tie),

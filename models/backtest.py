@@ -83,17 +83,15 @@ def _localize(t: pd.Series, meter: pd.Series, tz: str, p: Path) -> pd.Series:
     48 half-hours on both 2013 DST days, so its clock is GMT all year: ``--tz UTC``.)
     """
     first = ~pd.DataFrame({"m": meter.to_numpy(), "t": t.to_numpy()}).duplicated().to_numpy()
-    try:
-        return t.dt.tz_localize(tz, ambiguous=first, nonexistent="raise")
-    except Exception as e:  # pytz/zoneinfo NonExistentTimeError, by message
-        if "NonExistent" not in type(e).__name__ and "nonexistent" not in str(e).lower():
-            raise
-        bad = t.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT").isna()
+    local = t.dt.tz_localize(tz, ambiguous=first, nonexistent="NaT")
+    bad = local.isna() & t.notna()
+    if bad.any():
         when = sorted(t[bad].dt.strftime("%Y-%m-%d %H:%M").unique())
         raise ReadingsError(
             f"{p}: {int(bad.sum())} readings at times that do not exist in {tz} (clocks went "
             f"forward: {', '.join(when[:4])}{' ...' if len(when) > 4 else ''}), so the file's "
-            f"clock is not {tz} local time; if it is UTC/GMT all year, use --tz UTC") from None
+            f"clock is not {tz} local time; if it is UTC/GMT all year, use --tz UTC")
+    return local
 
 
 def synthetic_fleet(meter_ids: Iterable[str], *, nominal_voltage: float = 230.0,

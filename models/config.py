@@ -18,6 +18,10 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "detectors.to
 @dataclass
 class HabitConfig:
     min_days: int = 14  # complete days of history before habit alerts (trust)
+    # a home whose usual day is under this (an almost empty property) has no shape,
+    # no level to drop from and no occupancy to lose: no distortion, consumption-drop
+    # or vacancy alerts
+    min_home_day_kwh: float = 1.0
     alpha_min: float = 0.05  # slowest per-day learning rate of the slot profile
     ref_alpha: float = 0.07  # learning rate of the reference level (CUSUM), per day
     # interval surge: power above all of ratio x usual, usual + floor, and the
@@ -57,9 +61,6 @@ class HabitConfig:
     vacancy_active_share: float = 0.25
     occupied_active_share: float = 0.5
     vacancy_days: int = 3
-    # ... only in a home whose usual day is at least this: an (almost) empty property
-    # has no occupancy to lose, and its vacancy would open and close all year
-    vacancy_min_day_kwh: float = 1.0
     # schedule: best time shift of the daily shape beats no shift by this much,
     # the same shift on >= schedule_votes of the last 5 days
     schedule_gain: float = 0.35
@@ -78,10 +79,9 @@ class HabitConfig:
     const_cv: float = 0.05  # a day whose readings vary less than this (std/mean) is constant
     distort_days: int = 2  # consecutive distorted days before alerting
     # a quiet day (energy <= quiet_factor x base-load energy, nothing below the base
-    # load) and a home whose usual day is under shape_min_day_kwh are not judged
+    # load) is not judged
     quiet_factor: float = 1.6
     quiet_low: float = 0.8  # ... and its 10th-percentile power >= this x the base load
-    shape_min_day_kwh: float = 1.0
     clear_days: int = 3  # consecutive normal days that close it
     # consumption drop (theft): the recent days' energy below the meter's reference by
     # drop_z of its daily variability AND its low (base) power below reference by

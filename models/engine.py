@@ -62,6 +62,7 @@ class Outcome:
     late: int = 0
     too_late: list[int] = field(default_factory=list)  # input positions
     gaps: int = 0
+    rounds: int = 0  # detector passes: one per interval end (readings per pass = batching)
 
 
 class Engine:
@@ -181,6 +182,7 @@ class Engine:
         return out
 
     def _round(self, sel, pos, rows, cols, st, ast, areas, out: Outcome) -> None:
+        out.rounds += 1
         # Usual case: every meter of st once, in order: work on st itself, no copies.
         # ``sel``/``pos`` None: the caller knows it is that case (no need to compare).
         if sel is None:

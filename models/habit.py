@@ -323,7 +323,6 @@ class HabitDetector:
         while it runs, rather than after the days a level CUSUM needs; the profile then
         takes the load in at once."""
         cfg = self.config
-        kwh_now = batch.kwh
         ex = trusted & (p >= mu + np.maximum(cfg.newload_kw, 3 * dev))
         if not any_(ex) and not any_(st["h_xkwh"] > 0):
             return
@@ -334,12 +333,15 @@ class HabitDetector:
         st["h_xtot"] += xk
         again = ex & ((st["h_xprev"] & near) != 0)
         st["h_xkwh"] += np.where(again, xk, 0.0)
+        fire = (again & (st["h_xkwh"] >= cfg.newload_kwh) & (st["h_xprevkwh"] >= cfg.newload_kwh)
+                & (st["h_xcool"] == 0))
+        if not any_(fire):
+            return
         # A new appliance adds energy; a routine moved to other hours does not (its old
         # hours fall short by what the new ones gain): the day so far, this reading
         # included, must be above habit by a good part of the new load's energy.
-        net = st["h_dkwh"] + kwh_now - (st["h_dexp"] + mu * hours)
-        fire = (again & (st["h_xkwh"] >= cfg.newload_kwh) & (st["h_xprevkwh"] >= cfg.newload_kwh)
-                & (st["h_xcool"] == 0) & (net >= cfg.newload_net_share * st["h_xkwh"]))
+        net = st["h_dkwh"] + batch.kwh - (st["h_dexp"] + mu * hours)
+        fire &= net >= cfg.newload_net_share * st["h_xkwh"]
         for j in np.flatnonzero(fire):
             since_day = int(st["h_day"][j]) - 1
             since = self.calendar.day_start_ts(since_day)
@@ -360,7 +362,7 @@ class HabitDetector:
             st["h_xcool"][j] = cfg.newload_cool_days
             st["h_lv"][j] += np.float32(kwh)
             st["h_ref"][j] += np.float32(kwh)
-            seen = st["h_dvec"][j] / 0.5
+            seen = st["h_dvec"][j] / HOURS_PER_SLOT
             st["h_mu"][j] = np.maximum(st["h_mu"][j], seen[None, :])
             st["h_settle"][j] = cfg.settle_days
             st["h_cup"][j] = 0
@@ -395,7 +397,7 @@ class HabitDetector:
         lvdev = s["h_lvdev"][ri, dt].astype(np.float64)
         ref = s["h_ref"][ri, dt].astype(np.float64)
         mu = s["h_mu"][ri, dt].astype(np.float64)  # (k, SLOTS)
-        vec = s["h_dvec"].astype(np.float64) / 0.5  # kW per slot
+        vec = s["h_dvec"].astype(np.float64) / HOURS_PER_SLOT  # kW per slot
         day = s["h_day"].astype(np.int64)
         day_start = {int(d): self.calendar.day_start_ts(int(d)) for d in np.unique(day)}
         start_ts = np.array([day_start[int(d)] for d in day], np.int64)
@@ -434,7 +436,7 @@ class HabitDetector:
         # a home whose usual day is barely above its base load has no quiet days.
         quiet = ((E <= cfg.quiet_factor * base * 24 + 0.3) & (E <= 0.6 * lv)
                  & (low >= cfg.quiet_low * base))
-        shape_ev = ev & ~quiet & (lv >= cfg.shape_min_day_kwh)
+        shape_ev = ev & ~quiet & (lv >= cfg.min_home_day_kwh)
         rec = np.where((complete & ~quiet)[:, None],
                        (1 - cfg.recent_alpha) * s["h_recent"] + cfg.recent_alpha * vec,
                        s["h_recent"]).astype(np.float64)
@@ -547,8 +549,8 @@ class HabitDetector:
         # base load (storage heating, a server) that uses little on top of it is not
         # "vacant" on an ordinary day, and once vacant it must be able to close again.
         base_day = base * 24
-        active = np.maximum(lv - base_day, 0.0)
-        vac_day = ev & (E <= base_day + np.maximum(cfg.vacancy_active_share * active, 0.3))
+        active_day = np.maximum(lv - base_day, 0.0)
+        vac_day = ev & (E <= base_day + np.maximum(cfg.vacancy_active_share * active_day, 0.3))
         s["h_vac"] = np.where(vac_day, s["h_vac"] + 1, np.where(ev, 0, s["h_vac"]))
         peers = peer_r
 
@@ -556,7 +558,7 @@ class HabitDetector:
         up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
         dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
         vac = (ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
-               & (lv >= cfg.vacancy_min_day_kwh))
+               & (lv >= cfg.min_home_day_kwh))
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1
@@ -595,7 +597,7 @@ class HabitDetector:
                 s["h_cup"][j] = s["h_cun"][j] = 0
                 s["h_settle"][j] = cfg.settle_days
         # Occupied again: clearly above the vacancy level (hysteresis against flapping).
-        occupied = E > base_day + np.maximum(cfg.occupied_active_share * active, 0.6)
+        occupied = E > base_day + np.maximum(cfg.occupied_active_share * active_day, 0.6)
         unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & occupied
         for j in np.flatnonzero(unvac):
             self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",
@@ -691,7 +693,7 @@ class HabitDetector:
         tlv, tbase = s["h_tlv"].astype(np.float64), s["h_tbase"].astype(np.float64)
         lr = np.log((s["h_trlv"] + c) / (tlv + c))
         br = np.log((s["h_trbase"] + eps) / (tbase + eps))
-        ready = ev & (s["h_tdays"] >= cfg.min_days) & (tlv >= cfg.shape_min_day_kwh)
+        ready = ev & (s["h_tdays"] >= cfg.min_days) & (tlv >= cfg.min_home_day_kwh)
         pos = areas.pos[rows] if len(areas.area) else None
         lr_adj = lr - _peer_median(lr, ready, pos, cfg.peer_min)
         br_adj = br - _peer_median(br, ready, pos, cfg.peer_min)

@@ -222,8 +222,7 @@ class Processor:
         out = self.engine.process(rows, cols, st, ast, meters, areas)
         M.detector_seconds.inc(time.perf_counter() - t1)
         M.detector_readings.inc(len(rows))
-        ts = cols["ts"]
-        M.detector_rounds.inc(1 if ts[0] == ts[-1] and (ts == ts[0]).all() else len(np.unique(ts)))
+        M.detector_rounds.inc(out.rounds)
         if not whole:
             state.records[mpos] = st
         res.outcome = out

@@ -54,6 +54,9 @@ class HabitConfig:
     min_run_days: int = 3  # a lasting change spans at least this many days
     settle_days: int = 7  # after a reported change, days of fast re-learning
     cusum_c_kwh: float = 1.0  # stabiliser added to both levels (tiny homes)
+    # after a reported fall, the usual day and slot profile move this far towards the
+    # new level at once, as a power of the ratio (0: not at all, 1: all the way)
+    fall_follow: float = 0.0
     # vacancy: for N days, the day's energy above the base load (the home's active use)
     # at most this share of its usual active use (or 0.3 kWh, whichever is more);
     # occupied again when the active use is back above occupied_active_share of usual

@@ -532,7 +532,7 @@ class HabitDetector:
         z = np.clip(r / rdev, -cfg.z_cap, cfg.z_cap)
         # After a reported change the habit re-learns for a few days (held CUSUM) so that
         # the tail of the same change is not reported again.
-        settling = s["h_settle"] > 0
+        settling = s["h_settle"] != 0
         z = np.where(settling, 0.0, z)
         up_prev, dn_prev = s["h_cup"].copy(), s["h_cun"].copy()
         s["h_cup"] = np.maximum(0, s["h_cup"] + z - cfg.cusum_k) * ev + s["h_cup"] * ~ev
@@ -591,11 +591,19 @@ class HabitDetector:
                 # near-zero reference (a meter idle in its first days) reaches the new level.
                 ratio_c = min(max(ratio, 0.02), 50.0)
                 s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * ratio_c - c, 0.05)
-                scale = np.float32(min(max(change, 0.05), 20.0))
+                # A rise moves the habit at once (or every day at the new level would be a
+                # surge). A fall moves it only part of the way (change ** fall_follow) and
+                # the days themselves do the rest while it settles: scaled down all the way,
+                # a fall that soon ended made each day back at the old level look like a
+                # surge or a new load.
+                follow = 1.0 if sub == "increase" else cfg.fall_follow
+                scale = np.float32(min(max(change, 0.05), 20.0) ** follow)
                 for f in ("h_lv", "h_lvdev", "h_mu", "h_dev"):
                     s[f][j] = s[f][j] * scale
                 s["h_cup"][j] = s["h_cun"][j] = 0
-                s["h_settle"][j] = cfg.settle_days
+                # Negative after a fall: the reference settles, the usual day does not
+                # chase the low days (see the learning below).
+                s["h_settle"][j] = cfg.settle_days if sub == "increase" else -cfg.settle_days
         # Occupied again: clearly above the vacancy level (hysteresis against flapping).
         occupied = E > base_day + np.maximum(cfg.occupied_active_share * active_day, 0.6)
         unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & occupied
@@ -632,8 +640,13 @@ class HabitDetector:
             s["h_dev"][j] = np.roll(s["h_dev"][j], sh, axis=1)
 
         # Learn the day (level, spread, reference, base, shape stats) unless anomalous.
+        # The usual day learns fast, and from surge-sized days, only after a rise: the
+        # new level is the habit at once. After a fall it learns at its usual pace, so a
+        # fall that soon ends leaves it near the old level and the days back there are
+        # not surges; the reference (the CUSUM's baseline) settles fast either way.
         settle = s["h_settle"].astype(np.float64)
-        fast = np.where(settle > 0, 1.0 / (cfg.settle_days - settle + 2), 0.0)
+        fast_ref = np.where(settle != 0, 1.0 / (cfg.settle_days - np.abs(settle) + 2), 0.0)
+        fast = np.where(settle > 0, fast_ref, 0.0)
         learn = complete & (~surge_day | (settle > 0)) & (s["h_vac"] == 0) & ~distorted
         nd = s["h_ndays"][ri, dt].astype(np.float64)
         a = np.maximum(np.maximum(1.0 / (nd + 1), 0.1), fast) * learn
@@ -652,7 +665,7 @@ class HabitDetector:
         s["h_pk"] = s["h_pk"] + apk * (pk - s["h_pk"])
         quiet = learn & (s["h_cup"] == 0) & (s["h_cun"] == 0)
         ar = np.maximum(np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha),
-                        fast) * quiet
+                        fast_ref) * quiet
         cur = s["h_ref"][ri, dt].astype(np.float64)  # re-baselined above, maybe
         s["h_ref"][ri, dt] = cur + ar * (E - cur)
         dmin = np.where(complete, vec.min(axis=1), base)
@@ -662,7 +675,7 @@ class HabitDetector:
         s["h_cordev"] = s["h_cordev"] + ac * (np.abs(cor0 - s["h_cor"]) - s["h_cordev"])
         s["h_cor"] = s["h_cor"] + ac * (cor0 - s["h_cor"])
         s["h_ndays"][ri, dt] = np.where(complete, np.minimum(nd + 1, 30000), nd)
-        s["h_settle"] = np.where(complete & (s["h_settle"] > 0) & ~(up | dn), s["h_settle"] - 1,
+        s["h_settle"] = np.where(complete & ~(up | dn), s["h_settle"] - np.sign(s["h_settle"]),
                                  s["h_settle"])
         self._drop_test(s, rows, batch, areas, day, E, low, complete, ev, learn, day_start, out)
         self._check_bill(s, rows, batch, day, ev, out)

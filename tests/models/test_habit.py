@@ -225,3 +225,14 @@ def test_a_schedule_moved_by_three_hours_is_reported_once_with_the_shift():
     assert [a["subtype"] for a in got] == ["schedule"]
     assert 40 <= day_of(got[0]) <= 47
     assert got[0]["evidence"]["shift_hours"] == 3.0
+
+
+def test_a_dip_that_ends_does_not_make_the_ordinary_days_after_it_surges():
+    # Half the usual use for ten days (guests away, a week at the in-laws), then back.
+    x = household(90, seed=5, level=2.0)
+    x[40:50] *= 0.45
+    got = alerts({"M0": x})
+    dec = [a for a in got if a["subtype"] == "decrease"]
+    assert dec and 40 <= day_of(dec[0]) <= 47
+    after = [a for a in got if day_of(a) >= 50 and a["type"] == "surge"]
+    assert after == []

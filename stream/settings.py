@@ -45,6 +45,20 @@ def _non_negative(name: str, v: float) -> float:
     return v
 
 
+def _at_least(lo: float, why: str):
+    def check(name: str, v: float) -> float:
+        if not v >= lo:  # also rejects NaN
+            raise SettingsError(f"{name}={v!r}: must be >= {lo:g} ({why})")
+        return v
+
+    return check
+
+
+# The notifier never notifies an alert message produced longer ago than this (a new
+# consumer group reading the topic's history must not mail a year of alerts).
+NOTIFY_HORIZON_DAYS = 3.0
+
+
 def _timezone(name: str, v: str) -> str:
     from zoneinfo import ZoneInfo
 
@@ -141,6 +155,11 @@ class Settings:
     console_url: str = "http://127.0.0.1:6080"
     notify_retry_initial_s: float = field(default=5.0, metadata={"check": _positive})
     notify_retry_max_s: float = field(default=300.0, metadata={"check": _positive})
+    # Sent and dead deliveries (and digested items) are deleted from the outbox this
+    # long after they were created. At least NOTIFY_HORIZON_DAYS: an alert message older
+    # than that is never notified again, so nothing purged can be enqueued again.
+    notify_keep_days: float = field(default=30.0, metadata={"check": _at_least(
+        NOTIFY_HORIZON_DAYS, "the notifier's horizon: a purged row must not come back")})
     # A critical alert unacknowledged this long is escalated to the control room.
     escalate_after_s: float = field(default=3600.0, metadata={"check": _positive})
     # Updates of an open alert are batched into one digest per this period.

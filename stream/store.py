@@ -666,6 +666,21 @@ class AlertStore:
                              .where(deliveries.c.lease_owner.startswith(owner + "/", autoescape=True))
                              .values(lease_owner=None, lease_until=None)).rowcount
 
+    def purge_outbox(self, before: float) -> dict[str, int]:
+        """Delete what the outbox is done with from before ``before`` (epoch s): sent and
+        dead deliveries, and digest items that went out in a digest. Pending and held
+        rows stay whatever their age, and so do the alerts, their notes and the
+        first-notification records (a months-old alert's next update still goes to
+        the digest, not out as a new alert)."""
+        with self.engine.begin() as c:
+            d = c.execute(deliveries.delete()
+                          .where(deliveries.c.state.in_(("sent", "dead")))
+                          .where(deliveries.c.created_at < before)).rowcount
+            i = c.execute(digest_items.delete()
+                          .where(digest_items.c.digest_key.is_not(None))
+                          .where(digest_items.c.added_at < before)).rowcount
+        return {"deliveries": d, "digest_items": i}
+
     def outbox_stats(self) -> list[dict[str, Any]]:
         """Deliveries by channel and state, with the oldest creation time of each group."""
         q = (sa.select(deliveries.c.channel, deliveries.c.state, sa.func.count().label("n"),

@@ -31,6 +31,9 @@ deliveries = Counter(P + "deliveries_total",
                      "Delivery attempts by outcome: sent (the channel accepted), retry "
                      "(transient failure, will retry), dead (permanent failure or too old)",
                      ["channel", "kind", "result"], registry=REGISTRY)
+purged = Counter(P + "purged_total",
+                 "Outbox rows deleted as done and older than notify_keep_days, by what "
+                 "(deliveries, digest_items)", ["what"], registry=REGISTRY)
 delivery_seconds = Histogram(P + "delivery_seconds", "Time one send took, by channel",
                              ["channel"], registry=REGISTRY,
                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -71,6 +74,8 @@ def prime() -> None:
             deliveries.labels(channel=ch, kind="alert", result=res)
     for r in ("new", "update", "close", "duplicate", "stale"):
         messages.labels(result=r)
+    for w in ("deliveries", "digest_items"):
+        purged.labels(what=w)
     up.set(1)
 
 

@@ -52,6 +52,7 @@ from stream.notify.routing import (SEVERITY_RANK, ControlRoom, digest_deliveries
                                    escalation_deliveries, message_key, public_record, route)
 from stream.registry import Registry, RegistryError
 from stream.settings import Settings
+from stream.settings import NOTIFY_HORIZON_DAYS
 from stream.store import AlertStore, default_url
 
 log = logging.getLogger("meterwatch.notify")
@@ -59,12 +60,13 @@ log = logging.getLogger("meterwatch.notify")
 # An alert message produced longer ago than this is stored but not notified (a new
 # consumer group reading the topic's history must not mail a year of alerts), and a
 # delivery failing for longer than this gives up (state dead).
-MAX_AGE_S = 3 * 86400.0
+MAX_AGE_S = NOTIFY_HORIZON_DAYS * 86400.0
 SEND_TIMEOUT_S = 30.0
 LEASE_S = 3 * SEND_TIMEOUT_S  # a claim outlives any send
 PER_CHANNEL = 4  # concurrent sends per channel
 TICK_S = 1.0
 STATS_EVERY_S = 10.0
+PURGE_EVERY_S = 3600.0
 CHANNELS = ("email", "webhook", "alertmanager")
 STATUSES = ("open", "update", "closed")
 
@@ -133,6 +135,7 @@ class Notifier:
         self._inflight: dict[str, set[asyncio.Task]] = {ch: set() for ch in CHANNELS}
         self._last_stats = 0.0
         self._last_reload = time.monotonic()
+        self._last_purge = float("-inf")  # purge at start, then every PURGE_EVERY_S
         self._logged: dict[str, float] = {}
         M.managers.set(len(managers))
 
@@ -378,6 +381,21 @@ class Notifier:
         if time.monotonic() - self._last_reload >= self.s.registry_reload_s:
             self._last_reload = time.monotonic()
             self.reload()
+        if time.monotonic() - self._last_purge >= PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            await self.purge(now)
+
+    async def purge(self, now: float) -> dict[str, int]:
+        """Delete sent and dead deliveries and digested items older than
+        ``notify_keep_days``: the outbox is a queue, not an archive (the alerts and
+        their history stay in the store)."""
+        n = await self.db(self.store.purge_outbox, now - self.s.notify_keep_days * 86400.0)
+        for what, k in n.items():
+            M.purged.labels(what=what).inc(k)
+        if any(n.values()):
+            log.info("outbox: purged %d deliveries and %d digest items older than %g days",
+                     n["deliveries"], n["digest_items"], self.s.notify_keep_days)
+        return n
 
     async def form_digests(self, now: float) -> int:
         n = 0

@@ -212,3 +212,26 @@ def test_a_store_made_before_the_lease_columns_gains_them(db_url):
         assert len(s.claim_due("x", now=100.0)) == 2
     finally:
         s.close()
+
+
+def test_the_outbox_purges_what_it_is_done_with_and_keeps_what_is_still_to_send(store):
+    apply(store, now=100.0)  # email + webhook deliveries, created at 100
+    apply(store, "update", "2026-03-05T11:00:00+08:00", now=110.0)  # a digest item
+    email, webhook = sorted(store.claim_due("x", now=100.0), key=lambda d: d["channel"])
+    store.mark_sent(email["id"], now=101.0)
+    store.mark_failed(webhook["id"], "HTTP 503", retry_at=500.0)  # still to send
+
+    def build(items):
+        return "digest:1", [{"key": "digest:1|email|mgr-01", "kind": "digest", "channel": "email",
+                             "payload": {}, "due_at": 3710.0}]
+
+    store.form_digest("mgr-01", "update", build, now=3710.0)
+    assert store.purge_outbox(before=100.0) == {"deliveries": 0, "digest_items": 0}
+    assert store.purge_outbox(before=5000.0) == {"deliveries": 1, "digest_items": 1}
+    left = store.deliveries_for()
+    assert sorted((d["channel"], d["kind"], d["state"]) for d in left) == [
+        ("email", "digest", "pending"), ("webhook", "alert", "pending")]
+    # The first-notification record stays: the redelivered first message enqueues
+    # nothing, a later update still goes to the digest.
+    assert apply(store, now=6000.0)["deliveries"] == 0
+    assert apply(store, "update", "2026-03-05T13:00:00+08:00", now=6000.0)["digest_items"] == 1

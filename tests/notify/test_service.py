@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from stream.notify.managers import Managers
+from stream.notify import metrics as M
 from stream.notify.service import Notifier
 from stream.registry import Registry
-from stream.settings import load_settings
+from stream.settings import SettingsError, load_settings
 from stream.store import AlertStore
 from tests.notify.receivers import Alertmanager, SmtpReceiver, WebhookReceiver
 
@@ -461,3 +462,28 @@ def test_a_database_outage_holds_alerts_until_it_is_back(tmp_path):
         hooks.stop()
         am.close()
         pg.stop()
+
+
+def test_the_outbox_is_purged_of_old_sent_deliveries_and_a_replay_sends_nothing(world):
+    w = world
+
+    async def go():
+        await w.feed(alert("warn1"))
+        await w.step()
+        assert {d["state"] for d in w.store.deliveries_for()} == {"sent"}
+        w.n._last_purge = float("-inf")  # the next tick purges (hourly otherwise)
+        await w.step(w.settings.notify_keep_days * 86400 + 1)
+        assert w.store.deliveries_for() == []
+        # The topic redelivers the old message (a new consumer, a rewind): too old to
+        # notify, and the purge lost nothing that would make it go out again.
+        await w.feed(alert("warn1"), produced_at=w.clock.t - 5 * 86400)
+        await w.step(1)
+    run(w, go())
+    assert w.store.deliveries_for() == []
+    assert len(w.mails("li@example.cn")) == 1
+    assert M.purged.labels(what="deliveries")._value.get() >= 2
+
+
+def test_keeping_sent_deliveries_shorter_than_the_notifiers_horizon_is_refused():
+    with pytest.raises(SettingsError, match="notify_keep_days"):
+        load_settings(env={"METERWATCH_NOTIFY_KEEP_DAYS": "1"})

@@ -110,7 +110,7 @@ class HabitDetector:
         ("h_cor", "<f4"), ("h_cordev", "<f4"),  # usual recent-shape correlation, spread
         ("h_mref", "<f4"),  # usual daily energy as the month began (bill projection)
         ("h_vac", "<i2"),  # consecutive vacancy-like days
-        ("h_settle", "<i1"),  # days left of re-learning after a reported change
+        ("h_settle", "<i1"),  # days left of re-learning after a reported rise (< 0: fall)
         ("h_shift", "<i1", (5,)),  # best shape shift (slots) of the last 5 days
         ("h_inact", "<i2"),  # consecutive normally-active slots at base load
         ("h_xmask", "<u8"), ("h_xprev", "<u8"),  # slots with new-load power today, yesterday
@@ -592,10 +592,10 @@ class HabitDetector:
                 ratio_c = min(max(ratio, 0.02), 50.0)
                 s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * ratio_c - c, 0.05)
                 # A rise moves the habit at once (or every day at the new level would be a
-                # surge). A fall moves it only part of the way (change ** fall_follow) and
-                # the days themselves do the rest while it settles: scaled down all the way,
-                # a fall that soon ended made each day back at the old level look like a
-                # surge or a new load.
+                # surge). A fall moves it only part of the way (change ** fall_follow; by
+                # default not at all) and the days teach the rest at the usual pace:
+                # scaled down all the way, a fall that soon ended made each day back at
+                # the old level look like a surge or a new load.
                 follow = 1.0 if sub == "increase" else cfg.fall_follow
                 scale = np.float32(min(max(change, 0.05), 20.0) ** follow)
                 for f in ("h_lv", "h_lvdev", "h_mu", "h_dev"):

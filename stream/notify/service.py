@@ -51,8 +51,7 @@ from stream.notify.managers import CONTROL_ROOM, Managers, ManagersError
 from stream.notify.routing import (SEVERITY_RANK, ControlRoom, digest_deliveries,
                                    escalation_deliveries, message_key, public_record, route)
 from stream.registry import Registry, RegistryError
-from stream.settings import Settings
-from stream.settings import NOTIFY_HORIZON_DAYS
+from stream.settings import NOTIFY_HORIZON_DAYS, Settings
 from stream.store import AlertStore, default_url
 
 log = logging.getLogger("meterwatch.notify")

@@ -807,9 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--areas", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--days", type=float, default=None,
-                    help="simulated days for phase A (default 2 = ~385k readings; quick 1)")
+                    help="simulated days for phase A (default 8 = ~1.5M readings, a 15-20 s window; "
+                         "quick 1)")
     ap.add_argument("--single", type=int, default=None,
-                    help="messages in phase B (default 100000; quick 20000)")
+                    help="messages in phase B (default 300000; quick 20000)")
     ap.add_argument("--live-rate", type=float, default=40.0,
                     help="phase C messages/s (area batches of ~250 readings; default "
                          "%(default)s = one every 25 ms)")
@@ -830,9 +831,9 @@ def main(argv: list[str] | None = None) -> int:
     global FULL_SCRAPES
     FULL_SCRAPES = args.full_scrapes
     if args.days is None:
-        args.days = 1.0 if args.quick else 2.0
+        args.days = 1.0 if args.quick else 8.0
     if args.single is None:
-        args.single = 20_000 if args.quick else 100_000
+        args.single = 20_000 if args.quick else 300_000
     if args.live_seconds is None:
         args.live_seconds = 12.0 if args.quick else 40.0
     skip = {s.strip().upper() for s in args.skip.split(",") if s.strip()}

@@ -27,6 +27,7 @@ log = logging.getLogger("meterwatch")
 # One area's state blob is its meters' records back to back (~1.3 KB each): allow
 # changelog messages well beyond Kafka's 1 MB default for large transformer areas.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+PRODUCER_BATCH_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -61,6 +62,12 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         web_port=settings.web_port,
         web_in_thread=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
+        # aiokafka keeps one produce request in flight per broker and puts one batch
+        # per partition in each; with Faust's 16 KB default every area batch (~25 KB)
+        # and area state (~300 KB) was a batch of its own, so a backlog of them went
+        # out one round trip each. 1 MB batches: 90.7k -> 100.2k readings/s (bench A,
+        # four runs each, same machine).
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # Per-partition fetch size: modest, so a backlog is applied while it is read
         # rather than after. A larger single message is still returned whole by the
         # broker (record batches beyond the limit come back alone).

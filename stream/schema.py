@@ -327,8 +327,9 @@ def validate(decoded: Decoded, registry: Registry, now: float, *,
                 cols["voltage_min"][i] = lo
             if not hi <= cols["voltage_max"][i]:
                 cols["voltage_max"][i] = hi
-    if any(r.unit != "kWh" for r in readings):
-        wh = np.fromiter((r.unit == "Wh" for r in readings), bool, n)
+    units = list(map(_get["unit"], readings))
+    if units.count("kWh") != n:
+        wh = np.fromiter((u == "Wh" for u in units), bool, n)
         for c in ("kwh", "kwh_export", "register_kwh"):
             cols[c][wh] /= 1000.0
 

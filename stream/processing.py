@@ -20,12 +20,18 @@ from models.config import DetectorConfig
 from models.engine import Engine, Outcome
 from stream import metrics as M
 from stream.registry import Registry
-from stream.schema import (AreaReadings, Decoded, Reject, area_decoder, area_encoder,
-                           decode_message, rejected_record, split_by_area, validate)
+from stream.schema import (AreaReadings, Decoded, Reject, Validated, area_decoder,
+                           area_encoder, decode_message, rejected_record, split_by_area,
+                           validate)
 from stream.settings import Settings
 from stream.state import AreaState
 
 json_encode = msgspec.json.Encoder(enc_hook=enc_hook).encode
+
+# Readings per validation pass (see Ingestor.handle). Measured on a 4 MB-L2 core, decode
+# and validate of a concentrator backlog in us/reading: a 5k-reading chunk 1.38, a whole
+# 50k-reading poll 2.49.
+VALIDATE_CHUNK = 4096
 
 
 @dataclass(slots=True)
@@ -55,12 +61,15 @@ class Ingestor:
     def handle(self, msgs: list[SourceMessage], now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now
         res = IngestResult()
-        reg = self.registry
         limit = self.settings.max_message_bytes
-        # Validate all messages' readings in one vectorised pass; remember the source.
+        # Readings are validated in chunks of about VALIDATE_CHUNK, each right after
+        # its messages are decoded: validation reads every decoded reading once per
+        # column, and a whole poll's readings (tens of thousands) no longer fit in
+        # the CPU's cache by then.
         readings: list = []
         src: list[int] = []  # message index per reading
         pos: list[int] = []  # position within its message
+        parts: list[Validated] = []
         M.messages_consumed.inc(len(msgs))
         M.message_bytes.inc(sum(len(m.value) for m in msgs))
         for k, m in enumerate(msgs):
@@ -77,23 +86,25 @@ class Ingestor:
                 readings.append(rs[0])
                 src.append(k)
                 pos.append(0)
-                continue
-            readings.extend(rs)
-            src.extend([k] * len(rs))
-            pos.extend(d.positions if d.positions is not None else range(len(rs)))
-        res.readings = len(readings)
-        if not readings:
+            else:
+                readings.extend(rs)
+                src.extend([k] * len(rs))
+                pos.extend(d.positions if d.positions is not None else range(len(rs)))
+            if len(readings) >= VALIDATE_CHUNK:
+                self._validate(res, msgs, readings, src, pos, parts, now)
+                readings, src, pos = [], [], []
+        if readings:
+            self._validate(res, msgs, readings, src, pos, parts, now)
+        if not parts:
             return res
-        # positions=None: rejects index the concatenated list; mapped back below.
-        v = validate(Decoded(readings, []), reg, now, max_future_s=self.settings.max_future_s)
-        M.readings_consumed.inc(len(readings))
-        for rj in v.rejects:
-            i = rj.index
-            rj.index = pos[i]
-            self._reject(res, msgs[src[i]], rj, now)
+        if len(parts) == 1:
+            v = parts[0]
+        else:
+            v = Validated([i for p in parts for i in p.meter_ids],
+                          np.concatenate([p.rows for p in parts]),
+                          np.concatenate([p.cols for p in parts]))
         res.valid = len(v.rows)
-        if res.valid == 0:
-            return res
+        reg = self.registry
         # Produce timestamps travel with the batch for end-to-end latency.
         produced = max(m.timestamp_ms for m in msgs)
         first = msgs[0]
@@ -108,6 +119,21 @@ class Ingestor:
             batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc)
             res.area_batches.append((batch.area_id, area_encoder.encode(batch)))
         return res
+
+    def _validate(self, res: IngestResult, msgs: list[SourceMessage], readings: list,
+                  src: list[int], pos: list[int], parts: list[Validated], now: float) -> None:
+        """Validate one chunk of decoded readings; keep the valid, reject the rest."""
+        res.readings += len(readings)
+        M.readings_consumed.inc(len(readings))
+        # positions=None: rejects index the chunk's list; mapped back to the message.
+        v = validate(Decoded(readings, []), self.registry, now,
+                     max_future_s=self.settings.max_future_s)
+        for rj in v.rejects:
+            i = rj.index
+            rj.index = pos[i]
+            self._reject(res, msgs[src[i]], rj, now)
+        if len(v.rows):
+            parts.append(v)
 
     def _reject(self, res: IngestResult, m: SourceMessage, rj: Reject, now: float) -> None:
         M.readings_rejected.labels(reason=rj.reason).inc()

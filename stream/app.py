@@ -28,6 +28,7 @@ log = logging.getLogger("meterwatch")
 # changelog messages well beyond Kafka's 1 MB default for large transformer areas.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 PRODUCER_BATCH_BYTES = 1024 * 1024
+CONSUMER_FETCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -68,10 +69,15 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         # out one round trip each. 1 MB batches: 90.7k -> 100.2k readings/s (bench A,
         # four runs each, same machine).
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
-        # Per-partition fetch size: modest, so a backlog is applied while it is read
-        # rather than after. A larger single message is still returned whole by the
-        # broker (record batches beyond the limit come back alone).
-        consumer_max_fetch_size=1024 * 1024,
+        # Per-partition fetch size of the by-area (and changelog) consumer. Faust hands
+        # fetched records from its consumer thread to the agents, and the process
+        # agent sat waiting for the next fetch 60% of the time with 1 MB: by-area
+        # messages from a backlog hold ~110 KB, so a 1 MB fetch was ~9 of them. With
+        # 8 MB (bench phase A, two runs each): 100-reading concentrator messages
+        # 58-59k -> 101-104k readings/s, 250-reading 112-113k -> 116-118k; one
+        # reading per message 47k -> 56k. The largest message is still returned
+        # whole by the broker (record batches beyond the limit come back alone).
+        consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
         producer_acks=-1,
         broker_commit_every=1000,
         broker_commit_interval=1.0,

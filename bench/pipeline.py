@@ -703,7 +703,8 @@ def summary_table(res: dict) -> str:
                 f" readings each, {fmt(x.get('area_batch_ms_mean'), '.2f')} ms each")
 
     rows = [
-        ("A batched (~250 readings/msg): readings/s", fmt(A.get("readings_per_s"))
+        (f"A batched (~{A['readings'] / A['messages']:.0f} readings/msg): readings/s"
+         if A.get("messages") else "A batched: readings/s", fmt(A.get("readings_per_s"))
          + (" (median)" if len(A.get("runs_readings_per_s") or ()) > 1 else "")),
         ("A   each run (readings/s)", " / ".join(fmt(x) for x in A.get("runs_readings_per_s") or ())
          or "-"),

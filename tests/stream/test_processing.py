@@ -130,6 +130,30 @@ def test_reject_index_is_the_position_within_its_own_message(reg, settings):
     assert res.readings == 6 and res.valid == 4
 
 
+def test_a_poll_validated_in_chunks_gives_what_one_pass_gives(reg, settings, monkeypatch):
+    import stream.processing as processing
+
+    # Chunks end inside messages and between them; rejects fall in the second and third.
+    msgs = [msg([rd("M1", kwh=0.1), rd("M4", kwh=0.4)], 7),
+            msg([rd("M3"), rd("M2", kwh=-1.0), rd("M5", interval_s=7), rd("NOPE")], 8),
+            msg(rd("M2", kwh=0.2), 9), msg({"readings": [rd("M5", kwh=0.5), rd("M1", ts=TS + 900)]}, 10)]
+
+    def run(chunk):
+        monkeypatch.setattr(processing, "VALIDATE_CHUNK", chunk)
+        res = Ingestor(settings, reg).handle(msgs, now=NOW + 900)
+        cut = sorted((r["source"]["offset"], r["index"], r["reason"], r["meter_id"]) for r in dead(res))
+        return res, cut, {a: (b.meter_ids, b.cols) for a, b in batches(res).items()}
+
+    whole, whole_rejects, whole_batches = run(10_000)
+    chunked, chunked_rejects, chunked_batches = run(3)
+    assert chunked_rejects == whole_rejects == [(8, 1, "negative_energy", "M2"),
+                                                (8, 2, "bad_interval", "M5"),
+                                                (8, 3, "unknown_meter", "NOPE")]
+    assert chunked_batches == whole_batches
+    assert whole_batches["A1"][0] == ["M1", "M3", "M2", "M1"]
+    assert chunked.readings == whole.readings == 9 and chunked.valid == whole.valid == 6
+
+
 def test_malformed_message_is_rejected_whole_and_others_go_on(reg, settings):
     res = Ingestor(settings, reg).handle([msg(b"{oops", 5), msg(rd("M1"), 6)], now=NOW)
     [rec] = dead(res)

@@ -14,9 +14,9 @@ Phases (each with ONE worker subprocess, ``python -m stream.cli worker``):
 A. batched   a simulated fleet (concentrator batches, ~250 readings per message) is
              published BEFORE the worker starts, then drained by --repeat fresh workers
              in turn (default 3; the median run is reported, every run listed: the
-             co-located broker's JIT warms up during the first); readings/s = applied readings / time
-             from the first applied reading to the last (worker /metrics polled every
-             0.25 s, so +-0.25 s on the window). Also "whole pass": from the first
+             co-located broker's JIT warms up during the first); readings/s = applied
+             readings / time from the first applied reading to the last (worker /metrics
+             polled every 0.25 s, so +-0.25 s on the window). Also "whole pass": from the first
              CONSUMED reading to the last applied one, because the ingest agent can run
              ahead of the process agent (with one reading per message it ingests the
              whole backlog before the first area batch is applied, so the first-applied

@@ -86,7 +86,7 @@ class Engine:
         self.tz = tz
         self.calendar = LocalCalendar(tz, country)
         vc = self.config.voltage
-        self.habit = HabitDetector(self.config.habit, self.calendar)
+        self.habit = HabitDetector(self.config.habit, self.calendar, self.config.budget)
         self.physical = PhysicalDetector(self.config.physical)
         self.voltage = VoltageDetector(
             standard=voltage_standard or vc.standard, min_duration_s=vc.min_duration_s,

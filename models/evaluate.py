@@ -31,7 +31,7 @@ Precision per alert ``type/subtype`` = tp / (tp + fp) at this test bed's prevale
 the prevalence-free view. On real data a ``surge/daily`` opening without label whose day
 really was >= 2x the household's median day of the previous 4 weeks, or a
 ``surge/interval`` one whose half hour drew >= 3x the median of that time of day over
-the previous 4 weeks and >= 3 kW above it, is marked ``natural`` (a true surge by the
+the previous 4 weeks and >= 2 kW above it for an hour, is marked ``natural`` (a true surge by the
 issue's definition that nobody injected); the surge precision target counts those as
 true and the report shows both.
 
@@ -73,10 +73,13 @@ SPEC: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], int, str]] = {
        for h in ("h1", "h2", "h3", "h4", "h5", "h6")},
     "surge_daily": ("surge", ("surge/daily",), ("surge/interval", "surge/bill_projection"),
                     2 * DAY_S, "onset"),
-    "new_load": ("surge", ("surge/daily", "habit_change/increase"),
+    # Not one of the issue's definitions (+3-5 kWh a day is neither a 2x day nor, on most
+    # homes, a 30 % change): reported, in no target.
+    "new_load": ("habit", ("surge/daily", "habit_change/increase"),
                  ("surge/interval", "surge/bill_projection", "habit_change/*"), 2 * DAY_S, "onset"),
+    # "within two intervals of the end" of the surge (the issue's window)
     "surge_interval": ("surge", ("surge/interval",), ("surge/daily", "surge/bill_projection"),
-                       INTERVAL, "onset"),
+                       2 * INTERVAL, "end"),
     "vacancy": ("vacancy/increase", ("habit_change/vacancy", "habit_change/decrease"),
                 ("habit_change/*", "inactivity/*"), 7 * DAY_S, "onset"),
     "increase": ("vacancy/increase", ("habit_change/increase",),
@@ -100,19 +103,20 @@ SIM_ALIAS = {"habit_increase": "increase", "habit_decrease": "decrease"}
 GROUP_ORDER = ("theft", "surge", "vacancy/increase", "decrease", "habit", "care", "voltage",
                "outage", "comm_gap")
 
+# The curves that explain the defaults: each family's false-alarm budget (expected false
+# openings per clean customer-year) against the clean rate it gives and the recall it
+# buys, and the smallest change worth reporting.
 DEFAULT_SWEEP: list[tuple[str, str, list[float]]] = [
-    ("habit", "cusum_h", [3.0, 4.0, 5.0, 6.0, 8.0]),
-    ("habit", "distort_z", [3.0, 4.0, 5.0, 6.0, 8.0]),
-    ("habit", "vacancy_days", [3, 4, 5, 6]),
-    ("habit", "drop_alpha", [0.3, 0.4, 0.5, 0.6]),
-    ("habit", "newload_kwh", [2.0, 2.5, 3.0]),
-    ("habit", "drop_z", [1.5, 2.0, 2.5, 3.0]),
-    ("habit", "drop_base", [0.2, 0.3, 0.4, 0.5]),
+    ("budget", "surge_daily", [0.25, 0.5, 1.0, 2.0, 4.0]),
+    ("budget", "surge_interval", [0.1, 0.25, 0.5, 1.0, 2.0]),
+    ("budget", "habit_change", [0.15, 0.3, 0.6, 1.2, 2.4]),
+    ("budget", "vacancy", [0.1, 0.2, 0.4, 0.8, 1.6]),
+    ("habit", "change_min", [0.2, 0.3, 0.4]),
     ("physical", "mismatch_tol", [0.15, 0.2, 0.25, 0.3, 0.4]),
 ]
 # Sections whose detectors see real (energy-only) readings; the others need voltage,
 # current or an area meter, so their sweeps run on the simulated fleet.
-REAL_SECTIONS = ("habit", "engine")
+REAL_SECTIONS = ("habit", "budget", "engine")
 # Scenarios judged on whole local days from a local midnight: the reading that closes the
 # day before the onset (00:30 on the onset day) cannot have been caused by them, so the
 # earliest alert that counts comes one reading later.
@@ -275,9 +279,13 @@ def match(alerts: Iterable[dict], targets: list[Target], *,
             by_area[tg.area_id].append(tg)
     warm = warmup_until or {}
     opens = []
+    seen: set = set()
     for a in alerts:
-        if a.get("status") != "open":
+        # An opening is a new alert: a condition that recurs within its cool-down reopens
+        # the same id (the store shows it as an update), which is not a new alert.
+        if a.get("status") != "open" or (a.get("id") is not None and a["id"] in seen):
             continue
+        seen.add(a.get("id"))
         opens.append((_epoch(a["detected_at"]), a))
     opens.sort(key=lambda x: x[0])
     rows: list[dict[str, Any]] = []
@@ -473,34 +481,40 @@ class RealEval:
     meta: dict[str, Any]
 
 
-NATURAL_INTERVAL_RATIO = 3.0  # the issue's example: "3x usual with an absolute floor"
-NATURAL_INTERVAL_FLOOR_KW = 3.0
+NATURAL_INTERVAL_RATIO = 3.0  # the issue's definition: ">= 3x the slot and >= +2 kW"
+NATURAL_INTERVAL_FLOOR_KW = 2.0
 
 
 def _natural_interval(ts: np.ndarray, x: np.ndarray, t_end: int) -> bool:
-    """The interval ending at ``t_end`` drew >= 3x the median power of the same time of
-    day over the previous 4 weeks, and >= 3 kW more than it (raw readings, not the
-    detector's profile)."""
+    """The hour ending at ``t_end`` (its readings) each drew >= 3x the median power of
+    the same time of day over the previous 4 weeks, and >= 2 kW more than it (raw
+    readings, not the detector's profile): the issue's interval surge."""
     i = int(np.searchsorted(ts, t_end))
     if i >= len(ts) or ts[i] != t_end:
         return False
     iv = int(np.median(np.diff(ts))) if len(ts) > 1 else 1800
-    prev = ts[i] - 86400 * np.arange(1, 29)
-    j = np.searchsorted(ts, prev)
-    j = j[(j < len(ts))]
-    j = j[np.isin(ts[j], prev)]
-    if len(j) < 14:
+    n = max(1, round(3600 / iv))
+    if i - n + 1 < 0 or ts[i - n + 1] != t_end - (n - 1) * iv:
         return False
     h = iv / 3600.0
-    usual = float(np.median(x[j])) / h
-    p = float(x[i]) / h
-    return p >= NATURAL_INTERVAL_RATIO * usual and p >= usual + NATURAL_INTERVAL_FLOOR_KW
+    for k in range(i - n + 1, i + 1):
+        prev = ts[k] - 86400 * np.arange(1, 29)
+        j = np.searchsorted(ts, prev)
+        j = j[(j < len(ts))]
+        j = j[np.isin(ts[j], prev)]
+        if len(j) < 14:
+            return False
+        usual = float(np.median(x[j])) / h
+        p = float(x[k]) / h
+        if not (p >= NATURAL_INTERVAL_RATIO * usual and p >= usual + NATURAL_INTERVAL_FLOOR_KW):
+            return False
+    return True
 
 
 def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
     """Unlabelled surge openings that are surges by the issue's own definition: a
     surge/daily whose day really was >= 2x the usual day, a surge/interval whose half
-    hour was >= 3x the usual for that time of day and >= 3 kW above it."""
+    hour was >= 3x the usual for that time of day and >= 2 kW above it, for an hour."""
     cache: dict[str, tuple] = {}
     for r in rows:
         if r["cls"] != "fp" or r["type"] != "surge" or r["subtype"] not in ("daily", "interval"):
@@ -564,15 +578,41 @@ def score_real(vs: VirtualSet, bt: BacktestResult) -> RealEval:
                     meta)
 
 
+HALVES = ("design", "holdout")
+
+
+def half_of(household: str) -> str:
+    """The fixed half a household belongs to: households sorted by a hash of their id
+    (not by anything in their readings), alternately ``design`` and ``holdout``.
+
+    Thresholds are designed and tuned on the design half; figures that claim to hold on
+    unseen homes come from the holdout half. The hash makes the split independent of
+    which other households a file holds, so a household never changes side."""
+    import zlib
+
+    return HALVES[zlib.crc32(household.encode()) % 2]
+
+
+def select_half(df: pd.DataFrame, half: str | None) -> pd.DataFrame:
+    """The readings of one half's households (``None``/``all``: all of them)."""
+    if half in (None, "all"):
+        return df
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {', '.join(HALVES)} or all, not {half!r}")
+    ids = df["meter_id"].unique()
+    keep = {m for m in ids if half_of(str(m)) == half}
+    return df[df["meter_id"].isin(keep)].reset_index(drop=True)
+
+
 def load_real(path: str | Path, *, tz: str = "UTC", ts_mark: str = "start",
-              households: int | None = None, days: float | None = None, seed: int = 0
-              ) -> pd.DataFrame:
+              households: int | None = None, days: float | None = None, seed: int = 0,
+              half: str | None = None) -> pd.DataFrame:
     """Readings, optionally a seeded sample of ``households`` and the first ``days`` days.
 
     ``tz`` is the zone of the file's zone-less timestamps: the London sample's clock is
     GMT all year (48 half-hours on both 2013 DST days). The customers' own zone, for
     their days and holidays, is ``evaluate_real``'s ``tz``."""
-    df = load_readings(path, tz=tz, ts_mark=ts_mark)
+    df = select_half(load_readings(path, tz=tz, ts_mark=ts_mark), half)
     if households is not None:
         ids = np.array(sorted(df["meter_id"].unique()))
         if households < len(ids):
@@ -939,8 +979,8 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
             f"{len(r.clean['theft_customers'])} of {r.clean['customers']}")
         su = r.groups.get("surge", {})
         v = su.get("recall_window")
-        add("Surges (daily, new load, interval): recall in window", v, v is not None and v >= 0.95,
-            ">= 0.95", "window: interval = its own reading; daily = the day + 1 day")
+        add("Surges (daily, interval): recall in window", v, v is not None and v >= 0.95,
+            ">= 0.95", "window: interval = two intervals after the surge ends; daily = the day + 1 day")
         al = {a["type"]: a for a in r.alerts}
         tp = sum(al.get(t, {}).get("tp", 0) for t in ("surge/daily", "surge/interval"))
         fp = sum(al.get(t, {}).get("fp", 0) for t in ("surge/daily", "surge/interval"))
@@ -949,10 +989,10 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
         strict = tp / (tp + fp) if tp + fp else None
         add("Surges: precision (surge/daily + surge/interval)", v, v is not None and v >= 0.90,
             ">= 0.90", f"unlabelled surges by the issue's definition (day >= 2x usual; half "
-                       f"hour >= 3x usual and +3 kW) count as true; strict {_fmt(strict)} "
+                       f"hour >= 3x usual and +2 kW for an hour) count as true; strict {_fmt(strict)} "
                        f"(tp {tp}, fp {fp}, natural {nat})")
         det = {d["key"]: d for d in r.detection}
-        for k, lim, nm in (("surge_interval", 1800, "Interval surges: p90 delay <= 1 interval"),
+        for k, lim, nm in (("surge_interval", 1800, "Interval surges: p90 delay within the window"),
                            ("surge_daily", 2 * DAY_S, "Daily surges: p90 delay <= the day + 1 day")):
             d = det.get(k)
             if d:
@@ -1329,7 +1369,7 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
         md += ["### Detection per scenario", "",
                "Recall = share of injected copies whose first expected alert came in the window "
                "(theft, vacancy, increase, decrease: 7 days from onset; daily surge and new load: "
-               "the day + 1 day; interval surge: its own reading). Delay = `detected_at` - onset "
+               "the day + 1 day; interval surge: two intervals after it ends). Delay = `detected_at` - onset "
                "(start of the first affected interval), over all detections. `recall late ok`: detected "
                "at all, up to 30 days after an open-ended onset or 1 day after a scenario's end. "
                "`missed, alert already open`: missed copies on which an expected alert type was "
@@ -1358,7 +1398,7 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                "injected copies count as FP, as on the clean copies. `natural`: unlabelled daily "
                "surges whose day really was >= 2x the household's median day of the previous 4 weeks, "
                "and unlabelled interval surges whose half hour drew >= 3x the median of the same time "
-               "of day over the previous 4 weeks and >= 3 kW above it (raw readings, not the profile).",
+               "of day over the previous 4 weeks and >= 2 kW above it for an hour (raw readings, not the profile).",
                ""]
         h, rows = alerts_table(r.alerts, natural=True)
         md += [_md_table(h, rows), ""]
@@ -1485,6 +1525,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--country", default="GB", help="holiday calendar of the readings (default GB)")
     p.add_argument("--ts-mark", choices=("start", "end"), default="start",
                    help="the file stamps the start or the end of each interval (London: start)")
+    p.add_argument("--half", choices=(*HALVES, "all"), default="holdout",
+                   help="which fixed half of the households to run (models.evaluate.half_of): "
+                        "'design' to tune on, 'holdout' (default) for figures that claim to hold "
+                        "on unseen homes, or 'all'")
     p.add_argument("--households", type=int, help="seeded sample of N households (default: all)")
     p.add_argument("--days", type=float, help="only the first D days of the readings")
     p.add_argument("--no-real", action="store_true", help="skip the real-readings evaluation")
@@ -1518,6 +1562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_all = time.perf_counter()
     cfg = load_config(args.config) if args.config else DetectorConfig()
     ev = Evaluation(meta={"seed": args.seed, "config": args.config, "readings": args.readings,
+                          "half": args.half,
                           "outcomes": args.outcomes})
     if args.outcomes:
         ev.outcomes = outcome_precision(args.outcomes)
@@ -1530,7 +1575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"--no-real)", file=sys.stderr)
             return 2
         df = load_real(args.readings, tz=args.tz, ts_mark=args.ts_mark, households=args.households,
-                       days=args.days, seed=args.seed)
+                       days=args.days, seed=args.seed, half=args.half)
         log(f"real: loaded {len(df):,} readings of {df['meter_id'].nunique()} households "
             f"in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()

@@ -37,7 +37,9 @@ from datetime import date
 import numpy as np
 
 from models.base import AreaView, Batch, Finding, Fleet, any_
-from models.config import HabitConfig
+from models.calibrate import (DAYS_PER_YEAR, cusum_h, exp_tail_limit, long_run_scale,
+                              run_length_for)
+from models.config import BudgetConfig, HabitConfig
 from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
 
 try:  # the ufunc np.clip ends in, called without np.clip's Python layers (same results)
@@ -87,7 +89,15 @@ class HabitDetector:
         ("h_lv", "<f4", (2,)),  # usual daily energy per day type (kWh)
         ("h_lvdev", "<f4", (2,)),  # its mean absolute deviation
         ("h_ref", "<f4", (2,)),  # slow reference daily energy (CUSUM baseline)
-        ("h_q", "<f4"),  # high quantile (~p99) of interval power (kW)
+        ("h_hq", "<f4"),  # power held over two intervals: its upper quantile (tail threshold)
+        ("h_hx", "<f4"),  # ... and the mean excess over it (exponential tail scale), kW
+        ("h_pprev", "<f4"),  # the last interval's power (kW)
+        ("h_srun", "<i4"),  # seconds in a row at surge level
+        ("h_rup", "<f4"), ("h_pup", "<f4"),  # daily log ratio: mean when > 0, share > 0
+        ("h_pvac", "<f4"),  # share of vacancy-like days (EW)
+        ("h_qvac", "<f4"),  # ... and the share of them that follow another (persistence)
+        ("h_rprev", "<f4"),  # yesterday's daily log ratio net of peers (winsorised)
+        ("h_rcov", "<f4"),  # EW of its product with the day before (lag-1 covariance)
         ("h_base", "<f4"),  # base load (kW), EW of the daily minimum slot
         ("h_day", "<i4"),  # local day ordinal of the accumulators below
         ("h_dtype", "<i1"),
@@ -98,8 +108,6 @@ class HabitDetector:
         ("h_mkwh", "<f4"),
         ("h_msec", "<i4"),
         ("h_rdev", "<f4"),  # mean absolute daily log ratio on normal days (scale of CUSUM)
-        ("h_pk", "<f4"), ("h_pkdev", "<f4"),  # usual daily peak interval power, its spread
-        ("h_dpk", "<f4"),  # today's peak interval power
         ("h_cup", "<f4"), ("h_cun", "<f4"),  # CUSUM up / down (in units of h_rdev)
         ("h_cupday", "<i4"), ("h_cunday", "<i4"),  # first day of the current run
         ("h_cupsum", "<f4"), ("h_cunsum", "<f4"),  # sum of log ratios in the run
@@ -123,14 +131,17 @@ class HabitDetector:
         ("h_tcnt", "<i1"), ("h_tclr", "<i1"),  # days meeting / not meeting the drop test
         ("h_open", "<u2"),  # bit per condition
         ("h_start", "<i8", (N_COND,)),  # start ts per condition
+        ("h_closed", "<i8", (N_COND,)),  # when each condition last closed (cool-down)
         ("h_peak", "<f4", (N_COND,)),  # last reported magnitude per condition
     )
     area_fields = ()  # peers are judged by today's area median, computed at day close
 
     def __init__(self, config: HabitConfig | None = None,
-                 calendar: LocalCalendar | None = None) -> None:
+                 calendar: LocalCalendar | None = None,
+                 budget: BudgetConfig | None = None) -> None:
         self.config = config or HabitConfig()
         self.calendar = calendar or LocalCalendar()
+        self.budget = budget or BudgetConfig()
 
     # -- state ---------------------------------------------------------------------
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
@@ -142,13 +153,14 @@ class HabitDetector:
         st["h_lv"] = st["h_mu"].sum(axis=2) * 0.5
         st["h_ref"] = st["h_lv"]
         st["h_lvdev"] = st["h_lv"] * 0.3
-        st["h_q"] = st["h_mu"].max(axis=(1, 2)) * 2
+        st["h_hq"] = st["h_mu"].max(axis=(1, 2)) * 1.5
+        st["h_hx"] = st["h_hq"] * 0.3
+        st["h_rup"] = 0.2
+        st["h_pup"] = 0.5
         st["h_base"] = st["h_mu"].min(axis=(1, 2))
         st["h_cor"] = 0.5
         st["h_cordev"] = 0.2
         st["h_rdev"] = 0.3
-        st["h_pk"] = st["h_mu"].max(axis=(1, 2)) * 3
-        st["h_pkdev"] = st["h_pk"] * 0.3
         st["h_shift"] = 0
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
@@ -163,7 +175,7 @@ class HabitDetector:
             st["h_lv"] = peers["h_lv"].mean(axis=0)
             st["h_ref"] = st["h_lv"]
             st["h_lvdev"] = peers["h_lvdev"].mean(axis=0)
-            for f in ("h_q", "h_base", "h_pk", "h_pkdev", "h_rdev", "h_cor", "h_cordev"):
+            for f in ("h_hq", "h_hx", "h_base", "h_rdev", "h_rup", "h_pup", "h_cor", "h_cordev"):
                 st[f] = np.median(peers[f])
 
     # -- per interval ----------------------------------------------------------------
@@ -202,7 +214,6 @@ class HabitDetector:
             st["h_dexp"][fresh] = 0
             st["h_dsec"][fresh] = 0
             st["h_dvec"][fresh] = 0
-            st["h_dpk"][fresh] = 0
             # Yesterday's new-load hours become the ones today is compared with.
             st["h_xprev"][fresh] = st["h_xmask"][fresh]
             st["h_xprevkwh"][fresh] = st["h_xtot"][fresh]
@@ -227,23 +238,7 @@ class HabitDetector:
             & ~fleet.is_area_meter[batch.meter]
         meter = batch.meter
 
-        # Interval surge: beyond all of ratio x usual, usual + floor, and the
-        # customer's own high quantile, so everyday kettles and ovens don't alert.
-        # (Chained in the order np.maximum.reduce over the four stacked would take, without
-        # building the stack.)
-        thr = np.maximum(np.maximum(np.maximum(cfg.surge_ratio * mu, mu + cfg.surge_floor_kw),
-                                    cfg.surge_q_factor * st["h_q"]),
-                         st["h_pk"] + cfg.surge_peak_z * st["h_pkdev"])
-        surge = trusted & (p > thr)
-        self._track(st, SURGE_I, surge, batch, "surge", "interval", out,
-                    magnitude=p, start=batch.ts,
-                    evidence=lambda i: {"observed_kw": round(p[i], 3),
-                                        "expected_kw": round(mu[i], 3),
-                                        "spread_kw": round(dev[i], 3),
-                                        "threshold_kw": round(thr[i], 3),
-                                        "ratio": round(p[i] / max(mu[i], 1e-3), 2),
-                                        "interval_s": int(batch.interval_s[i])},
-                    score=lambda i: p[i] / max(thr[i], 1e-3), severity="warning")
+        self._interval_surge(st, batch, p, mu, dev, trusted, out)
 
         self._new_load(st, batch, p, mu, dev, slot, dtype, hours, trusted, out)
 
@@ -252,7 +247,6 @@ class HabitDetector:
         st["h_dexp"] += mu * hours
         st["h_dsec"] += batch.interval_s
         st["h_dvec"][at_slot] += kwh
-        st["h_dpk"] = np.maximum(st["h_dpk"], p)
         st["h_mkwh"] += kwh
         st["h_msec"] += batch.interval_s
 
@@ -260,8 +254,7 @@ class HabitDetector:
         # whole day: no need to wait for midnight.
         usual_day = st["h_lv"][at_dt].astype(np.float64)
         lvdev = st["h_lvdev"][at_dt].astype(np.float64)
-        day_bar = np.maximum(cfg.day_ratio * usual_day,
-                             usual_day + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
+        day_bar = self._day_bar(st, usual_day)
         dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
         if any_(dsurge):
             day0 = np.array([self.calendar.day_start_ts(int(d)) for d in day[dsurge]])
@@ -310,11 +303,106 @@ class HabitDetector:
         r = _uclip(p - mu, -3 * scale, 3 * scale)
         st["h_mu"][at_cell] = np.maximum(mu + a * r, 0.0)
         st["h_dev"][at_cell] = dev + a * (np.abs(r) - dev)
-        # Stochastic-approximation p99 of interval power (scale-free step).
-        q = st["h_q"].astype(np.float64)
-        step = 0.02 * np.maximum(q, 0.05)
-        q_new = q + step * (0.99 - (p <= q)) * 10
-        st["h_q"] = q_new if learn_all else np.where(learn, q_new, q)
+
+    def _interval_surge(self, st, batch, p, mu, dev, trusted, out) -> None:
+        """``surge/interval``: for ``surge_hold_s`` (an hour), power at least
+        ``surge_ratio`` x the slot's usual and ``surge_floor_kw`` above it (what a
+        customer would notice), and the power held over the last two intervals beyond
+        this customer's own calibrated tail.
+
+        The tail is learned online as peaks over a threshold: ``h_hq`` is the level the
+        held power exceeds in a share ``surge_tail_share`` of intervals (stochastic
+        approximation), the excesses over it are taken as exponential with mean
+        ``h_hx``, and the limit is the level exceeded with the probability per interval
+        that ``budget.surge_interval`` allows (:func:`models.calibrate.exp_tail_limit`).
+        A home that runs an oven or a heater for an hour most evenings has a high limit;
+        a steady home a low one."""
+        cfg = self.config
+        held = np.minimum(p, st["h_pprev"])
+        u = st["h_hq"].astype(np.float64)
+        sx = np.maximum(st["h_hx"].astype(np.float64), 0.05)
+        per_year = DAYS_PER_YEAR * 86400.0 / batch.interval_s
+        limit = exp_tail_limit(u, sx, cfg.surge_tail_share, self.budget.surge_interval / per_year)
+        floor = np.maximum(cfg.surge_ratio * mu, mu + cfg.surge_floor_kw)
+        hot = p >= floor
+        st["h_srun"] = np.where(hot, st["h_srun"] + batch.interval_s, 0)
+        is_open = (st["h_open"] & (1 << SURGE_I)) != 0
+        active = trusted & (((st["h_srun"] >= cfg.surge_hold_s) & (held >= limit)) | (is_open & hot))
+        thr = np.maximum(floor, limit)
+        self._track(st, SURGE_I, active, batch, "surge", "interval", out,
+                    magnitude=p, start=batch.ts - st["h_srun"].astype(np.int64) + batch.interval_s,
+                    evidence=lambda i: {"observed_kw": round(p[i], 3),
+                                        "expected_kw": round(mu[i], 3),
+                                        "spread_kw": round(dev[i], 3),
+                                        "threshold_kw": round(thr[i], 3),
+                                        "held_hours": round(float(st["h_srun"][i]) / 3600, 2),
+                                        "ratio": round(p[i] / max(mu[i], 1e-3), 2),
+                                        "interval_s": int(batch.interval_s[i])},
+                    score=lambda i: p[i] / max(thr[i], 1e-3), severity="warning")
+        # The tail learns from every interval but those of an open surge; an excess
+        # counts at most a few tail scales (one odd evening does not lift the limit).
+        teach = (st["h_open"] & (1 << SURGE_I)) == 0
+        above = held > u
+        st["h_hq"] = np.where(teach, u + 0.05 * np.maximum(u, 0.05)
+                              * ((1.0 - cfg.surge_tail_share) - ~above), u)
+        exc = np.minimum(held - u, 5.0 * sx)
+        st["h_hx"] = np.where(teach & above, sx + 0.05 * (exc - sx), st["h_hx"])
+        st["h_pprev"] = p
+
+    def _day_bar(self, st: np.ndarray, usual: np.ndarray) -> np.ndarray:
+        """The day energy (kWh) a surge day reaches: ``day_ratio`` x the usual day and
+        ``day_floor_kwh`` above it, and beyond this customer's calibrated tail of daily
+        log ratios (positive ratios taken as exponential with mean ``h_rup``, on a share
+        ``h_pup`` of days; exceeded on ``budget.surge_daily`` days a year)."""
+        cfg, c = self.config, self.config.cusum_c_kwh
+        t = exp_tail_limit(0.0, np.maximum(st["h_rup"].astype(np.float64), 0.02),
+                           np.clip(st["h_pup"].astype(np.float64), 0.05, 0.95),
+                           self.budget.surge_daily / DAYS_PER_YEAR)
+        tail = (usual + c) * np.exp(t) - c
+        return np.maximum(np.maximum(cfg.day_ratio * usual, usual + cfg.day_floor_kwh), tail)
+
+    def _cusum_kh(self, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reference ``k`` and decision interval ``h`` of the level CUSUMs, per meter:
+        ``k`` is half the smallest change worth reporting (``change_min``, as a log
+        ratio) in units of the meter's own daily spread ``sd``; ``h`` makes chance runs
+        reach it once per the budget's interval on each side."""
+        k = 0.5 * math.log(1 + self.config.change_min) / sd
+        arl_days = DAYS_PER_YEAR / max(0.5 * self.budget.habit_change, 1e-6)
+        return k, cusum_h(k, arl_days)
+
+    def _learn_persistence(self, s: np.ndarray, r: np.ndarray, ev: np.ndarray,
+                           sd: np.ndarray) -> None:
+        """Lag-1 covariance of the daily log ratio (winsorised at 3 spreads), learned on
+        days with a day before them."""
+        rc = np.clip(r, -3 * sd, 3 * sd)
+        a = np.where(ev, 0.02, 0.0)
+        s["h_rcov"] = s["h_rcov"] + a * (rc * s["h_rprev"] - s["h_rcov"])
+        s["h_rprev"] = np.where(ev, rc, 0.0)
+
+    def _learn_day_tail(self, s: np.ndarray, E: np.ndarray, teach: np.ndarray,
+                        nd: np.ndarray) -> None:
+        """The daily-surge tail: share of days above the usual day, and their mean log
+        ratio; a day beyond the current limit teaches as if at it (a surge does not
+        raise the customer's bar)."""
+        c = self.config.cusum_c_kwh
+        dt = s["h_dtype"].astype(np.int64)
+        usual = s["h_lv"][np.arange(len(s)), dt].astype(np.float64)
+        r = np.log((E + c) / (np.maximum(usual, 0.0) + c))
+        limit = np.log((self._day_bar(s, usual) + c) / (usual + c))
+        a = np.where(teach, np.maximum(1.0 / (nd + 1.0), 0.02), 0.0)
+        pos = r > 0
+        s["h_pup"] = s["h_pup"] + a * (pos - s["h_pup"])
+        s["h_rup"] = np.where(pos, s["h_rup"] + a * (np.minimum(r, limit) - s["h_rup"]), s["h_rup"])
+
+    def _start(self, st: np.ndarray, j: int, cond: int, start: int, now: int) -> int:
+        """The start of a condition opening now: a recurrence within the family's
+        cool-down of its last close reopens the same alert (same start, same id)."""
+        cool = {SURGE_I: self.config.surge_cool_days, SURGE_D: self.config.day_cool_days,
+                VACANT: self.config.vacancy_cool_days}.get(cond, 0)
+        closed = int(st["h_closed"][j, cond])
+        if cool and closed > 0 and now - closed <= cool * 86400 and st["h_start"][j, cond] > 0:
+            return int(st["h_start"][j, cond])
+        return start
 
     def _new_load(self, st, batch, p, mu, dev, slot, dtype, hours, trusted, out) -> None:
         """A new load that recurs: power well above habit in the same hours today as
@@ -342,6 +430,9 @@ class HabitDetector:
         # included, must be above habit by a good part of the new load's energy.
         net = st["h_dkwh"] + batch.kwh - (st["h_dexp"] + mu * hours)
         fire &= net >= cfg.newload_net_share * st["h_xkwh"]
+        # ... and a change that matters: at least change_min of the usual day.
+        usual_now = st["h_lv"][np.arange(len(st)), dtype].astype(np.float64)
+        fire &= np.minimum(st["h_xkwh"], st["h_xprevkwh"]) >= cfg.change_min * usual_now
         for j in np.flatnonzero(fire):
             since_day = int(st["h_day"][j]) - 1
             since = self.calendar.day_start_ts(since_day)
@@ -404,11 +495,13 @@ class HabitDetector:
 
         ev = complete & trusted
         # Daily surge at close (if it did not open during the day), and close it.
-        bar = np.maximum(cfg.day_ratio * lv, lv + np.maximum(cfg.day_floor_kwh, cfg.day_z * 1.25 * lvdev))
+        bar = self._day_bar(s, lv)
         was_open = (s["h_open"] & (1 << SURGE_D)) != 0
         late_surge = ev & (E >= bar) & ~was_open
+        now = batch.ts[rows]
         for j in np.flatnonzero(late_surge):
-            self._emit(s, j, rows, batch, "surge", "daily", "open", int(start_ts[j]), out,
+            s["h_start"][j, SURGE_D] = self._start(s, j, SURGE_D, int(start_ts[j]), int(now[j]))
+            self._emit(s, j, rows, batch, "surge", "daily", "open", int(s["h_start"][j, SURGE_D]), out,
                        score=E[j] / max(bar[j], 1e-3),
                        evidence={"today_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2),
                                  "spread_kwh": round(lvdev[j], 2),
@@ -416,8 +509,9 @@ class HabitDetector:
                                  "weekday": int(day[j] % 7)})
         for j in np.flatnonzero(was_open | late_surge):
             self._emit(s, j, rows, batch, "surge", "daily", "close",
-                       int(s["h_start"][j, SURGE_D]) if was_open[j] else int(start_ts[j]), out,
+                       int(s["h_start"][j, SURGE_D]), out,
                        evidence={"day_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2)})
+            s["h_closed"][j, SURGE_D] = now[j]
         s["h_open"] &= np.uint16(~(1 << SURGE_D) & 0xFFFF)
         surge_day = was_open | late_surge
 
@@ -528,15 +622,26 @@ class HabitDetector:
         # is as telling as an erratic home's halving.
         # h_rdev is a mean absolute deviation; x1.25 makes it a standard deviation.
         rdev = np.maximum(1.25 * s["h_rdev"].astype(np.float64), cfg.rdev_floor)
+        # The CUSUM adds days up: judged on the spread of sums, which the home's own
+        # day-to-day persistence widens (a cold spell, a busy month).
+        rho = s["h_rcov"].astype(np.float64) / (rdev * rdev)
+        if cfg.long_run_spread:
+            rdev = long_run_scale(rdev, rho)
+        self._learn_persistence(s, r, ev, rdev)
         # Winsorised, so that one extreme day cannot make a "lasting" change alone.
         z = np.clip(r / rdev, -cfg.z_cap, cfg.z_cap)
         # After a reported change the habit re-learns for a few days (held CUSUM) so that
         # the tail of the same change is not reported again.
         settling = s["h_settle"] != 0
         z = np.where(settling, 0.0, z)
+        # Tuned to the smallest change worth a call (change_min) in this meter's own
+        # spreads; the decision interval gives the budget's false-alarm rate per side
+        # (Siegmund's approximation). Capped a little above it, so that a run held back
+        # by the effect gate below still ends soon after the days return to normal.
+        k, h = self._cusum_kh(rdev)
         up_prev, dn_prev = s["h_cup"].copy(), s["h_cun"].copy()
-        s["h_cup"] = np.maximum(0, s["h_cup"] + z - cfg.cusum_k) * ev + s["h_cup"] * ~ev
-        s["h_cun"] = np.maximum(0, s["h_cun"] - z - cfg.cusum_k) * ev + s["h_cun"] * ~ev
+        s["h_cup"] = np.minimum(np.maximum(0, s["h_cup"] + z - k), h + cfg.z_cap) * ev + s["h_cup"] * ~ev
+        s["h_cun"] = np.minimum(np.maximum(0, s["h_cun"] - z - k), h + cfg.z_cap) * ev + s["h_cun"] * ~ev
         for key, prev in (("up", up_prev), ("un", dn_prev)):
             cu = s[f"h_c{key}"]
             started = (prev == 0) & (cu > 0)
@@ -551,14 +656,42 @@ class HabitDetector:
         base_day = base * 24
         active_day = np.maximum(lv - base_day, 0.0)
         vac_day = ev & (E <= base_day + np.maximum(cfg.vacancy_active_share * active_day, 0.3))
+        vac_prev = s["h_vac"].copy()
         s["h_vac"] = np.where(vac_day, s["h_vac"] + 1, np.where(ev, 0, s["h_vac"]))
         peers = peer_r
+        # Days in a row this home needs: its own share of such days (learned outside
+        # open vacancies) makes a chance run that long rarer than the budget.
+        need = run_length_for(s["h_pvac"], self.budget.vacancy, lo=cfg.vacancy_days_min,
+                              hi=cfg.vacancy_days_max, q_stay=s["h_qvac"])
+        vac_open = (s["h_open"] & (1 << VACANT)) != 0
+        av = np.where(ev & ~vac_open, np.maximum(1.0 / (s["h_ndays"].sum(axis=1) + 1.0), 1 / 90), 0)
+        s["h_pvac"] = s["h_pvac"] + av * (vac_day - s["h_pvac"])
+        after = vac_prev > 0
+        s["h_qvac"] = s["h_qvac"] + np.where(after, np.maximum(av, 0.05 * (av > 0)), 0) * (
+            vac_day - s["h_qvac"])
 
-        vacant = ((s["h_open"] & (1 << VACANT)) != 0) | (s["h_vac"] > 0)
-        up = ev & (s["h_cup"] > cfg.cusum_h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
-        dn = ev & (s["h_cun"] > cfg.cusum_h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
-        vac = (ev & (s["h_vac"] >= cfg.vacancy_days) & ((s["h_open"] & (1 << VACANT)) == 0)
-               & (lv >= cfg.min_home_day_kwh))
+        vacant = vac_open | (s["h_vac"] > 0)
+        mean_up = np.where(s["h_cupn"] > 0, s["h_cupsum"] / np.maximum(s["h_cupn"], 1), 0.0)
+        mean_dn = np.where(s["h_cunn"] > 0, s["h_cunsum"] / np.maximum(s["h_cunn"], 1), 0.0)
+        # The effect must hold over the run and over the last few days (not one
+        # extreme day lifting a run's mean): a level moved by change_min for days.
+        ra = cfg.drop_alpha
+        recent = np.where(s["h_trlv"] > 0, (1 - ra) * s["h_trlv"] + ra * E, E)
+        rr = np.log((recent + c) / (np.maximum(ref, 0.0) + c)) - peer_r
+        up = (ev & (s["h_cup"] > h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
+              & (np.minimum(mean_up, rr) >= math.log(1 + cfg.change_min)))
+        dn = (ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
+              & (np.maximum(mean_dn, rr) <= math.log(1 - cfg.change_min)))
+        vac = (ev & (s["h_vac"] >= need) & ~vac_open & (lv >= cfg.min_home_day_kwh))
+        # A rise back to the home's long-run usual level (after a fall that ended) is
+        # the end of that story, not a new habit: the reference follows, nothing is said.
+        tlv = s["h_tlv"].astype(np.float64)
+        back = up & (s["h_tdays"] >= cfg.min_days) & (
+            np.abs(np.log((recent + c) / (tlv + c))) < math.log(1 + cfg.change_min))
+        for j in np.flatnonzero(back):
+            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean_up[j]) - c, 0.05)
+            s["h_cup"][j] = s["h_cun"][j] = 0
+        up &= ~back
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1
@@ -574,6 +707,8 @@ class HabitDetector:
                 ratio, sub = math.exp(tot / max(n_, 1)), "decrease"
                 level = (ref[j] + c) * ratio - c
             since_ts = day_start.get(since) or self.calendar.day_start_ts(since)
+            if sub == "vacancy":
+                since_ts = self._start(s, j, VACANT, since_ts, int(batch.ts[rows[j]]))
             change = level / max(ref[j], 0.05)
             evd = {"since_day": _iso_day(since), "usual_day_kwh": round(ref[j], 2),
                    "recent_day_kwh": round(level, 2), "ratio": round(change, 3),
@@ -611,6 +746,7 @@ class HabitDetector:
             self._emit(s, j, rows, batch, "habit_change", "vacancy", "close",
                        int(s["h_start"][j, VACANT]), out, evidence={"day_kwh": round(E[j], 2)})
             s["h_open"][j] &= ~(1 << VACANT) & 0xFFFF
+            s["h_closed"][j, VACANT] = batch.ts[rows[j]]
             s["h_cup"][j] = s["h_cun"][j] = 0
         # Schedule: the day fits the usual shape better shifted (best_gain, computed with
         # the shape checks above), the same way, day after day.
@@ -659,13 +795,16 @@ class HabitDetector:
         s["h_lvdev"][ri, dt] = lvdev + a * (np.abs(resid) - lvdev)
         s["h_rdev"] = s["h_rdev"] + np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0) * (
             np.minimum(np.abs(r), 3 * rdev) - s["h_rdev"])
-        pk = s["h_dpk"].astype(np.float64)
-        apk = np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0)
-        s["h_pkdev"] = s["h_pkdev"] + apk * (np.abs(pk - s["h_pk"]) - s["h_pkdev"])
-        s["h_pk"] = s["h_pk"] + apk * (pk - s["h_pk"])
-        quiet = learn & (s["h_cup"] == 0) & (s["h_cun"] == 0)
+        self._learn_day_tail(s, E, ev & complete & (s["h_vac"] == 0) & ~distorted, nd)
+        # The reference holds still while a CUSUM run might become a report; a run past
+        # its limit whose change is too small to report is the new normal: absorbed.
+        _, hlim = self._cusum_kh(np.maximum(1.25 * s["h_rdev"].astype(np.float64), cfg.rdev_floor))
+        quiet = learn & (((s["h_cup"] == 0) & (s["h_cun"] == 0))
+                         | (s["h_cup"] >= hlim) | (s["h_cun"] >= hlim))
         ar = np.maximum(np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha),
                         fast_ref) * quiet
+        # Settling after a report re-learns the level whatever the CUSUMs hold meanwhile.
+        ar = np.where(settle != 0, fast_ref * learn, ar)
         cur = s["h_ref"][ri, dt].astype(np.float64)  # re-baselined above, maybe
         s["h_ref"][ri, dt] = cur + ar * (E - cur)
         dmin = np.where(complete, vec.min(axis=1), base)
@@ -774,6 +913,10 @@ class HabitDetector:
         # Against the habit as the month began: a level re-baselined mid-month (a drop)
         # must not make the early, higher days look like a coming big bill.
         usual_daily = np.where(s["h_mref"] > 0, s["h_mref"], s["h_ref"].mean(axis=1)).astype(np.float64)
+        # ... and never below the slow, long-run usual day (a fall reported last month
+        # does not make this month's ordinary days look like a big bill).
+        long_run = np.where(s["h_tdays"] >= cfg.min_days, s["h_tlv"], 0.0).astype(np.float64)
+        usual_daily = np.maximum(usual_daily, long_run)
         usual_month = usual_daily * dim
         proj = s["h_mkwh"] + usual_daily * np.maximum(dim - mday, 0)
         trusted = s["h_ndays"].sum(axis=1) >= max(cfg.min_days, 28)
@@ -809,7 +952,8 @@ class HabitDetector:
     def _open(self, st, cond, js, batch, type_, sub, out, *, start, magnitude, evidence, score,
               severity="warning") -> None:
         for j in js:
-            s0 = int(start[j] if isinstance(start, dict) else start[j])
+            s0 = self._start(st, j, cond, int(start[j] if isinstance(start, dict) else start[j]),
+                             int(batch.ts[j]))
             out.append(Finding(type_, sub, "open", "meter", int(batch.meter[j]), s0,
                                int(batch.ts[j]), severity, float(score(j)), evidence(j)))
             st["h_open"][j] |= 1 << cond
@@ -840,6 +984,7 @@ class HabitDetector:
                                int(st["h_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
                                evidence(j)))
             st["h_open"][j] &= ~(1 << cond) & 0xFFFF
+            st["h_closed"][j, cond] = batch.ts[j]
 
 
 def habit_context(row: np.ndarray) -> dict:

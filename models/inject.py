@@ -14,10 +14,11 @@ surge_daily     one day with an added block of a few kW over a few hours, so the
                 2.2-3x the household's median day of the previous 4 weeks (>= +3 kWh)
 new_load        a new appliance from the onset on: +3-5 kWh every day, as a 1.5-3 kW block
                 in the evening (a lasting increase of >= 3 kWh/day)
-surge_interval  one interval with max(5 kW, 2 x the household's p99.9 interval power) added
+surge_interval  1-3 hours at >= 3-4x each slot's median power of the previous 4 weeks and
+                >= 2-3 kW above it (the issue's "3x the slot and +2 kW for an hour or more")
 vacancy         14-28 days at base load: the 5th-percentile night (01-05 h) power of the
                 previous 4 weeks, with 10 % multiplicative noise
-increase        all readings x U(1.5, 2.0) from the onset on
+increase        all readings x U(1.6, 2.0) from the onset on (a lasting increase of >= 60 %)
 decrease        all readings x U(0.4, 0.6) from the onset on
 ==============  ===========================================================================
 
@@ -127,6 +128,17 @@ def _usual_day(days: np.ndarray, e: np.ndarray, complete: np.ndarray, d: int,
     return float(np.median(e[sel])) if sel.any() else float("nan")
 
 
+def _usual_slot_kw(x: np.ndarray, day_no: np.ndarray, sod: np.ndarray, d: int,
+                   blk: np.ndarray, h: float) -> np.ndarray:
+    """Median power (kW) of each of ``blk``'s slots over the 4 weeks before day ``d``."""
+    before = (day_no >= d - 28) & (day_no < d)
+    out = np.empty(len(blk))
+    for k, i in enumerate(blk):
+        same = before & (sod == sod[i])
+        out[k] = float(np.median(x[same])) / h if same.any() else 0.0
+    return out
+
+
 def _pick_day(days: np.ndarray, rng: np.random.Generator, *, after: int,
               history: int = MIN_HISTORY_DAYS) -> int | None:
     """A local day with >= ``history`` days before it and >= ``after`` days of data after."""
@@ -217,19 +229,25 @@ def inject(kind: str, ts: np.ndarray, kwh: np.ndarray, interval_s: int, tz: str,
         return y, local_midnight(d, zone), None, P
 
     if kind == "surge_interval":
+        # The issue's interval surge: for an hour or more, >= 3x the slot's usual power
+        # and >= 2 kW above it (a heater, an oven, a charger left on), not one odd reading.
         d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
         if d is None:
             return None
+        n_int = int(rng.integers(round(1 / h), round(3 / h) + 1))
         slots = np.flatnonzero(day_no == d)
-        i = int(rng.choice(slots))
-        hist = x[:i] / h
-        q = float(np.quantile(hist, 0.999)) if len(hist) else 0.0
-        kw = round(max(5.0, 2.0 * q), 3)
-        y[i] += kw * h
-        onset = int(ts[i]) - interval_s
-        P.update(kw=round(kw, 3), p999_kw=round(q, 3), usual_kw=round(float(x[i] / h), 3),
-                 hour=round(float(sod[i]) / 3600, 2))
-        return y, onset, int(ts[i]), P
+        if len(slots) < n_int:
+            return None
+        first = int(rng.integers(0, len(slots) - n_int + 1))
+        blk = slots[first:first + n_int]
+        usual = _usual_slot_kw(x, day_no, sod, d, blk, h)
+        ratio, extra = float(rng.uniform(3.0, 4.0)), float(rng.uniform(2.0, 3.0))
+        target = np.maximum(ratio * usual, usual + extra)
+        y[blk] = np.maximum(x[blk], target * h)
+        onset = int(ts[blk[0]]) - interval_s
+        P.update(kw=round(float(target.mean()), 3), usual_kw=round(float(usual.mean()), 3),
+                 hours=round(n_int * h, 2), hour=round(float(sod[blk[0]] - interval_s) / 3600, 2))
+        return y, onset, int(ts[blk[-1]]), P
 
     if kind == "vacancy":
         n_days = int(rng.integers(14, 29))
@@ -251,7 +269,7 @@ def inject(kind: str, ts: np.ndarray, kwh: np.ndarray, interval_s: int, tz: str,
         if d is None:
             return None
         # Drawn values are rounded before use so that the label states them exactly.
-        f = round(float(rng.uniform(1.5, 2.0) if kind == "increase" else rng.uniform(0.4, 0.6)), 4)
+        f = round(float(rng.uniform(1.6, 2.0) if kind == "increase" else rng.uniform(0.4, 0.6)), 4)
         y[day_no >= d] *= f
         P.update(factor=round(f, 4), usual_day_kwh=round(_usual_day(days, e, complete, d), 3))
         return y, local_midnight(d, zone), None, P

@@ -59,14 +59,22 @@ def test_no_habit_alert_before_the_profile_has_two_weeks_of_history():
     assert not [a for a in got if a["type"] == "surge" and day_of(a) < 14]
 
 
-def test_a_big_new_load_in_one_interval_is_an_interval_surge_within_that_interval():
+def test_an_hour_far_above_the_slot_is_an_interval_surge_at_the_end_of_that_hour():
     x = household(40)
-    x[30, 20] += 4.0  # +8 kW for one half hour at 10:00
+    x[30, 20:22] += 4.0  # +8 kW for an hour from 10:00
     got = [a for a in alerts({"M0": x}) if a["subtype"] == "interval"]
     assert len(got) == 1
     t = int(datetime.fromisoformat(got[0]["detected_at"]).timestamp())
-    assert t == DAY0 + 30 * 86400 + 21 * 1800  # the END of that half hour
-    assert got[0]["evidence"]["observed_kw"] == pytest.approx(2 * x[30, 20], rel=1e-3)
+    assert t == DAY0 + 30 * 86400 + 22 * 1800  # the END of that hour
+    start = int(datetime.fromisoformat(got[0]["start"]).timestamp())
+    assert start == DAY0 + 30 * 86400 + 21 * 1800  # its first half hour
+    assert got[0]["evidence"]["observed_kw"] == pytest.approx(2 * x[30, 21], rel=1e-3)
+
+
+def test_one_odd_half_hour_is_not_an_interval_surge():
+    x = household(40)
+    x[30, 20] += 4.0  # +8 kW for one half hour: a kettle and an oven, not a surge
+    assert [a for a in alerts({"M0": x}) if a["subtype"] == "interval"] == []
 
 
 def test_a_day_at_three_times_the_usual_energy_is_a_daily_surge_the_same_day():
@@ -129,7 +137,7 @@ def test_a_lasting_increase_is_reported_once_with_since_when_and_how_much():
 
 def test_a_new_load_that_recurs_in_the_same_hours_is_reported_once_on_its_second_day():
     x = household(80)
-    x[50:, 38:42] += 1.0  # a 2 kW load, 19:00-21:00, every day from day 50: +4 kWh/day
+    x[50:, 38:42] += 1.5  # a 3 kW load, 19:00-21:00, every day from day 50: +6 kWh/day
     got = [a for a in alerts({"M0": x}) if a["type"] in ("habit_change", "surge")
            and a["subtype"] in ("increase", "daily")]
     assert len(got) == 1
@@ -137,7 +145,7 @@ def test_a_new_load_that_recurs_in_the_same_hours_is_reported_once_on_its_second
     assert inc["subtype"] == "increase" and day_of(inc) == 51
     ev = inc["evidence"]
     assert ev["kind"] == "new_load" and ev["since_day"] == "2026-04-21"
-    assert ev["new_load_kwh_per_day"] == pytest.approx(4.0, rel=0.35)
+    assert ev["new_load_kwh_per_day"] == pytest.approx(6.0, rel=0.35)
 
 
 @pytest.mark.parametrize("attack", [h5, h6], ids=["h5_flat", "h6_reversed"])
@@ -236,3 +244,44 @@ def test_a_dip_that_ends_does_not_make_the_ordinary_days_after_it_surges():
     assert dec and 40 <= day_of(dec[0]) <= 47
     after = [a for a in got if day_of(a) >= 50 and a["type"] == "surge"]
     assert after == []
+
+
+def steady_and_noisy(days: int = 120, change_day: int = 80, factor: float = 1.8):
+    """Two homes with the same usual day, one steady and one whose days vary a lot,
+    both with the same lasting relative increase from ``change_day``."""
+    rng = np.random.default_rng(3)
+    shape = household(1, seed=3)[0]
+    out = {}
+    for name, sd in (("STEADY", 0.05), ("NOISY", 0.35)):
+        daily = rng.lognormal(0, sd, (days, 1))
+        x = shape[None, :] * daily * rng.lognormal(0, 0.1, (days, 48))
+        x[change_day:] *= factor
+        out[name] = x
+    return out
+
+
+def test_each_home_is_judged_against_its_own_spread_the_steady_one_sooner():
+    got = alerts(steady_and_noisy())
+    first = {m: min((day_of(a) for a in got if a["meter_id"] == m and a["subtype"] == "increase"),
+                    default=None) for m in ("STEADY", "NOISY")}
+    assert first["STEADY"] is not None and 80 <= first["STEADY"] <= 84
+    assert first["NOISY"] is None or first["NOISY"] >= first["STEADY"]
+
+
+def test_a_small_lasting_drift_is_not_a_habit_change():
+    """15 % more from day 60: below change_min (30 %), not worth a call."""
+    x = household(120, seed=4)
+    x[60:] *= 1.15
+    got = alerts({"M0": x})
+    assert [a for a in got if a["type"] == "habit_change"] == []
+
+
+def test_surge_days_within_the_cool_down_reopen_one_alert():
+    """Three surge days a few days apart are one alert (one id), opened and reopened."""
+    x = household(60, seed=6)
+    for d in (30, 33, 36):
+        x[d, 30:40] += 2.0  # +4 kW for five hours: a day far above the usual
+    got = [a for a in alerts({"M0": x}, closed=True) if a["subtype"] == "daily"]
+    opens = [a for a in got if a["status"] == "open"]
+    assert len(opens) >= 2 and len({a["id"] for a in opens}) == 1
+    assert {a["start"] for a in got} == {opens[0]["start"]}

@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-from conftest import Harness
 from console_data import (PASSWORDS, REGISTRY_CSV, csrf_from, login, page_csrf, profile_doc,
                           surge_alert)
 from stream.store import AlertStore
@@ -88,13 +87,13 @@ def _shared_alert(id_: str, meter: str, area: str) -> dict:
 
 
 @pytest.fixture
-def shared(settings, store, registry_file) -> Harness:
+def shared(request, store, registry_file):
     """Customer C3001 has a meter of mgr1 (alice) and one of mgr2 (bob), an alert on
     each, and notes by both."""
     registry_file.write_text(REGISTRY_CSV + SHARED_ROWS)
     store.ingest(_shared_alert(ALICE_ALERT, "MTR-S1-0101", "A1"), manager_id="mgr1")
     store.ingest(_shared_alert(BOB_ALERT, "MTR-S2-0202", "A2"), manager_id="mgr2")
-    h = Harness(settings, store, registry_file)
+    h = request.getfixturevalue("console")  # built after the registry file is written
     for who, path, text in (("bob", f"/alerts/{BOB_ALERT}/notes", "BOB-ALERT-NOTE box open"),
                             ("bob", "/customers/C3001/notes", "BOB-CUSTOMER-NOTE landlord"),
                             ("alice", "/customers/C3001/notes", "ALICE-CUSTOMER-NOTE mornings")):
@@ -108,7 +107,7 @@ def shared(settings, store, registry_file) -> Harness:
     return h
 
 
-async def _with_worker(shared: Harness, username: str, hits: list[str]) -> str:
+async def _with_worker(shared, username: str, hits: list[str]) -> str:
     docs = {m: profile_doc(m, "A1") for m in ("MTR-S1-0101", "MTR-S2-0202")}
 
     async def profile(request):

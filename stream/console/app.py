@@ -284,7 +284,7 @@ async def sessions(request: web.Request, handler) -> web.StreamResponse:
         if _session_valid(c, sess, row):
             user = User(row["username"], row["role"], row["manager_id"])
         else:
-            sess = None  # account gone, disabled or password changed: the session ends
+            sess = None  # account gone or disabled, password changed, signed out: it ends
     fresh = sess is None
     if fresh:
         sess = c.codec.new_session()

@@ -102,6 +102,9 @@ users = sa.Table(
     sa.Column("manager_id", sa.String(64)),  # for role=manager: whose customers
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Console sessions carry the generation they were issued in; bumping it (logout,
+    # password change, disabling) ends every session of the account at once.
+    sa.Column("session_gen", sa.Integer, nullable=False, server_default="0"),
 )
 
 notes = sa.Table(
@@ -112,6 +115,10 @@ notes = sa.Table(
     sa.Column("author", sa.String(64), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Whose the note is, for console isolation: the alert's manager for a note on an
+    # alert; for a customer note, the writer's manager id (or the customer's only
+    # manager when someone who sees everything wrote it). None: only they see it.
+    sa.Column("manager_id", sa.String(64)),
     sa.Index("ix_notes_alert", "alert_id"),
     sa.Index("ix_notes_customer", "customer_id"),
 )
@@ -383,29 +390,38 @@ class AlertStore:
             c.execute(alerts.update().where(alerts.c.id == alert_id).values(**vals))
             if note.strip():
                 c.execute(notes.insert().values(alert_id=alert_id, customer_id=row["customer_id"],
-                                                author=actor, text=note.strip(), created_at=now))
+                                                manager_id=row["manager_id"], author=actor,
+                                                text=note.strip(), created_at=now))
             self._audit(c, actor, "resolve", alert_id, {"outcome": outcome}, now)
             return self._row(c, alert_id)
 
     def add_note(self, actor: str, text: str, *, alert_id: str | None = None,
-                 customer_id: str | None = None, now: float | None = None) -> int:
+                 customer_id: str | None = None, manager_id: str | None = None,
+                 now: float | None = None) -> int:
+        """A note on an alert (it belongs to the alert's manager) or on a customer (it
+        belongs to ``manager_id``: who may read it on the customer's page)."""
         now = time.time() if now is None else now
         if not text.strip():
             raise ValueError("a note needs text")
         with self.engine.begin() as c:
-            if alert_id is not None and customer_id is None:
+            if alert_id is not None:
                 row = self._row(c, alert_id)
                 if row is None:
                     raise NotFound(alert_id)
-                customer_id = row["customer_id"]
+                customer_id = row["customer_id"] if customer_id is None else customer_id
+                manager_id = row["manager_id"]
             r = c.execute(notes.insert().values(alert_id=alert_id, customer_id=customer_id,
-                                                author=actor, text=text.strip(), created_at=now))
+                                                manager_id=manager_id, author=actor,
+                                                text=text.strip(), created_at=now))
             self._audit(c, actor, "note", alert_id or customer_id, None, now)
             return int(r.inserted_primary_key[0])
 
-    def notes_for(self, *, alert_id: str | None = None,
-                  customer_id: str | None = None) -> list[dict[str, Any]]:
+    def notes_for(self, *, alert_id: str | None = None, customer_id: str | None = None,
+                  manager_id: str | None = None) -> list[dict[str, Any]]:
+        """Notes of an alert or a customer; with ``manager_id``, only that manager's."""
         q = sa.select(notes).order_by(notes.c.created_at, notes.c.id)
+        if manager_id is not None:
+            q = q.where(notes.c.manager_id == manager_id)
         if alert_id is not None:
             q = q.where(notes.c.alert_id == alert_id)
         if customer_id is not None:
@@ -467,10 +483,19 @@ class AlertStore:
             raise ValueError("password: at least 8 characters")
         with self.engine.begin() as c:
             r = c.execute(users.update().where(users.c.username == username)
-                          .values(password_hash=_hasher().hash(password)))
+                          .values(password_hash=_hasher().hash(password),
+                                  session_gen=users.c.session_gen + 1))
             if r.rowcount == 0:
                 raise NotFound(username)
             self._audit(c, actor, "set_password", username, None, time.time())
+
+    def end_sessions(self, username: str) -> bool:
+        """End every console session of an account (logout, disabling); False if there
+        is no such user."""
+        with self.engine.begin() as c:
+            r = c.execute(users.update().where(users.c.username == username)
+                          .values(session_gen=users.c.session_gen + 1))
+        return r.rowcount > 0
 
     def get_user(self, username: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -848,18 +873,47 @@ def _delivery_dict(r) -> dict[str, Any]:
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:
-    """Add columns that a table gained after a database was created (nullable ones),
-    so a store file made by an earlier version keeps working."""
+    """Add columns that a table gained after a database was created, so a store made
+    by an earlier version keeps working: nullable ones as they are, NOT NULL ones with
+    their server default (which fills the existing rows)."""
     insp = sa.inspect(engine)
     for table in metadata.sorted_tables:
         have = {c["name"] for c in insp.get_columns(table.name)}
         for col in table.columns:
-            if col.name in have or not col.nullable:
+            if col.name in have:
                 continue
             ddl = (f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
                    f"{col.type.compile(dialect=engine.dialect)}")
+            if not col.nullable:
+                default = _server_default_sql(col, engine.dialect)
+                if default is None:
+                    continue  # cannot fill existing rows: left for a manual migration
+                ddl += f" NOT NULL DEFAULT {default}"
             with engine.begin() as c:
                 c.execute(sa.text(ddl))
+                if (table.name, col.name) == ("notes", "manager_id"):
+                    _backfill_note_scope(c)
+
+
+def _server_default_sql(col: sa.Column, dialect) -> str | None:
+    sd = col.server_default
+    arg = getattr(sd, "arg", None)
+    if arg is None:
+        return None
+    if isinstance(arg, str):
+        return "'" + arg.replace("'", "''") + "'"
+    return str(arg.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _backfill_note_scope(c) -> None:
+    """Notes written before notes had a manager id: an alert's note is its alert's
+    manager's; a customer note is its author's manager's (None for other roles)."""
+    c.execute(notes.update().where(notes.c.alert_id.is_not(None)).values(
+        manager_id=sa.select(alerts.c.manager_id).where(alerts.c.id == notes.c.alert_id)
+        .scalar_subquery()))
+    c.execute(notes.update().where(notes.c.alert_id.is_(None)).values(
+        manager_id=sa.select(users.c.manager_id).where(users.c.username == notes.c.author)
+        .scalar_subquery()))
 
 
 def _decoded(rows, *json_cols: str) -> list[dict[str, Any]]:

@@ -21,8 +21,10 @@ Pages (all server-rendered, no JavaScript):
 ==============================  =========================================================
 
 Who sees what: a manager sees the alerts whose ``manager_id`` is theirs and the customers
-whose registry ``account_manager`` is theirs; anything else answers 404, as an id that
-does not exist does, so ids cannot be probed. Control room, engineers and admins see all.
+with a meter (registry ``account_manager``) or an alert of theirs; on a customer page only
+their own meters (and their live profiles), alerts and notes. Anything else answers 404
+after the same queries as an id that does not exist, so ids cannot be probed. Control
+room, engineers and admins see all.
 
 Logs carry route templates (``/customers/{customer_id}``), never the ids in a URL, and
 never customer ids or secrets.
@@ -63,6 +65,7 @@ log = logging.getLogger("meterwatch.console")
 
 PAGE_SIZE = 50
 MAX_NOTE = 5000
+MAX_PAGE = 1_000_000
 STATE_FILTERS = {"open": ("new", "acknowledged"), "new": ("new",),
                  "acknowledged": ("acknowledged",), "resolved": ("resolved",), "all": None}
 STATE_OPTIONS = [("open", "open (new + acknowledged)"), ("new", "new"),
@@ -72,7 +75,7 @@ FLASH = {"acknowledged": "Alert acknowledged.", "resolved": "Alert resolved.",
          "disabled": "User disabled.", "enabled": "User enabled."}
 PUBLIC = {"/login", "/static/console.css", "/metrics", "/health"}
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-ID_RE = r"[A-Za-z0-9._:@-]{1,64}"
+ID_RE = r"[^/]{1,200}"  # one path segment, as sent (percent-encoded): any id
 
 CONSOLE: web.AppKey["Console"] = web.AppKey("console", object)  # type: ignore[arg-type]
 # Per-request storage keys (typed keys where this aiohttp has them, >= 3.13).
@@ -122,6 +125,7 @@ class Console:
         env.filters["ts"] = self._fmt_ts
         env.filters["isots"] = self._fmt_iso
         env.filters["message"] = _message
+        env.filters["seg"] = _seg
         self.jinja = env
 
     # -- helpers
@@ -190,7 +194,8 @@ def _lang_url(request: web.Request) -> str:
     q = {k: v for k, v in request.query.items() if k not in ("lang", "done")}
     if _lang(request) != "zh-CN":
         q["lang"] = "zh-CN"
-    return request.path + ("?" + urlencode(q) if q else "")
+    # The path as sent (still percent-encoded): a decoded id could hold "/" or "?".
+    return request.rel_url.raw_path + ("?" + urlencode(q) if q else "")
 
 
 def _message(record: dict[str, Any], lang: str = "en") -> str:
@@ -212,12 +217,25 @@ def _route(request: web.BaseRequest) -> str:
     return "<unmatched>"
 
 
+def _seg(value: Any) -> str:
+    """An id as one URL path segment: every character but letters, digits and ``-._~``
+    percent-encoded, so an id holding "/", "?", "#" or "../" stays one segment."""
+    return quote(str(value), safe="")
+
+
 def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+# A path on this origin: one "/" then printable ASCII, never "/" or "\\" next (browsers
+# read "//host", "/\\host" as another host), no backslash anywhere, and no control
+# character or whitespace (browsers drop tabs and newlines: "/\t/host" is "//host").
+SAFE_NEXT_RE = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]{0,510}")
+
+
 def _safe_next(v: str | None) -> str:
-    if v and v.startswith("/") and not v.startswith("//") and "\\" not in v and len(v) < 512:
+    """``v`` if it is a same-origin path to go to after login, else the inbox."""
+    if isinstance(v, str) and SAFE_NEXT_RE.fullmatch(v):
         return v
     return "/alerts"
 
@@ -263,11 +281,10 @@ async def sessions(request: web.Request, handler) -> web.StreamResponse:
     user = None
     if sess is not None and sess.get("u"):
         row = await c.db(Q.session_user, c.store, sess["u"])
-        if (row is not None and not row["disabled"] and isinstance(sess.get("pv"), str)
-                and hmac.compare_digest(sess["pv"], c.codec.password_fingerprint(row["password_hash"]))):
+        if _session_valid(c, sess, row):
             user = User(row["username"], row["role"], row["manager_id"])
         else:
-            sess = None  # account gone, disabled or password changed: the session ends
+            sess = None  # account gone or disabled, password changed, signed out: it ends
     fresh = sess is None
     if fresh:
         sess = c.codec.new_session()
@@ -286,11 +303,21 @@ async def sessions(request: web.Request, handler) -> web.StreamResponse:
     return resp
 
 
+def _session_valid(c: Console, sess: dict[str, Any], row: dict[str, Any] | None) -> bool:
+    """The account exists, is enabled, and neither its password nor its session
+    generation (bumped by logout, password change, disabling) changed since login."""
+    if row is None or row["disabled"] or not isinstance(sess.get("pv"), str):
+        return False
+    if sess.get("g") != row["session_gen"]:
+        return False
+    return hmac.compare_digest(sess["pv"], c.codec.password_fingerprint(row["password_hash"]))
+
+
 async def _guarded(request: web.Request, handler, c: Console, user: User | None,
                    fresh: bool) -> web.StreamResponse:
     public = request.path in PUBLIC
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        form = await request.post()
+        form = await _read_form(request)
         if fresh or not csrf_ok(request[SESSION_KEY], form.get(CSRF_FIELD)):
             log.warning("CSRF check failed: %s %s", request.method, _route(request))
             raise web.HTTPForbidden(reason="CSRF check failed",
@@ -301,6 +328,18 @@ async def _guarded(request: web.Request, handler, c: Console, user: User | None,
             return _redirect("/login?" + urlencode({"next": request.path_qs}))
         return _redirect("/login")
     return await handler(request)
+
+
+async def _read_form(request: web.Request):
+    """The POSTed form (aiohttp keeps it for the handler), or 400 if it cannot be decoded:
+    bytes that are not valid in its charset, or a charset Python does not know."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError) as e:  # UnicodeDecodeError is a ValueError
+        log.info("unreadable form: %s %s (%s)", request.method, _route(request),
+                 type(e).__name__)
+        raise web.HTTPBadRequest(text="The form could not be read: send it as UTF-8 "
+                                      "(application/x-www-form-urlencoded or multipart).")
 
 
 def _error_page(c: Console, request: web.Request, e: web.HTTPException) -> web.StreamResponse:
@@ -349,7 +388,7 @@ async def login(request: web.Request) -> web.Response:
     nxt = _safe_next(str(form.get("next", "")))
     addr = request.remote or "?"
     keys = ("u:" + username.lower(), "a:" + addr)
-    wait = max(c.limiter.retry_after(k) for k in keys)
+    wait, stamp = c.limiter.attempt(keys)  # counted now, before the (threaded) check
     if wait > 0:
         c.metrics.logins.labels("throttled").inc()
         log.warning("login throttled for %s", addr)
@@ -359,17 +398,17 @@ async def login(request: web.Request) -> web.Response:
                         headers={"Retry-After": str(int(wait) + 1)})
     found = await c.db(c.store.verify_user, username, password) if username and password else None
     if found is None:
-        for k in keys:
-            c.limiter.fail(k)
         c.metrics.logins.labels("failed").inc()
         log.info("login failed from %s", addr)
         await c.db(c.store.audit, username or "?", "login_failed", None, {"addr": addr})
         return c.render(request, "login.html", status=401, title="Sign in", next=nxt,
                         username=username, error="Wrong username or password.")
     c.limiter.reset(keys[0])
+    c.limiter.forgive(keys[1], stamp)
     row = await c.db(Q.session_user, c.store, found["username"])
     request[SET_SESSION_KEY] = c.codec.new_session(
-        found["username"], c.codec.password_fingerprint(row["password_hash"]))
+        found["username"], c.codec.password_fingerprint(row["password_hash"]),
+        gen=row["session_gen"])
     c.metrics.logins.labels("ok").inc()
     log.info("login ok: %s (%s)", found["username"], found["role"])
     await c.db(c.store.audit, found["username"], "login", None, {"addr": addr})
@@ -380,6 +419,8 @@ async def logout(request: web.Request) -> web.Response:
     c = _c(request)
     user = request[USER_KEY]
     if user is not None:
+        # Server-side: every cookie of this account stops working, also a copied one.
+        await c.db(c.store.end_sessions, user.username)
         await c.db(c.store.audit, user.username, "logout")
     request[SET_SESSION_KEY] = c.codec.new_session()  # a fresh anonymous session
     return _redirect("/login")
@@ -394,10 +435,7 @@ async def inbox(request: web.Request) -> web.Response:
     type_ = q.get("type", "")
     type_ = type_ if type_ in ALERT_TYPES else ""
     area = q.get("area", "")[:64]
-    try:
-        page = max(int(q.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = _page_number(q.get("page", "1"))
     filt = dict(manager_id=user.scope, states=STATE_FILTERS[state], type=type_ or None,
                 area_id=area or None)
     rows, total, areas = await asyncio.gather(
@@ -418,6 +456,14 @@ async def inbox(request: web.Request) -> web.Response:
                     f=dict(state=state, type=type_, area=area),
                     prev_url=page_url(page - 1) if page > 1 else None,
                     next_url=page_url(page + 1) if page < pages else None)
+
+
+def _page_number(raw: str) -> int:
+    """``page``: a whole number from 1 to MAX_PAGE, else 400 (a huge one would
+    overflow the database's integer offset)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 7 and 1 <= int(raw) <= MAX_PAGE:
+        return int(raw)
+    raise web.HTTPBadRequest(text=f"page: a whole number from 1 to {MAX_PAGE}.")
 
 
 async def _visible_alert(request: web.Request) -> dict[str, Any]:
@@ -474,7 +520,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     c.metrics.acknowledged(before, after)
     log.info("alert %s acknowledged by %s", before["id"], user.username)
-    return _redirect(f"/alerts/{before['id']}?done=acknowledged")
+    return _redirect(f"/alerts/{_seg(before['id'])}?done=acknowledged")
 
 
 async def resolve(request: web.Request) -> web.Response:
@@ -493,7 +539,7 @@ async def resolve(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     c.metrics.acknowledged(before, after)
     log.info("alert %s resolved by %s: %s", before["id"], user.username, outcome)
-    return _redirect(f"/alerts/{before['id']}?done=resolved")
+    return _redirect(f"/alerts/{_seg(before['id'])}?done=resolved")
 
 
 def _note_text(form) -> str:
@@ -511,22 +557,21 @@ async def alert_note(request: web.Request) -> web.Response:
     text = _note_text(await request.post())
     await c.db(c.store.add_note, user.username, text, alert_id=a["id"])
     log.info("note added to alert %s by %s", a["id"], user.username)
-    return _redirect(f"/alerts/{a['id']}?done=note")
+    return _redirect(f"/alerts/{_seg(a['id'])}?done=note")
 
 
 async def _visible_customer(request: web.Request) -> tuple[str, list[MeterRow]]:
     c, user = _c(request), _user(request)
     cid = request.match_info["customer_id"]
     by_customer, _ = await c.meters_index()
-    meters = by_customer.get(cid, [])
-    if meters:
-        if user.scope is not None and not any(m.account_manager == user.manager_id for m in meters):
-            raise web.HTTPNotFound()
-        return cid, meters
-    # Not in the registry (or none loaded): known only through alerts in this user's scope.
-    if await c.db(Q.customer_alert_count, c.store, cid, manager_id=user.scope) == 0:
+    meters = [m for m in by_customer.get(cid, [])
+              if user.scope is None or m.account_manager == user.scope]
+    # Asked whatever the registry says, so another manager's customer costs the same
+    # queries (and time) as an id that does not exist: its 404 tells nothing.
+    n_alerts = await c.db(Q.customer_alert_count, c.store, cid, manager_id=user.scope)
+    if not meters and n_alerts == 0:
         raise web.HTTPNotFound()
-    return cid, []
+    return cid, meters
 
 
 @dataclass
@@ -540,7 +585,7 @@ async def customer_page(request: web.Request) -> web.Response:
     cid, meters = await _visible_customer(request)
     alerts_, notes = await asyncio.gather(
         c.db(c.store.list_alerts, manager_id=user.scope, customer_id=cid, limit=20),
-        c.db(c.store.notes_for, customer_id=cid))
+        c.db(c.store.notes_for, customer_id=cid, manager_id=user.scope))
     meter_ids = [m.meter_id for m in meters] or sorted(
         {a["meter_id"] for a in alerts_ if a["meter_id"]})
     docs = await asyncio.gather(*(P.fetch_profile(c.http, c.settings.worker_url, m)
@@ -570,11 +615,21 @@ async def customer_page(request: web.Request) -> web.Response:
 
 async def customer_note(request: web.Request) -> web.Response:
     c, user = _c(request), _user(request)
-    cid, _ = await _visible_customer(request)
+    cid, meters = await _visible_customer(request)
     text = _note_text(await request.post())
-    await c.db(c.store.add_note, user.username, text, customer_id=cid)
+    await c.db(c.store.add_note, user.username, text, customer_id=cid,
+               manager_id=_note_owner(user, meters))
     log.info("customer note added by %s", user.username)
-    return _redirect(f"/customers/{quote(cid, safe='')}?done=note")
+    return _redirect(f"/customers/{_seg(cid)}?done=note")
+
+
+def _note_owner(user: User, meters: list[MeterRow]) -> str | None:
+    """Whose a customer note is: the writing manager's; for someone who sees all, the
+    customer's only manager (None, seen only by those who see all, if it has several)."""
+    if user.scope is not None:
+        return user.scope
+    owners = {m.account_manager for m in meters if m.account_manager}
+    return owners.pop() if len(owners) == 1 else None
 
 
 async def audit_page(request: web.Request) -> web.Response:

@@ -2,14 +2,19 @@
 
 Sessions are a signed cookie (HMAC-SHA256 with a key derived from
 ``settings.session_secret``), no server-side session table: the cookie holds the
-username, the session's CSRF token, its expiry and a fingerprint of the user's password
-hash. Every request re-reads the user, so a disabled account or a changed password ends
-its sessions at once; logging out drops the cookie. The payload is signed, not
-encrypted: it holds nothing the user may not read (their own name and CSRF token).
+username, the session's CSRF token, its expiry, a fingerprint of the user's password
+hash and the account's session generation (``users.session_gen``) when it was issued.
+Every request re-reads the user and compares both, so logging out, a changed password
+or a disabled account (each bumps the generation) ends every session of the account at
+once, also a cookie copied before. The payload is signed, not encrypted: it holds
+nothing the user may not read (their own name and CSRF token).
 
 Cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/``, and ``Secure`` per
 ``settings.cookie_secure``; when secure it is named ``__Host-mw_session`` so a browser
 refuses it unless it came over https from this exact host.
+
+Login throttling: an attempt is counted *before* its password is checked, so parallel
+guesses cannot all pass the check while the first ones are still being verified.
 
 CSRF: every visitor (also before login) has a session with a random token; every POST
 form carries it as ``csrf_token`` and the middleware compares it in constant time. Login
@@ -103,14 +108,14 @@ class SessionCodec:
         return _b64(hmac.new(self._fp_key, password_hash.encode(), hashlib.sha256).digest()[:12])
 
     @staticmethod
-    def new_session(username: str | None = None, pv: str | None = None,
+    def new_session(username: str | None = None, pv: str | None = None, gen: int = 0,
                     now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         s: dict[str, Any] = {"csrf": secrets.token_urlsafe(32), "iat": int(now)}
         if username is None:
             s["exp"] = int(now + ANON_TTL_S)
         else:
-            s.update(u=username, pv=pv, exp=int(now + SESSION_TTL_S))
+            s.update(u=username, pv=pv, g=int(gen), exp=int(now + SESSION_TTL_S))
         return s
 
 
@@ -125,6 +130,10 @@ class RateLimiter:
 
     After ``max_failures`` failures within ``window_s`` the key is refused until the
     oldest of them leaves the window. In process memory: one console process.
+
+    :meth:`attempt` counts an attempt as a failure up front and :meth:`forgive` takes it
+    back when it succeeds: checking and counting happen in one step (no await between),
+    so however many requests race, at most ``max_failures`` get their password checked.
     """
 
     def __init__(self, max_failures: int = 5, window_s: float = 300.0,
@@ -161,6 +170,29 @@ class RateLimiter:
         if q is None:
             q = self._fails[key] = deque(maxlen=self.max_failures * 4)
         q.append(now)
+
+    def attempt(self, keys: tuple[str, ...], now: float | None = None) -> tuple[float, float]:
+        """Take an attempt for every key if none is locked: ``(0, stamp)``; else
+        ``(seconds to wait, 0)`` and nothing is counted."""
+        now = time.monotonic() if now is None else now
+        wait = max(self.retry_after(k, now) for k in keys)
+        if wait > 0:
+            return wait, 0.0
+        for k in keys:
+            self.fail(k, now)
+        return 0.0, now
+
+    def forgive(self, key: str, stamp: float) -> None:
+        """Take back the attempt :meth:`attempt` counted at ``stamp`` (it succeeded)."""
+        q = self._fails.get(key)
+        if q is None:
+            return
+        try:
+            q.remove(stamp)
+        except ValueError:
+            return
+        if not q:
+            del self._fails[key]
 
     def reset(self, key: str) -> None:
         self._fails.pop(key, None)

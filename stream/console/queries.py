@@ -65,10 +65,10 @@ def latest_context(store: AlertStore, customer_id: str, *, manager_id: str | Non
 
 def session_user(store: AlertStore, username: str) -> dict[str, Any] | None:
     """The account behind a session, with its password hash (for the session's
-    password fingerprint); None if unknown."""
+    password fingerprint) and session generation; None if unknown."""
     with store.engine.connect() as c:
         r = c.execute(sa.select(users.c.username, users.c.password_hash, users.c.role,
-                                users.c.manager_id, users.c.disabled)
+                                users.c.manager_id, users.c.disabled, users.c.session_gen)
                       .where(users.c.username == username)).mappings().first()
     return dict(r) if r is not None else None
 
@@ -82,11 +82,12 @@ def list_users(store: AlertStore) -> list[dict[str, Any]]:
 
 def set_disabled(store: AlertStore, username: str, disabled: bool, *, actor: str,
                  now: float | None = None) -> bool:
-    """Disable (or re-enable) an account, audited; False if there is no such user."""
+    """Disable (or re-enable) an account, audited; False if there is no such user.
+    Either way its sessions end (a new generation)."""
     now = time.time() if now is None else now
     with store.engine.begin() as c:
         r = c.execute(users.update().where(users.c.username == username)
-                      .values(disabled=bool(disabled)))
+                      .values(disabled=bool(disabled), session_gen=users.c.session_gen + 1))
         if r.rowcount == 0:
             return False
         c.execute(audit.insert().values(at=now, actor=actor,

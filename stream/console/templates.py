@@ -1,7 +1,9 @@
 """The console's pages: Jinja2 templates (autoescaped) and the stylesheet.
 
 Kept in a module rather than as files so they ship with the package whatever way it is
-installed. No JavaScript: forms post, links navigate, charts are inline SVG.
+installed. No JavaScript: forms post, links navigate, charts are inline SVG. An id in
+a link or form action always goes through the ``seg`` filter (one percent-encoded path
+segment), never raw and never through ``urlencode``, which leaves "/" as it is.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ _ALERT_ROWS = """
   {% for a in rows %}
     <tr class="sev-{{ a.severity }} state-{{ a.state }}" data-alert-id="{{ a.id }}">
       <td><span class="badge sev-{{ a.severity }}">{{ a.severity }}</span></td>
-      <td><a class="alert-link" href="/alerts/{{ a.id }}{{ lang_q }}">{{ a.type | replace('_', ' ') }} / {{ a.subtype | replace('_', ' ') }}</a>
+      <td><a class="alert-link" href="/alerts/{{ a.id | seg }}{{ lang_q }}">{{ a.type | replace('_', ' ') }} / {{ a.subtype | replace('_', ' ') }}</a>
           {% if a.status == 'closed' %}<span class="cleared">cleared</span>{% endif %}</td>
-      <td>{% if a.customer_id %}<a href="/customers/{{ a.customer_id | urlencode }}">{{ a.customer_id }}</a>{% else %}area {{ a.area_id }}{% endif %}
+      <td>{% if a.customer_id %}<a href="/customers/{{ a.customer_id | seg }}">{{ a.customer_id }}</a>{% else %}area {{ a.area_id }}{% endif %}
           <span class="muted">{{ a.area_id or '' }}</span></td>
       <td>{{ a.detected_ts | ts }}</td>
       <td><span class="state {{ a.state }}">{{ a.state }}</span></td>
@@ -120,7 +122,7 @@ ALERT = """{% extends "base.html" %}
 <section class="facts">
   <h2>Alert</h2>
   <dl>
-    <dt>Customer</dt><dd>{% if a.customer_id %}<a id="customer-link" href="/customers/{{ a.customer_id | urlencode }}">{{ a.customer_id }}</a>{% else %}—{% endif %}</dd>
+    <dt>Customer</dt><dd>{% if a.customer_id %}<a id="customer-link" href="/customers/{{ a.customer_id | seg }}">{{ a.customer_id }}</a>{% else %}—{% endif %}</dd>
     <dt>Meter</dt><dd>{{ a.meter_id or '—' }}</dd>
     <dt>Area</dt><dd>{{ a.area_id or '—' }} ({{ a.scope }})</dd>
     <dt>Started</dt><dd>{{ a.start_ts | ts }}</dd>
@@ -137,13 +139,13 @@ ALERT = """{% extends "base.html" %}
 <section class="actions">
   <h2>Actions</h2>
   {% if a.state == 'new' %}
-  <form method="post" action="/alerts/{{ a.id }}/acknowledge" id="ack-form">
+  <form method="post" action="/alerts/{{ a.id | seg }}/acknowledge" id="ack-form">
     <input type="hidden" name="csrf_token" value="{{ csrf }}">
     <button type="submit">Acknowledge</button>
   </form>
   {% endif %}
   {% if a.state != 'resolved' %}
-  <form method="post" action="/alerts/{{ a.id }}/resolve" id="resolve-form">
+  <form method="post" action="/alerts/{{ a.id | seg }}/resolve" id="resolve-form">
     <input type="hidden" name="csrf_token" value="{{ csrf }}">
     <label>Outcome <select name="outcome" required>
       <option value="">choose…</option>
@@ -153,7 +155,7 @@ ALERT = """{% extends "base.html" %}
     <button type="submit">Resolve</button>
   </form>
   {% endif %}
-  <form method="post" action="/alerts/{{ a.id }}/notes" id="note-form">
+  <form method="post" action="/alerts/{{ a.id | seg }}/notes" id="note-form">
     <input type="hidden" name="csrf_token" value="{{ csrf }}">
     <label>Add a note <textarea name="text" rows="2" maxlength="5000" required></textarea></label>
     <button type="submit">Add note</button>
@@ -234,10 +236,10 @@ CUSTOMER = """{% extends "base.html" %}
 <section>
   <h2>Notes</h2>
   <ul class="notes" id="notes">
-  {% for n in notes %}<li><span class="muted">{{ n.created_at | ts }} · {{ n.author }}{% if n.alert_id %} · <a href="/alerts/{{ n.alert_id }}">alert</a>{% endif %}</span><p>{{ n.text }}</p></li>
+  {% for n in notes %}<li><span class="muted">{{ n.created_at | ts }} · {{ n.author }}{% if n.alert_id %} · <a href="/alerts/{{ n.alert_id | seg }}">alert</a>{% endif %}</span><p>{{ n.text }}</p></li>
   {% else %}<li class="muted">No notes yet.</li>{% endfor %}
   </ul>
-  <form method="post" action="/customers/{{ customer_id | urlencode }}/notes" id="customer-note-form">
+  <form method="post" action="/customers/{{ customer_id | seg }}/notes" id="customer-note-form">
     <input type="hidden" name="csrf_token" value="{{ csrf }}">
     <label>Add a note <textarea name="text" rows="2" maxlength="5000" required></textarea></label>
     <button type="submit">Add note</button>
@@ -273,7 +275,7 @@ USERS = """{% extends "base.html" %}
   <tr><td>{{ u.username }}</td><td>{{ u.role | replace('_', ' ') }}</td><td>{{ u.manager_id or '' }}</td><td>{{ u.created_at | ts }}</td>
       <td>{{ 'disabled' if u.disabled else 'active' }}</td>
       <td>{% if u.username != user.username %}
-        <form method="post" action="/admin/users/{{ u.username | urlencode }}/{{ 'enable' if u.disabled else 'disable' }}" class="inline">
+        <form method="post" action="/admin/users/{{ u.username | seg }}/{{ 'enable' if u.disabled else 'disable' }}" class="inline">
           <input type="hidden" name="csrf_token" value="{{ csrf }}">
           <button type="submit" class="link">{{ 'enable' if u.disabled else 'disable' }}</button>
         </form>{% endif %}</td></tr>

@@ -140,3 +140,24 @@ def test_the_workers_real_profile_and_context_formats_are_drawn():
     assert 'class="outside"' in v.charts[0].svg  # 2.5x the usual power
     ch = P.context_chart(ctx)
     assert ch.note.startswith("20 of 48 half hours read")
+
+
+def test_rate_limiter_counts_an_attempt_before_its_outcome_and_forgives_a_success():
+    rl = RateLimiter(max_failures=5, window_s=300)
+    keys = ("u:alice", "a:10.0.0.1")
+    stamps = [rl.attempt(keys, now=100.0 + i) for i in range(5)]
+    assert all(wait == 0 for wait, _ in stamps)  # five attempts in flight, none decided
+    wait, _ = rl.attempt(keys, now=106.0)
+    assert wait == pytest.approx(294.0)  # the sixth waits, without being counted
+    assert len(rl._fails["u:alice"]) == 5
+    rl.forgive("a:10.0.0.1", stamps[0][1])  # the first one turned out right
+    assert rl.retry_after("a:10.0.0.1", now=106.0) == 0
+    rl.forgive("a:10.0.0.1", 12345.0)  # an unknown stamp changes nothing
+    assert len(rl._fails["a:10.0.0.1"]) == 4
+
+
+def test_a_session_carries_the_accounts_session_generation():
+    codec = SessionCodec("k" * 32)
+    s = codec.new_session("alice", "fp", gen=7, now=1000.0)
+    assert codec.loads(codec.dumps(s), now=1001.0)["g"] == 7
+    assert "g" not in codec.new_session(now=1000.0)  # an anonymous one has none

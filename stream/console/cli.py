@@ -18,6 +18,7 @@ import argparse
 import csv
 import getpass
 import logging
+import re
 import secrets
 import sys
 from datetime import datetime, timezone
@@ -122,14 +123,35 @@ def _iso(t: float | None) -> str:
     return "" if t is None else datetime.fromtimestamp(float(t), timezone.utc).isoformat()
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
+# injection"); a plain number such as -3.5 is a number, not a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def text_cell(v: object) -> str:
+    """A text cell built from data, made inert for spreadsheets: a leading formula
+    character gets a single quote before it (shown as text, not evaluated).
+
+    >>> [text_cell(x) for x in ("=HYPERLINK(1)", "-3.5", "@SUM(A1)", "MTR-1", None)]
+    ["'=HYPERLINK(1)", '-3.5', "'@SUM(A1)", 'MTR-1', '']
+    """
+    s = "" if v is None else str(v)
+    if s.startswith(_FORMULA_START) and not _NUMBER.fullmatch(s):
+        return "'" + s
+    return s
+
+
 def write_outcomes(store, out) -> int:
-    """Resolved alerts as CSV rows (``EXPORT_COLUMNS``) into a text stream; the count."""
+    """Resolved alerts as CSV rows (``EXPORT_COLUMNS``) into a text stream; the count.
+    Text from alert messages is neutralised (:func:`text_cell`); times are ours."""
     w = csv.writer(out, lineterminator="\n")
     w.writerow(EXPORT_COLUMNS)
     n = 0
     for r in store.outcomes():
-        w.writerow([r["id"], r["type"], r["subtype"], r["meter_id"] or "", r["area_id"] or "",
-                    _iso(r["start_ts"]), _iso(r["detected_ts"]), r["outcome"],
+        w.writerow([*map(text_cell, (r["id"], r["type"], r["subtype"], r["meter_id"],
+                                     r["area_id"])),
+                    _iso(r["start_ts"]), _iso(r["detected_ts"]), text_cell(r["outcome"]),
                     outcome_label(r["outcome"]), _iso(r["resolved_at"])])
         n += 1
     return n

@@ -32,6 +32,7 @@ from email.utils import formatdate
 from typing import Any
 
 from stream.notify.routing import idempotency_key
+from stream.notify.scrub import excerpt, header_value
 from stream.notify.templates import alert_link, evidence_rows, render_alert, render_digest
 
 SIGNATURE_HEADER = "X-Meterwatch-Signature"
@@ -245,7 +246,10 @@ class Channels:
                 if 200 <= r.status < 300 or r.status == 409:
                     # 409: the receiver already has this idempotency key. Delivered.
                     return
-                text = _scrub((await r.text(errors="replace"))[:200], url)
+                # The body may echo the receiver's own credentials: only a short,
+                # one-line, redacted excerpt of it is kept (and logged).
+                text = excerpt(_scrub((await r.content.read(4096)).decode("utf-8", "replace"),
+                                      url))
                 transient = r.status in (408, 425, 429) or r.status >= 500
                 raise DeliveryError(f"HTTP {r.status}: {text}", permanent=not transient)
         except DeliveryError:

@@ -312,6 +312,34 @@ def test_permanent_failures_go_dead_with_a_log_line(world, caplog):
     assert any("failed permanently" in m and "HTTP 400" in m for m in lines)
 
 
+def test_a_failing_receivers_body_is_logged_as_a_short_redacted_single_line(world, caplog):
+    w = world
+    w.hooks.status = 500
+    # What a broken receiver may answer: its own credentials, a header-injection
+    # attempt, terminal escapes and a lot of text.
+    w.hooks.reply = ("Traceback: db postgresql://svc:db-pw-31337@10.0.0.5/hooks failed\r\n"
+                     "X-Forged: 1\n\x1b[2J Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJz.c2ln "
+                     "api_key=ak-live-55aa password: 'pw 9913' " + "z" * 5000)
+    caplog.set_level(logging.INFO, logger="meterwatch")
+
+    async def go():
+        await w.feed(alert("b1"))
+        await w.n.drain()
+    run(w, go())
+    lines = [r.getMessage() for r in caplog.records
+             if r.name.startswith("meterwatch") and "HTTP 500" in r.getMessage()]
+    assert lines  # the failure is logged, with the status
+    stored = [d["last_error"] for d in w.store.deliveries_for(alert_id="b1")
+              if d["channel"] == "webhook"]
+    for text in lines + stored:
+        excerpt = text.split("HTTP 500: ", 1)[1]
+        assert len(excerpt) <= 200
+        assert excerpt.startswith("Traceback: db postgresql://svc:***@10.0.0.5/hooks")
+        for secret in ("db-pw-31337", "eyJhbGciOiJIUzI1NiJ9", "ak-live-55aa", "pw 9913"):
+            assert secret not in text, secret
+        assert not any(c in text for c in "\r\n\x1b"), repr(text)
+
+
 def test_transient_failures_retry_with_bounded_exponential_backoff(world):
     w = world
     w.hooks.status = 503

@@ -2,9 +2,13 @@
 
 A send either returns (the channel accepted the message) or raises
 :class:`DeliveryError`, transient (retry later) or permanent (the message can never be
-accepted: an SMTP 5xx for the recipient or the content, an HTTP 4xx other than 408, 425
-and 429). Configuration problems (SMTP login or sender refused) stay transient, so
-fixing the configuration delivers what waited.
+accepted: an SMTP 5xx for the recipient or the content, an email that cannot be built
+or encoded, an HTTP 4xx other than 408, 425 and 429, a webhook address that is not
+public). Configuration problems (SMTP login or sender address refused) stay transient,
+so fixing the configuration delivers what waited.
+
+Header values built from data are single bounded lines (:mod:`stream.notify.scrub`);
+an error body of a receiver is kept only as a short redacted excerpt.
 
 Every message carries what a receiver dedupes on (:func:`routing.idempotency_key`):
 ``Idempotency-Key`` on webhooks, ``Message-ID`` (a hash of the delivery key) on email;
@@ -32,13 +36,14 @@ from email.utils import formatdate
 from typing import Any
 
 from stream.notify.routing import idempotency_key
-from stream.notify.scrub import excerpt, header_value
+from stream.notify.scrub import excerpt, header_value, http_header_value
 from stream.notify.templates import alert_link, evidence_rows, render_alert, render_digest
 
 SIGNATURE_HEADER = "X-Meterwatch-Signature"
 UNACKNOWLEDGED = "meterwatch_unacknowledged"  # Alertmanager alertname of escalations
 TIMESTAMP_HEADER = "X-Meterwatch-Timestamp"
 USER_AGENT = "meterwatch-notify/1"
+SUBJECT_CHARS = 200
 
 
 class DeliveryError(Exception):
@@ -143,6 +148,16 @@ def _scrub(text: str, *secrets: str) -> str:
     return text[:500]
 
 
+def _built(channel: str, build, *args):
+    """``build(*args)``; a ValueError (a lone surrogate in an alert's text, say) means
+    this message can never be built: a permanent failure, not a retry every minute."""
+    try:
+        return build(*args)
+    except ValueError as e:
+        raise DeliveryError(f"{channel} message cannot be built: {type(e).__name__}: "
+                            f"{excerpt(str(e))}", permanent=True) from None
+
+
 # -- the channels -------------------------------------------------------------------------
 
 class Channels:
@@ -171,11 +186,11 @@ class Channels:
         """Send one delivery; returns what the caller must remember (Alertmanager labels)."""
         ch = d["channel"]
         if ch == "email":
-            await self.send_email(self.build_email(d))
+            await self.send_email(_built(ch, self.build_email, d))
             return None
         if ch == "webhook":
-            await self.post_webhook(d["payload"]["address"], webhook_body(d, self.s.console_url),
-                                    idempotency_key(d), d["kind"])
+            body = _built(ch, webhook_body, d, self.s.console_url)
+            await self.post_webhook(d["payload"]["address"], body, idempotency_key(d), d["kind"])
             return None
         if ch == "alertmanager":
             return await self._alertmanager(d, time.time())
@@ -189,20 +204,24 @@ class Channels:
         else:
             subject, text, html = render_alert(p, d["kind"], console_url=self.s.console_url,
                                                tz=self.s.timezone)
+        # Header values carry alert fields (id, meter, area) from the topic: a CR, LF or
+        # U+2028 there would end the header (and could start another), so every one is
+        # made a single bounded line.
         m = EmailMessage()
-        m["Subject"] = subject
-        m["From"] = self.s.smtp_from
-        m["To"] = p["address"]
+        m["Subject"] = header_value(subject, SUBJECT_CHARS)
+        m["From"] = header_value(self.s.smtp_from)
+        m["To"] = header_value(p["address"])
         m["Date"] = formatdate(localtime=False, usegmt=True)
         m["Message-ID"] = message_id(d["key"])
         m["Auto-Submitted"] = "auto-generated"
-        m["X-Meterwatch-Kind"] = d["kind"]
-        m["X-Meterwatch-Idempotency-Key"] = idempotency_key(d)
+        m["X-Meterwatch-Kind"] = header_value(d["kind"])
+        m["X-Meterwatch-Idempotency-Key"] = header_value(idempotency_key(d))
         if d.get("alert_id"):
-            m["X-Meterwatch-Alert-Id"] = d["alert_id"]
+            m["X-Meterwatch-Alert-Id"] = header_value(d["alert_id"])
         m.set_content(text)
         m.add_alternative(html, subtype="html")
-        m["Content-Language"] = p.get("language", "en")  # after: set_content drops Content-*
+        # after: set_content drops Content-*
+        m["Content-Language"] = header_value(p.get("language", "en"))
         return m
 
     async def send_email(self, m: EmailMessage) -> None:
@@ -221,11 +240,19 @@ class Channels:
         except aiosmtplib.SMTPDataError as e:
             raise DeliveryError(f"SMTP message refused: {e.code} {e.message}",
                                 permanent=e.code >= 500) from None
+        except aiosmtplib.SMTPSenderRefused as e:
+            # 552/555 at MAIL FROM refuse this message (its size, its parameters); a
+            # refused sender address is configuration, retried until it is fixed.
+            raise DeliveryError(f"SMTP sender refused: {e.code} {e.message}",
+                                permanent=e.code in (552, 555)) from None
         except aiosmtplib.SMTPResponseException as e:
             # Login, sender or greeting refused: configuration, not this message.
             raise DeliveryError(f"SMTP {type(e).__name__}: {e.code} {e.message}") from None
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
             raise DeliveryError(f"SMTP {type(e).__name__}: {e}") from None
+        except ValueError as e:  # the message cannot be serialised: it never will be
+            raise DeliveryError(f"SMTP message cannot be encoded: {type(e).__name__}: "
+                                f"{excerpt(str(e))}", permanent=True) from None
 
     # webhook
     async def post_webhook(self, url: str, body: bytes, key: str, kind: str) -> None:
@@ -234,7 +261,7 @@ class Channels:
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json; charset=utf-8",
                    TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(self.s.webhook_secret, ts, body),
-                   "Idempotency-Key": key, "X-Meterwatch-Kind": kind}
+                   "Idempotency-Key": http_header_value(key), "X-Meterwatch-Kind": kind}
         await self._post(url, body, headers)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:

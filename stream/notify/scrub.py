@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import quote
 
 REDACTED = "***"
 EXCERPT_CHARS = 200
@@ -69,3 +70,14 @@ def header_value(value: object, limit: int = 200) -> str:
     start another) and at most ``limit`` characters."""
     text = one_line(str(value))
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def http_header_value(value: str) -> str:
+    """``value`` for an HTTP header: printable ASCII as is, anything else (line breaks,
+    control characters, non-ASCII) percent-encoded, so the same key always gives the
+    same header.
+
+    >>> http_header_value("a1\\r\\nX: 1 电")
+    'a1%0D%0AX: 1 %E7%94%B5'
+    """
+    return "".join(c if " " <= c <= "~" and c != "%" else quote(c, safe="", errors="backslashreplace") for c in value)

@@ -340,6 +340,21 @@ def test_a_failing_receivers_body_is_logged_as_a_short_redacted_single_line(worl
         assert not any(c in text for c in "\r\n\x1b"), repr(text)
 
 
+def test_an_alert_id_with_a_line_break_is_delivered_once_not_retried_forever(world):
+    w = world
+    evil = "n1\r\nBcc: x@evil.example"
+
+    async def go():
+        await w.feed(alert(evil))
+        await w.n.drain()
+    run(w, go())
+    dels = {d["channel"]: d for d in w.store.deliveries_for(alert_id=evil)}
+    assert dels["email"]["state"] == "sent" and dels["email"]["attempts"] == 1
+    assert dels["webhook"]["state"] == "sent" and dels["webhook"]["attempts"] == 1
+    (mail,) = w.mails("li@example.cn")
+    assert mail.msg["Bcc"] is None and "\n" not in mail.msg["X-Meterwatch-Alert-Id"]
+
+
 def test_transient_failures_retry_with_bounded_exponential_backoff(world):
     w = world
     w.hooks.status = 503

@@ -114,6 +114,19 @@ def _timezone(name: str, v: str) -> str:
     return v
 
 
+def _networks(name: str, v: str) -> str:
+    """A comma-separated list of IP networks (CIDR), or empty."""
+    import ipaddress
+
+    for part in filter(None, (p.strip() for p in v.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}={v!r}: {part!r} is not an IP network "
+                                f"(e.g. 10.20.0.0/16, fd00::/8, 127.0.0.1/32)") from None
+    return v
+
+
 def _port(name: str, v: int) -> int:
     if not 0 <= v <= 65535:
         raise SettingsError(f"{name}={v!r}: must be a TCP port (0-65535)")
@@ -185,6 +198,11 @@ class Settings:
     smtp_from: str = "meterwatch@localhost"
     # One HMAC-SHA256 key signs every webhook body; receivers verify with it.
     webhook_secret: str = field(default="", repr=False, metadata={"secret": True})
+    # Webhooks go to public addresses only: one whose host resolves to a loopback,
+    # link-local, private, unspecified, multicast or other special address is refused
+    # unless the address is in one of these networks (comma-separated CIDR, e.g.
+    # "10.20.0.0/16,127.0.0.1/32" for receivers inside the utility's network).
+    notify_webhook_allow_networks: str = field(default="", metadata={"check": _networks})
     # Prometheus Alertmanager base URL (v2 API), for control-room alerts; empty = off.
     alertmanager_url: str = field(default="", metadata={"url": True})
     # Control room's own channels (besides Alertmanager), and their language.

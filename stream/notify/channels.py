@@ -35,6 +35,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from stream.notify.netguard import AddressPolicy, AddressRefused, GuardedResolver, check_url
 from stream.notify.routing import idempotency_key
 from stream.notify.scrub import excerpt, header_value, http_header_value
 from stream.notify.templates import alert_link, evidence_rows, render_alert, render_digest
@@ -141,6 +142,12 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _refused(e: Exception, url: str) -> str:
+    if isinstance(e, AddressRefused):
+        return f"refused: {e}"
+    return _scrub(f"refused: not a valid webhook URL ({type(e).__name__}: {e})", url)
+
+
 def _scrub(text: str, *secrets: str) -> str:
     for s in secrets:
         if s:
@@ -166,21 +173,28 @@ class Channels:
     def __init__(self, settings, *, timeout_s: float = 30.0) -> None:
         self.s = settings
         self.timeout_s = timeout_s
-        self._http = None
+        self.policy = AddressPolicy.from_settings(settings)
+        # Webhooks (URLs from the managers file) go through a session whose resolver
+        # refuses non-public addresses; Alertmanager (the operator's own, usually
+        # internal) through a plain one.
+        self._http: dict[bool, Any] = {}
 
-    async def _session(self):
+    async def _session(self, guarded: bool = False):
         import aiohttp
 
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        http = self._http.get(guarded)
+        if http is None or http.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self.policy) if guarded else None)
+            http = self._http[guarded] = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers={"User-Agent": USER_AGENT})
-        return self._http
+        return http
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for http in self._http.values():
+            await http.close()
+        self._http.clear()
 
     async def send(self, d: dict[str, Any]) -> dict[str, Any] | None:
         """Send one delivery; returns what the caller must remember (Alertmanager labels)."""
@@ -258,16 +272,21 @@ class Channels:
     async def post_webhook(self, url: str, body: bytes, key: str, kind: str) -> None:
         if not self.s.webhook_secret:
             raise DeliveryError("no webhook secret configured (METERWATCH_WEBHOOK_SECRET)")
+        try:
+            check_url(self.policy, url)  # an IP literal never reaches the resolver
+        except (AddressRefused, ValueError) as e:
+            raise DeliveryError(_refused(e, url), permanent=True) from None
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json; charset=utf-8",
                    TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(self.s.webhook_secret, ts, body),
                    "Idempotency-Key": http_header_value(key), "X-Meterwatch-Kind": kind}
-        await self._post(url, body, headers)
+        await self._post(url, body, headers, guarded=True)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], *,
+                    guarded: bool = False) -> None:
         import aiohttp
 
-        http = await self._session()
+        http = await self._session(guarded)
         try:
             async with http.post(url, data=body, headers=headers, allow_redirects=False) as r:
                 if 200 <= r.status < 300 or r.status == 409:
@@ -281,6 +300,12 @@ class Channels:
                 raise DeliveryError(f"HTTP {r.status}: {text}", permanent=not transient)
         except DeliveryError:
             raise
+        except aiohttp.ClientConnectorError as e:
+            if isinstance(e.os_error, AddressRefused):  # the name resolved to a refused address
+                raise DeliveryError(_refused(e.os_error, url), permanent=True) from None
+            raise DeliveryError(_scrub(f"HTTP {type(e).__name__}: {e}", url)) from None
+        except aiohttp.InvalidURL as e:  # e.g. http://2130706433/: never valid
+            raise DeliveryError(_refused(e, url), permanent=True) from None
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise DeliveryError(_scrub(f"HTTP {type(e).__name__}: {e}", url)) from None
 

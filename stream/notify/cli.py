@@ -71,6 +71,8 @@ def cmd_check(args) -> None:
         print(f"{m.manager_id:16s} {m.language:5s} {'+'.join(m.channels):14s} "
               f"quiet {quiet:11s} digest {digest}")
     print(f"{len(managers)} managers OK")
+    if not _webhooks_reachable(s, managers):
+        sys.exit(1)
     if s.registry:
         try:
             reg = Registry.load(s.registry)
@@ -83,6 +85,34 @@ def cmd_check(args) -> None:
                   f"(their customers' alerts reach nobody): {', '.join(missing)}")
             sys.exit(1)
         print(f"every account manager in the registry ({len(named)}) is in the managers file")
+
+
+def _webhooks_reachable(s: Settings, managers) -> bool:
+    """Resolve every webhook host now and say which the notifier would refuse (a
+    non-public address not in METERWATCH_NOTIFY_WEBHOOK_ALLOW_NETWORKS)."""
+    from stream.notify.managers import CONTROL_ROOM
+    from stream.notify.netguard import AddressPolicy, AddressRefused, resolve_and_check
+
+    policy = AddressPolicy.from_settings(s)
+    hooks = [(m.manager_id, m.webhook_url) for m in managers if m.webhook_url]
+    if s.control_room_webhook:
+        hooks.append((CONTROL_ROOM, s.control_room_webhook))
+    refused = 0
+    for who, url in hooks:
+        try:
+            resolve_and_check(policy, url)
+        except AddressRefused as e:
+            refused += 1
+            print(f"{who}: webhook would be refused: {e}")
+        except (OSError, ValueError) as e:  # no DNS here, or a name that does not resolve
+            print(f"{who}: webhook host does not resolve here ({type(e).__name__}); "
+                  f"checked again at each send")
+    if refused:
+        print(f"{refused} webhook(s) aimed at non-public addresses: their deliveries fail "
+              f"permanently")
+    elif hooks:
+        print(f"every webhook ({len(hooks)}) resolves to an allowed address")
+    return not refused
 
 
 def sample_alert(now: float) -> dict:

@@ -48,9 +48,9 @@ from zoneinfo import ZoneInfo
 from stream.notify import metrics as M
 from stream.notify.channels import Channels, DeliveryError, am_alert, am_labels
 from stream.notify.managers import CONTROL_ROOM, Managers, ManagersError
-from stream.notify.scrub import one_line
 from stream.notify.routing import (SEVERITY_RANK, ControlRoom, digest_deliveries,
                                    escalation_deliveries, message_key, public_record, route)
+from stream.notify.scrub import one_line
 from stream.registry import Registry, RegistryError
 from stream.settings import NOTIFY_HORIZON_DAYS, Settings
 from stream.store import AlertStore, default_url

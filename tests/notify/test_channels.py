@@ -18,11 +18,14 @@ from tests.notify.receivers import Alertmanager, SmtpReceiver, WebhookReceiver, 
 
 SECRET = "s3cret-webhook-key"
 URL = "https://meterwatch.example/console"
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def settings(**kw):
     kw.setdefault("console_url", URL)
     kw.setdefault("webhook_secret", SECRET)
+    # The test receivers listen on loopback, which webhooks may reach only if allowed.
+    kw.setdefault("notify_webhook_allow_networks", LOOPBACK)
     return load_settings(env={}, **kw)
 
 

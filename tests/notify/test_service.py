@@ -68,7 +68,8 @@ class World:
             alertmanager_url=am.url, control_room_email="room@utility.example",
             control_room_webhook=hooks.url("/room"), console_url=URL,
             notify_retry_initial_s=1.0, notify_retry_max_s=8.0, escalate_after_s=600.0,
-            update_digest_s=300.0, alertmanager_refresh_s=60.0)
+            update_digest_s=300.0, alertmanager_refresh_s=60.0,
+            notify_webhook_allow_networks="127.0.0.0/8")  # the receiver is on loopback
         self.store = AlertStore(db_url)
         self.n = Notifier(self.settings, self.store, Registry.load(tmp_path / "registry.csv"),
                           managers, clock=self.clock, owner="test")
@@ -353,6 +354,24 @@ def test_an_alert_id_with_a_line_break_is_delivered_once_not_retried_forever(wor
     assert dels["webhook"]["state"] == "sent" and dels["webhook"]["attempts"] == 1
     (mail,) = w.mails("li@example.cn")
     assert mail.msg["Bcc"] is None and "\n" not in mail.msg["X-Meterwatch-Alert-Id"]
+
+
+def test_a_webhook_to_a_refused_address_is_dead_at_once_with_its_reason(world):
+    from stream.notify.channels import Channels
+    from stream.settings import replace
+
+    w = world
+
+    async def go():
+        # the default: loopback (where the test receiver listens) is not allowed
+        w.n.channels = Channels(replace(w.settings, notify_webhook_allow_networks=""))
+        await w.feed(alert("g1"))
+        await w.n.drain()
+    run(w, go())
+    (d,) = [d for d in w.store.deliveries_for(alert_id="g1") if d["channel"] == "webhook"]
+    assert d["state"] == "dead" and d["attempts"] == 1
+    assert "refused: webhook address 127.0.0.1 is loopback" in d["last_error"]
+    assert w.hooks.raw == []
 
 
 def test_transient_failures_retry_with_bounded_exponential_backoff(world):

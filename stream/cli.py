@@ -277,12 +277,7 @@ def cmd_demo(args) -> None:
         # process groups): the worker is stopped first, then the broker, so the worker
         # does not spend its shutdown on a broker that is already gone. Both still die
         # with this process if it is killed.
-        from stream.kafka_local import die_with_parent
-
-        config = ["--config", args.config] if args.config else []
-        procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", *config, "worker"], env=env,
-                                      cwd=PROJECT_ROOT, process_group=0,
-                                      preexec_fn=die_with_parent))
+        procs.append(_start_worker(args, env))
         print(f"""
 meterwatch demo
   broker          {broker}
@@ -307,6 +302,15 @@ meterwatch demo
         if kafka is not None:
             kafka.stop()
         print("demo stopped.", flush=True)
+
+
+def _start_worker(args, env: dict[str, str]) -> subprocess.Popen:
+    """The demo's worker, in its own process group, dying with this process."""
+    from stream.kafka_local import die_with_parent
+
+    config = ["--config", args.config] if args.config else []
+    return subprocess.Popen([sys.executable, "-m", "stream.cli", *config, "worker"], env=env,
+                            cwd=PROJECT_ROOT, process_group=0, preexec_fn=die_with_parent)
 
 
 async def _demo_run(s: Settings, sim, args, data: Path) -> None:

@@ -298,21 +298,7 @@ def load_settings(
 
     config_file = config_file or env.get(PREFIX + "CONFIG") or None
     if config_file:
-        path = Path(config_file)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise SettingsError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise SettingsError(f"config file {path}: {e}") from None
-        section = doc.get("meterwatch", doc)
-        for k, v in section.items():
-            if isinstance(v, dict):
-                continue  # other sections (detectors) belong to other readers
-            if k not in known:
-                raise SettingsError(f"config file {path}: unknown setting {k!r}"
-                                    f"{_did_you_mean(k, known)}")
-            values[k] = (v, f"config file {path}")
+        values.update(_from_file(Path(config_file), known))
     for k, v in env.items():
         if not k.startswith(PREFIX) or k in (PREFIX + "CONFIG", PREFIX + "KAFKA_CACHE"):
             continue  # read by the loader itself / by stream.kafka_local
@@ -340,6 +326,25 @@ def load_settings(
                 raise SettingsError(_check_error(name, v, source, str(e))) from None
         out[name] = v
     return Settings(**out)
+
+
+def _from_file(path: Path, known: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """The ``[meterwatch]`` settings of a TOML file (or its top level), with their source."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config file {path}: {e}") from None
+    values = {}
+    for k, v in doc.get("meterwatch", doc).items():
+        if isinstance(v, dict):
+            continue  # other sections (detectors) belong to other readers
+        if k not in known:
+            raise SettingsError(f"config file {path}: unknown setting {k!r}"
+                                f"{_did_you_mean(k, known)}")
+        values[k] = (v, f"config file {path}")
+    return values
 
 
 def _did_you_mean(name: str, known: Mapping[str, Any], prefix: str = "") -> str:

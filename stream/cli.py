@@ -1,5 +1,6 @@
-"""``meterwatch``: the command line.
+"""``meterwatch``: the command line, one argparse tree (see stream/cliparse.py).
 
+    meterwatch [--config FILE] COMMAND ...
     meterwatch demo                 local broker + worker + simulated fleet + live alerts
     meterwatch worker               a Faust worker (broker from METERWATCH_BROKER)
     meterwatch simulate             publish a simulated fleet to ami.readings
@@ -7,6 +8,9 @@
     meterwatch backtest ...         run the detectors over a file, no Kafka
     meterwatch evaluate ...         measure detection quality (report with plots)
     meterwatch kafka start|stop|status   the local single-node KRaft broker
+    meterwatch notify [run|check|send-test]   the notifier (stream/notify/cli.py)
+    meterwatch console [export-outcomes]      the web console (stream/console/cli.py)
+    meterwatch users add|passwd|list|disable|enable   console accounts
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from stream.cliparse import passthrough, root_parser
+from stream.console import cli as console_cli
+from stream.kafka_admin import ensure_topics  # noqa: F401  (the commands' helper, re-exported)
+from stream.notify import cli as notify_cli
 from stream.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
 
@@ -31,28 +39,6 @@ def _settings(args, **over) -> Settings:
         return load_settings(config_file=getattr(args, "config", None), **over)
     except SettingsError as e:
         sys.exit(f"meterwatch: configuration error: {e}")
-
-
-# -- topics --------------------------------------------------------------------------------
-async def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics if missing (Faust ignores absent source topics)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from stream.app import MAX_MESSAGE_BYTES
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        want = [settings.readings_topic, settings.rejected_topic, settings.by_area_topic,
-                settings.alerts_topic, settings.deadletter_topic]
-        new = [NewTopic(t, settings.topic_partitions, 1,
-                        topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
-               for t in want if t not in existing]
-        if new:
-            await admin.create_topics(new)
-    finally:
-        await admin.close()
 
 
 # -- worker --------------------------------------------------------------------------------
@@ -239,17 +225,17 @@ def cmd_backtest(args) -> None:
           f"readings/s; state {res.state_bytes} B/meter)")
 
 
-def cmd_evaluate(args, rest) -> None:
+def run_evaluate(argv: list[str]) -> int:
     from models import evaluate
 
-    sys.exit(evaluate.main(rest))
+    return evaluate.main(argv)
 
 
 # -- kafka -----------------------------------------------------------------------------------
-def cmd_kafka(args, rest) -> None:
+def run_kafka(argv: list[str]) -> int:
     from stream import kafka_local
 
-    sys.exit(kafka_local.main(rest))
+    return kafka_local.main(argv)
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -291,11 +277,7 @@ def cmd_demo(args) -> None:
         # process groups): the worker is stopped first, then the broker, so the worker
         # does not spend its shutdown on a broker that is already gone. Both still die
         # with this process if it is killed.
-        from stream.kafka_local import die_with_parent
-
-        procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
-                                      cwd=PROJECT_ROOT, process_group=0,
-                                      preexec_fn=die_with_parent))
+        procs.append(_start_worker(args, env))
         print(f"""
 meterwatch demo
   broker          {broker}
@@ -320,6 +302,15 @@ meterwatch demo
         if kafka is not None:
             kafka.stop()
         print("demo stopped.", flush=True)
+
+
+def _start_worker(args, env: dict[str, str]) -> subprocess.Popen:
+    """The demo's worker, in its own process group, dying with this process."""
+    from stream.kafka_local import die_with_parent
+
+    config = ["--config", args.config] if args.config else []
+    return subprocess.Popen([sys.executable, "-m", "stream.cli", *config, "worker"], env=env,
+                            cwd=PROJECT_ROOT, process_group=0, preexec_fn=die_with_parent)
 
 
 async def _demo_run(s: Settings, sim, args, data: Path) -> None:
@@ -355,35 +346,37 @@ async def _demo_run(s: Settings, sim, args, data: Path) -> None:
 
 
 # -- parser ----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="meterwatch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="settings TOML file (else METERWATCH_CONFIG)")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def _sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0) -> None:
+    sp.add_argument("--customers", type=int, default=customers)
+    sp.add_argument("--areas", type=int, default=areas)
+    sp.add_argument("--days", type=float, default=days)
+    sp.add_argument("--interval", type=int, default=900)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--speed", type=float, default=speed,
+                    help="simulated seconds per wall second (86400 = a day per second; "
+                         "0 = as fast as possible)")
+    sp.add_argument("--bad-rate", type=float, default=0.001)
+    sp.add_argument("--scenario-rate", type=float, default=0.05,
+                    help="share of customers given an injected anomaly")
+    sp.add_argument("--start", help="first interval (ISO 8601); default: days before now")
 
-    def sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0):
-        sp.add_argument("--customers", type=int, default=customers)
-        sp.add_argument("--areas", type=int, default=areas)
-        sp.add_argument("--days", type=float, default=days)
-        sp.add_argument("--interval", type=int, default=900)
-        sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--speed", type=float, default=speed,
-                        help="simulated seconds per wall second (86400 = a day per second; "
-                             "0 = as fast as possible)")
-        sp.add_argument("--bad-rate", type=float, default=0.001)
-        sp.add_argument("--scenario-rate", type=float, default=0.05,
-                        help="share of customers given an injected anomaly")
-        sp.add_argument("--start", help="first interval (ISO 8601); default: days before now")
 
+def _run_core(args) -> None:
+    # looked up when called (not bound at parser build), so a caller may replace one
+    {"demo": cmd_demo, "worker": cmd_worker, "simulate": cmd_simulate, "replay": cmd_replay,
+     "backtest": cmd_backtest}[args.cmd](args)
+
+
+def _add_pipeline(sub) -> None:
     d = sub.add_parser("demo", help="local broker, worker, simulated fleet, live alerts")
-    sim_args(d)
+    _sim_args(d)
     w = sub.add_parser("worker", help="run a Faust worker")
     w.add_argument("--broker")
     w.add_argument("--registry")
     w.add_argument("--web-port", type=int)
     w.add_argument("--worker-id")
     sm = sub.add_parser("simulate", help="publish a simulated fleet")
-    sim_args(sm, speed=0.0)
+    _sim_args(sm, speed=0.0)
     sm.add_argument("--broker")
     sm.add_argument("--out", default=str(PROJECT_ROOT / ".data" / "sim"))
     r = sub.add_parser("replay", help="publish historic readings in time order")
@@ -394,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--broker")
     r.add_argument("--rate", type=float, default=0, help="max messages/s (0 = unthrottled)")
     r.add_argument("--quiet", action="store_true")
+    for p in (d, w, sm, r):
+        p.set_defaults(func=_run_core)
+
+
+def _add_backtest(sub) -> None:
     b = sub.add_parser("backtest", help="run the detectors over a file, no Kafka")
     b.add_argument("--readings", required=True)
     b.add_argument("--registry", help="registry CSV (default: one synthetic customer per meter)")
@@ -405,47 +403,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--country")
     b.add_argument("--standard")
     b.add_argument("--ts-mark", choices=("start", "end"), default="end")
-    sub.add_parser("evaluate", help="measure detection quality (see `meterwatch evaluate -h`)",
-                   add_help=False)
-    sub.add_parser("kafka", help="local broker: start|stop|status|fetch", add_help=False)
-    sub.add_parser("notify", help="route alerts to managers and the control room "
-                   "(see `meterwatch notify -h`)", add_help=False)
-    sub.add_parser("console", help="account manager console (see `meterwatch console -h`)",
-                   add_help=False)
-    sub.add_parser("users", help="console accounts: add, passwd, list (see `meterwatch users -h`)",
-                   add_help=False)
+    b.set_defaults(func=_run_core)
+
+
+def add_parser(sub) -> None:
+    """The pipeline's commands; evaluate and kafka parse their own arguments."""
+    _add_pipeline(sub)
+    _add_backtest(sub)
+    passthrough(sub, "evaluate", "measure detection quality (see `meterwatch evaluate -h`)",
+                lambda argv: run_evaluate(argv))
+    passthrough(sub, "kafka", "local broker: start|stop|status|fetch "
+                "(see `meterwatch kafka -h`)", lambda argv: run_kafka(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole tree: every service registers its commands."""
+    p, sub = root_parser()
+    for register in (add_parser, notify_cli.add_parser, console_cli.add_parser):
+        register(sub)
     return p
 
 
-def _delegate(name: str, rest: list[str]) -> None:
-    # Services with their own argument parsers, imported only when asked for.
-    if name == "notify":
-        from stream.notify.cli import main as run
-    else:  # console, users
-        from stream.console.cli import main as run
-
-        rest = [name] + rest
-    run(rest)
-
-
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # evaluate and kafka parse their own arguments.
-    for name, fn in (("evaluate", cmd_evaluate), ("kafka", cmd_kafka)):
-        if name in argv[:2]:
-            i = argv.index(name)
-            fn(None, argv[i + 1:])
-            return
-    for name in ("notify", "console", "users"):
-        if name in argv[:3]:
-            i = argv.index(name)
-            if argv[:i]:  # --config FILE before the command
-                os.environ.setdefault("METERWATCH_CONFIG", argv[i - 1])
-            _delegate(name, argv[i + 1:])
-            return
-    args = build_parser().parse_args(argv)
-    {"demo": cmd_demo, "worker": cmd_worker, "simulate": cmd_simulate, "replay": cmd_replay,
-     "backtest": cmd_backtest}[args.cmd](args)
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args.func(args)
 
 
 if __name__ == "__main__":

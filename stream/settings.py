@@ -10,11 +10,14 @@ refuses to start.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PREFIX = "METERWATCH_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +57,48 @@ def _at_least(lo: float, why: str):
     return check
 
 
+# -- secrets in what is shown ----------------------------------------------------------
+# A field with metadata {"secret": True} is never shown; one with {"url": True} is shown
+# through redact_url (its userinfo password, query values and token-like path segments
+# hidden). That covers repr/str of Settings and the errors of load_settings.
+REDACTED = "<redacted>"
+_TOKENISH = re.compile(r"(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{16,}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without what may be a credential: the userinfo password, every query
+    value, token-like path segments (16+ letters and digits, as in chat webhooks).
+
+    >>> redact_url("postgresql+psycopg://mw:s3cret@db:5432/alerts")
+    'postgresql+psycopg://mw:***@db:5432/alerts'
+    >>> redact_url("https://hooks.example/services/T0001/Xyz0123456789abcdefGH?token=abc&v=2")
+    'https://hooks.example/services/T0001/***?token=***&v=***'
+    """
+    try:
+        u = urlsplit(url)
+        netloc = u.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+        path = "/".join("***" if _TOKENISH.fullmatch(seg) else seg for seg in u.path.split("/"))
+        query = urlencode([(k, "***") for k, _ in parse_qsl(u.query, keep_blank_values=True)],
+                          safe="*")
+        return urlunsplit((u.scheme, netloc, path, query, ""))
+    except ValueError:
+        return "<unparsable url>"
+
+
+def shown(name: str, value: Any) -> Any:
+    """What of a setting's value may be shown (in a repr, a log line or an error)."""
+    meta = _FIELD_META.get(name, {})
+    if meta.get("secret"):
+        return REDACTED if value else ""
+    if meta.get("url") and isinstance(value, str) and value:
+        return redact_url(value)
+    return value
+
+
 # The notifier never notifies an alert message produced longer ago than this (a new
 # consumer group reading the topic's history must not mail a year of alerts).
 NOTIFY_HORIZON_DAYS = 3.0
@@ -69,13 +114,26 @@ def _timezone(name: str, v: str) -> str:
     return v
 
 
+def _networks(name: str, v: str) -> str:
+    """A comma-separated list of IP networks (CIDR), or empty."""
+    import ipaddress
+
+    for part in filter(None, (p.strip() for p in v.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}={v!r}: {part!r} is not an IP network "
+                                f"(e.g. 10.20.0.0/16, fd00::/8, 127.0.0.1/32)") from None
+    return v
+
+
 def _port(name: str, v: int) -> int:
     if not 0 <= v <= 65535:
         raise SettingsError(f"{name}={v!r}: must be a TCP port (0-65535)")
     return v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything a meterwatch process can be told. Field names map to env vars:
     ``broker`` is ``METERWATCH_BROKER`` and ``[meterwatch] broker`` in TOML."""
@@ -126,7 +184,7 @@ class Settings:
     # --- Alert store (shared by the notifier and the console) -------------------------
     # SQLAlchemy URL: sqlite:///path (default, under data_dir) or
     # postgresql+psycopg://user@host:port/db. Same code for both.
-    db_url: str = ""
+    db_url: str = field(default="", metadata={"url": True})
     # --- Notifier (`meterwatch notify`) -------------------------------------------------
     # Account managers and their channels (CSV: manager_id, name, email, webhook_url,
     # language, quiet_hours, digest). See stream/notify/.
@@ -140,11 +198,16 @@ class Settings:
     smtp_from: str = "meterwatch@localhost"
     # One HMAC-SHA256 key signs every webhook body; receivers verify with it.
     webhook_secret: str = field(default="", repr=False, metadata={"secret": True})
+    # Webhooks go to public addresses only: one whose host resolves to a loopback,
+    # link-local, private, unspecified, multicast or other special address is refused
+    # unless the address is in one of these networks (comma-separated CIDR, e.g.
+    # "10.20.0.0/16,127.0.0.1/32" for receivers inside the utility's network).
+    notify_webhook_allow_networks: str = field(default="", metadata={"check": _networks})
     # Prometheus Alertmanager base URL (v2 API), for control-room alerts; empty = off.
-    alertmanager_url: str = ""
+    alertmanager_url: str = field(default="", metadata={"url": True})
     # Control room's own channels (besides Alertmanager), and their language.
     control_room_email: str = ""
-    control_room_webhook: str = ""
+    control_room_webhook: str = field(default="", metadata={"url": True})
     control_room_language: str = field(default="en", metadata={"check": _choice("en", "zh-CN")})
     # Open control-room alerts are re-posted to Alertmanager this often, each with
     # endsAt 4 periods ahead: it resolves them if the notifier stops re-posting.
@@ -152,7 +215,7 @@ class Settings:
     # The notifier's /metrics and /health (a worker on the same host has web_port).
     notify_web_port: int = field(default=6067, metadata={"check": _port})
     # Link base for alert pages in messages, e.g. https://meterwatch.example/console
-    console_url: str = "http://127.0.0.1:6080"
+    console_url: str = field(default="http://127.0.0.1:6080", metadata={"url": True})
     notify_retry_initial_s: float = field(default=5.0, metadata={"check": _positive})
     notify_retry_max_s: float = field(default=300.0, metadata={"check": _positive})
     # Sent and dead deliveries (and digested items) are deleted from the outbox this
@@ -171,14 +234,26 @@ class Settings:
     # Cookies marked Secure (turn off only for plain-http local use).
     cookie_secure: bool = True
     # Workers' web address, for a customer's live profile (Faust routes to the owner).
-    worker_url: str = "http://127.0.0.1:6066"
+    worker_url: str = field(default="http://127.0.0.1:6066", metadata={"url": True})
 
     @property
     def kafka_url(self) -> str:
         return "kafka://" + ";".join(self.broker.split(","))
 
+    def __repr__(self) -> str:
+        # Settings end up in log lines and tracebacks: secrets and URL credentials never.
+        body = ", ".join(f"{f.name}={shown(f.name, getattr(self, f.name))!r}"
+                         for f in fields(self))
+        return f"Settings({body})"
+
+    __str__ = __repr__
+
+
+_FIELD_META = {f.name: f.metadata for f in fields(Settings)}
+
 
 def _coerce(name: str, raw: Any, typ: type, source: str) -> Any:
+    """``raw`` as ``typ``; an error names the setting and source, never a secret."""
     try:
         if typ is bool:
             if isinstance(raw, bool):
@@ -199,7 +274,7 @@ def _coerce(name: str, raw: Any, typ: type, source: str) -> Any:
             return float(raw)
         return str(raw)
     except ValueError as e:
-        raise SettingsError(f"{name} ({source}) = {raw!r}: {e}") from None
+        raise SettingsError(f"{name} ({source}) = {shown(name, raw)!r}: {e}") from None
 
 
 def load_settings(
@@ -223,27 +298,16 @@ def load_settings(
 
     config_file = config_file or env.get(PREFIX + "CONFIG") or None
     if config_file:
-        path = Path(config_file)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise SettingsError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise SettingsError(f"config file {path}: {e}") from None
-        section = doc.get("meterwatch", doc)
-        for k, v in section.items():
-            if isinstance(v, dict):
-                continue  # other sections (detectors) belong to other readers
-            if k not in known:
-                raise SettingsError(f"config file {path}: unknown setting {k!r}")
-            values[k] = (v, f"config file {path}")
+        values.update(_from_file(Path(config_file), known))
     for k, v in env.items():
         if not k.startswith(PREFIX) or k in (PREFIX + "CONFIG", PREFIX + "KAFKA_CACHE"):
             continue  # read by the loader itself / by stream.kafka_local
         name = k[len(PREFIX):].lower()
         if name not in known:
-            # A typo'd variable would otherwise be ignored in silence.
-            raise SettingsError(f"unknown setting {k} (known: {', '.join(sorted(known))})")
+            # A typo'd variable would otherwise be ignored in silence. Its value is not
+            # shown: a misspelt METERWATCH_SESION_SECRET holds a secret all the same.
+            raise SettingsError(f"unknown setting {k}{_did_you_mean(name, known, PREFIX)} "
+                                f"(known: {', '.join(sorted(known))})")
         values[name] = (v, f"environment {k}")
     for k, v in overrides.items():
         if k not in known:
@@ -259,9 +323,38 @@ def load_settings(
             try:
                 v = check(name, v)
             except SettingsError as e:
-                raise SettingsError(str(e).replace(f"{name}=", f"{name} ({source}) = ", 1)) from None
+                raise SettingsError(_check_error(name, v, source, str(e))) from None
         out[name] = v
     return Settings(**out)
+
+
+def _from_file(path: Path, known: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """The ``[meterwatch]`` settings of a TOML file (or its top level), with their source."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"config file {path}: {e}") from None
+    values = {}
+    for k, v in doc.get("meterwatch", doc).items():
+        if isinstance(v, dict):
+            continue  # other sections (detectors) belong to other readers
+        if k not in known:
+            raise SettingsError(f"config file {path}: unknown setting {k!r}"
+                                f"{_did_you_mean(k, known)}")
+        values[k] = (v, f"config file {path}")
+    return values
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f": did you mean {prefix}{close[0].upper() if prefix else close[0]}?" if close else ""
+
+
+def _check_error(name: str, v: Any, source: str, message: str) -> str:
+    """A check's message ("name=value: why") naming the source, the value as shown."""
+    return message.replace(f"{name}={v!r}", f"{name} ({source}) = {shown(name, v)!r}", 1)
 
 
 def replace(s: Settings, **changes: Any) -> Settings:

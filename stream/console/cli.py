@@ -18,6 +18,7 @@ import argparse
 import csv
 import getpass
 import logging
+import re
 import secrets
 import sys
 from datetime import datetime, timezone
@@ -35,9 +36,9 @@ EXPORT_COLUMNS = ("alert_id", "type", "subtype", "meter_id", "area_id", "start",
                   "detected_at", "outcome", "label", "resolved_at")
 
 
-def _settings(**over) -> Settings:
+def _settings(args, **over) -> Settings:
     try:
-        return load_settings(**over)
+        return load_settings(config_file=getattr(args, "config", None), **over)
     except SettingsError as e:
         sys.exit(f"meterwatch: configuration error: {e}")
 
@@ -59,23 +60,15 @@ def _safe_url(url: str) -> str:
 
 # ---- console -----------------------------------------------------------------------------
 
-def serve(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="meterwatch console",
-                                description="Run the account manager console (web).",
-                                epilog="Also: meterwatch console export-outcomes --out FILE.csv")
-    p.add_argument("--host", help="listen address (default METERWATCH_CONSOLE_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="listen port (default METERWATCH_CONSOLE_PORT, 6080)")
-    p.add_argument("--dev", action="store_true",
-                   help="without METERWATCH_SESSION_SECRET, use an ephemeral one (sessions end "
-                        "when the console stops); for local use only")
-    args = p.parse_args(list(argv))
-    s = _settings(console_host=args.host, console_port=args.port)
+def serve(args) -> int:
+    s = _settings(args, console_host=getattr(args, "host", None),
+                  console_port=getattr(args, "port", None))
     logging.basicConfig(level=s.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from stream.console.auth import MIN_SECRET_LEN, check_secret, SecretError
 
-    if not s.session_secret and args.dev:
+    if not s.session_secret and getattr(args, "dev", False):
         s = replace(s, session_secret=secrets.token_urlsafe(48))
         print("meterwatch console: --dev: using an EPHEMERAL session secret; sessions end "
               "when the console stops. Set METERWATCH_SESSION_SECRET "
@@ -122,29 +115,42 @@ def _iso(t: float | None) -> str:
     return "" if t is None else datetime.fromtimestamp(float(t), timezone.utc).isoformat()
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
+# injection"); a plain number such as -3.5 is a number, not a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def text_cell(v: object) -> str:
+    """A text cell built from data, made inert for spreadsheets: a leading formula
+    character gets a single quote before it (shown as text, not evaluated).
+
+    >>> [text_cell(x) for x in ("=HYPERLINK(1)", "-3.5", "@SUM(A1)", "MTR-1", None)]
+    ["'=HYPERLINK(1)", '-3.5', "'@SUM(A1)", 'MTR-1', '']
+    """
+    s = "" if v is None else str(v)
+    if s.startswith(_FORMULA_START) and not _NUMBER.fullmatch(s):
+        return "'" + s
+    return s
+
+
 def write_outcomes(store, out) -> int:
-    """Resolved alerts as CSV rows (``EXPORT_COLUMNS``) into a text stream; the count."""
+    """Resolved alerts as CSV rows (``EXPORT_COLUMNS``) into a text stream; the count.
+    Text from alert messages is neutralised (:func:`text_cell`); times are ours."""
     w = csv.writer(out, lineterminator="\n")
     w.writerow(EXPORT_COLUMNS)
     n = 0
     for r in store.outcomes():
-        w.writerow([r["id"], r["type"], r["subtype"], r["meter_id"] or "", r["area_id"] or "",
-                    _iso(r["start_ts"]), _iso(r["detected_ts"]), r["outcome"],
+        w.writerow([*map(text_cell, (r["id"], r["type"], r["subtype"], r["meter_id"],
+                                     r["area_id"])),
+                    _iso(r["start_ts"]), _iso(r["detected_ts"]), text_cell(r["outcome"]),
                     outcome_label(r["outcome"]), _iso(r["resolved_at"])])
         n += 1
     return n
 
 
-def export_outcomes(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="meterwatch console export-outcomes",
-        description="Write resolved alerts and their outcomes as CSV for `meterwatch evaluate`. "
-                    f"Columns: {', '.join(EXPORT_COLUMNS)}. label is tp (confirmed_*), fp "
-                    "(false_alarm) or unknown (the outcome says what was done, not whether "
-                    "the alert was right). Times are ISO 8601 UTC. No customer ids.")
-    p.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
-    args = p.parse_args(list(argv))
-    s = _settings()
+def export_outcomes(args) -> int:
+    s = _settings(args)
     store = open_store(s)
     try:
         if args.out == "-":
@@ -179,26 +185,10 @@ def read_password(from_stdin: bool) -> str:
     return pw
 
 
-def users(argv: Sequence[str]) -> int:
-    from stream.store import ROLES, NotFound
+def users(args) -> int:
+    from stream.store import NotFound
 
-    p = argparse.ArgumentParser(prog="meterwatch users", description="Console accounts.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("add", help="create an account")
-    a.add_argument("username")
-    a.add_argument("--role", required=True, choices=ROLES)
-    a.add_argument("--manager-id", help="for --role manager: the account manager id whose "
-                   "customers this user sees (registry column account_manager)")
-    a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    pw = sub.add_parser("passwd", help="set an account's password")
-    pw.add_argument("username")
-    pw.add_argument("--password-stdin", action="store_true")
-    sub.add_parser("list", help="list accounts")
-    for name in ("disable", "enable"):
-        d = sub.add_parser(name, help=f"{name} an account")
-        d.add_argument("username")
-    args = p.parse_args(list(argv))
-    s = _settings()
+    s = _settings(args)
     store = open_store(s)
     try:
         if args.cmd == "add":
@@ -248,16 +238,80 @@ def users(argv: Sequence[str]) -> int:
     return 0
 
 
+# ---- the command tree ------------------------------------------------------------------
+
+def _serve_options(p) -> None:
+    # "not given" by default (SUPPRESS), so options before a subcommand are kept
+    opt = argparse.SUPPRESS
+    p.add_argument("--host", default=opt,
+                   help="listen address (default METERWATCH_CONSOLE_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=opt,
+                   help="listen port (default METERWATCH_CONSOLE_PORT, 6080)")
+    p.add_argument("--dev", action="store_true", default=opt,
+                   help="without METERWATCH_SESSION_SECRET, use an ephemeral one (sessions "
+                        "end when the console stops); for local use only")
+
+
+def _run(args) -> None:
+    # looked up when called (not bound at parser build), so a caller may replace one
+    run = {"serve": serve, "export-outcomes": export_outcomes}.get(args.cmd, users)
+    sys.exit(run(args))
+
+
+def _add_console(sub) -> None:
+    c = sub.add_parser("console", help="account manager console (web)",
+                       description="Run the account manager console (web).",
+                       epilog="Also: meterwatch console export-outcomes --out FILE.csv")
+    _serve_options(c)
+    csub = c.add_subparsers(dest="cmd", metavar="{serve,export-outcomes}")
+    c.set_defaults(func=_run, cmd="serve")
+    _serve_options(csub.add_parser("serve", help="run the console (the default)"))
+    e = csub.add_parser(
+        "export-outcomes", help="resolved alerts' outcomes as CSV (labels for evaluate)",
+        description="Write resolved alerts and their outcomes as CSV for `meterwatch evaluate`. "
+                    f"Columns: {', '.join(EXPORT_COLUMNS)}. label is tp (confirmed_*), fp "
+                    "(false_alarm) or unknown (the outcome says what was done, not whether "
+                    "the alert was right). Times are ISO 8601 UTC. No customer ids. Text "
+                    "starting with = + - @ gets a leading ' (no spreadsheet formulas).")
+    e.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+
+
+def _add_users(sub) -> None:
+    from stream.store import ROLES
+
+    p = sub.add_parser("users", help="console accounts: add, passwd, list, disable, enable",
+                       description="Console accounts.")
+    usub = p.add_subparsers(dest="cmd", required=True)
+    p.set_defaults(func=_run)
+    a = usub.add_parser("add", help="create an account")
+    a.add_argument("username")
+    a.add_argument("--role", required=True, choices=ROLES)
+    a.add_argument("--manager-id", help="for --role manager: the account manager id whose "
+                   "customers this user sees (registry column account_manager)")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    pw = usub.add_parser("passwd", help="set an account's password")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true")
+    usub.add_parser("list", help="list accounts")
+    for name in ("disable", "enable"):
+        d = usub.add_parser(name, help=f"{name} an account")
+        d.add_argument("username")
+
+
+def add_parser(sub) -> None:
+    """``meterwatch console [serve|export-outcomes]`` and ``meterwatch users ...``."""
+    _add_console(sub)
+    _add_users(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("console", "users"):
-        sys.exit("usage: meterwatch console ... | meterwatch users ...")
-    cmd, rest = argv[0], argv[1:]
-    if cmd == "users":
-        sys.exit(users(rest))
-    if rest[:1] == ["export-outcomes"]:
-        sys.exit(export_outcomes(rest[1:]))
-    sys.exit(serve(rest))
+    """``meterwatch console ...`` or ``meterwatch users ...`` (ARGV starts with one)."""
+    from stream.cliparse import root_parser
+
+    p, sub = root_parser()
+    add_parser(sub)
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args.func(args)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 A send either returns (the channel accepted the message) or raises
 :class:`DeliveryError`, transient (retry later) or permanent (the message can never be
-accepted: an SMTP 5xx for the recipient or the content, an HTTP 4xx other than 408, 425
-and 429). Configuration problems (SMTP login or sender refused) stay transient, so
-fixing the configuration delivers what waited.
+accepted: an SMTP 5xx for the recipient or the content, an email that cannot be built
+or encoded, an HTTP 4xx other than 408, 425 and 429, a webhook address that is not
+public). Configuration problems (SMTP login or sender address refused) stay transient,
+so fixing the configuration delivers what waited.
+
+Header values built from data are single bounded lines (:mod:`stream.notify.scrub`);
+an error body of a receiver is kept only as a short redacted excerpt.
 
 Every message carries what a receiver dedupes on (:func:`routing.idempotency_key`):
 ``Idempotency-Key`` on webhooks, ``Message-ID`` (a hash of the delivery key) on email;
@@ -31,13 +35,16 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from stream.notify.netguard import AddressPolicy, AddressRefused, GuardedResolver, check_url
 from stream.notify.routing import idempotency_key
+from stream.notify.scrub import excerpt, header_value, http_header_value
 from stream.notify.templates import alert_link, evidence_rows, render_alert, render_digest
 
 SIGNATURE_HEADER = "X-Meterwatch-Signature"
 UNACKNOWLEDGED = "meterwatch_unacknowledged"  # Alertmanager alertname of escalations
 TIMESTAMP_HEADER = "X-Meterwatch-Timestamp"
 USER_AGENT = "meterwatch-notify/1"
+SUBJECT_CHARS = 200
 
 
 class DeliveryError(Exception):
@@ -135,11 +142,27 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _refused(e: Exception, url: str) -> str:
+    if isinstance(e, AddressRefused):
+        return f"refused: {e}"
+    return _scrub(f"refused: not a valid webhook URL ({type(e).__name__}: {e})", url)
+
+
 def _scrub(text: str, *secrets: str) -> str:
     for s in secrets:
         if s:
             text = text.replace(s, "<address>")
     return text[:500]
+
+
+def _built(channel: str, build, *args):
+    """``build(*args)``; a ValueError (a lone surrogate in an alert's text, say) means
+    this message can never be built: a permanent failure, not a retry every minute."""
+    try:
+        return build(*args)
+    except ValueError as e:
+        raise DeliveryError(f"{channel} message cannot be built: {type(e).__name__}: "
+                            f"{excerpt(str(e))}", permanent=True) from None
 
 
 # -- the channels -------------------------------------------------------------------------
@@ -150,31 +173,38 @@ class Channels:
     def __init__(self, settings, *, timeout_s: float = 30.0) -> None:
         self.s = settings
         self.timeout_s = timeout_s
-        self._http = None
+        self.policy = AddressPolicy.from_settings(settings)
+        # Webhooks (URLs from the managers file) go through a session whose resolver
+        # refuses non-public addresses; Alertmanager (the operator's own, usually
+        # internal) through a plain one.
+        self._http: dict[bool, Any] = {}
 
-    async def _session(self):
+    async def _session(self, guarded: bool = False):
         import aiohttp
 
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        http = self._http.get(guarded)
+        if http is None or http.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self.policy) if guarded else None)
+            http = self._http[guarded] = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers={"User-Agent": USER_AGENT})
-        return self._http
+        return http
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        for http in self._http.values():
+            await http.close()
+        self._http.clear()
 
     async def send(self, d: dict[str, Any]) -> dict[str, Any] | None:
         """Send one delivery; returns what the caller must remember (Alertmanager labels)."""
         ch = d["channel"]
         if ch == "email":
-            await self.send_email(self.build_email(d))
+            await self.send_email(_built(ch, self.build_email, d))
             return None
         if ch == "webhook":
-            await self.post_webhook(d["payload"]["address"], webhook_body(d, self.s.console_url),
-                                    idempotency_key(d), d["kind"])
+            body = _built(ch, webhook_body, d, self.s.console_url)
+            await self.post_webhook(d["payload"]["address"], body, idempotency_key(d), d["kind"])
             return None
         if ch == "alertmanager":
             return await self._alertmanager(d, time.time())
@@ -188,20 +218,24 @@ class Channels:
         else:
             subject, text, html = render_alert(p, d["kind"], console_url=self.s.console_url,
                                                tz=self.s.timezone)
+        # Header values carry alert fields (id, meter, area) from the topic: a CR, LF or
+        # U+2028 there would end the header (and could start another), so every one is
+        # made a single bounded line.
         m = EmailMessage()
-        m["Subject"] = subject
-        m["From"] = self.s.smtp_from
-        m["To"] = p["address"]
+        m["Subject"] = header_value(subject, SUBJECT_CHARS)
+        m["From"] = header_value(self.s.smtp_from)
+        m["To"] = header_value(p["address"])
         m["Date"] = formatdate(localtime=False, usegmt=True)
         m["Message-ID"] = message_id(d["key"])
         m["Auto-Submitted"] = "auto-generated"
-        m["X-Meterwatch-Kind"] = d["kind"]
-        m["X-Meterwatch-Idempotency-Key"] = idempotency_key(d)
+        m["X-Meterwatch-Kind"] = header_value(d["kind"])
+        m["X-Meterwatch-Idempotency-Key"] = header_value(idempotency_key(d))
         if d.get("alert_id"):
-            m["X-Meterwatch-Alert-Id"] = d["alert_id"]
+            m["X-Meterwatch-Alert-Id"] = header_value(d["alert_id"])
         m.set_content(text)
         m.add_alternative(html, subtype="html")
-        m["Content-Language"] = p.get("language", "en")  # after: set_content drops Content-*
+        # after: set_content drops Content-*
+        m["Content-Language"] = header_value(p.get("language", "en"))
         return m
 
     async def send_email(self, m: EmailMessage) -> None:
@@ -220,36 +254,58 @@ class Channels:
         except aiosmtplib.SMTPDataError as e:
             raise DeliveryError(f"SMTP message refused: {e.code} {e.message}",
                                 permanent=e.code >= 500) from None
+        except aiosmtplib.SMTPSenderRefused as e:
+            # 552/555 at MAIL FROM refuse this message (its size, its parameters); a
+            # refused sender address is configuration, retried until it is fixed.
+            raise DeliveryError(f"SMTP sender refused: {e.code} {e.message}",
+                                permanent=e.code in (552, 555)) from None
         except aiosmtplib.SMTPResponseException as e:
             # Login, sender or greeting refused: configuration, not this message.
             raise DeliveryError(f"SMTP {type(e).__name__}: {e.code} {e.message}") from None
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
             raise DeliveryError(f"SMTP {type(e).__name__}: {e}") from None
+        except ValueError as e:  # the message cannot be serialised: it never will be
+            raise DeliveryError(f"SMTP message cannot be encoded: {type(e).__name__}: "
+                                f"{excerpt(str(e))}", permanent=True) from None
 
     # webhook
     async def post_webhook(self, url: str, body: bytes, key: str, kind: str) -> None:
         if not self.s.webhook_secret:
             raise DeliveryError("no webhook secret configured (METERWATCH_WEBHOOK_SECRET)")
+        try:
+            check_url(self.policy, url)  # an IP literal never reaches the resolver
+        except (AddressRefused, ValueError) as e:
+            raise DeliveryError(_refused(e, url), permanent=True) from None
         ts = str(int(time.time()))
         headers = {"Content-Type": "application/json; charset=utf-8",
                    TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: sign(self.s.webhook_secret, ts, body),
-                   "Idempotency-Key": key, "X-Meterwatch-Kind": kind}
-        await self._post(url, body, headers)
+                   "Idempotency-Key": http_header_value(key), "X-Meterwatch-Kind": kind}
+        await self._post(url, body, headers, guarded=True)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], *,
+                    guarded: bool = False) -> None:
         import aiohttp
 
-        http = await self._session()
+        http = await self._session(guarded)
         try:
             async with http.post(url, data=body, headers=headers, allow_redirects=False) as r:
                 if 200 <= r.status < 300 or r.status == 409:
                     # 409: the receiver already has this idempotency key. Delivered.
                     return
-                text = _scrub((await r.text(errors="replace"))[:200], url)
+                # The body may echo the receiver's own credentials: only a short,
+                # one-line, redacted excerpt of it is kept (and logged).
+                text = excerpt(_scrub((await r.content.read(4096)).decode("utf-8", "replace"),
+                                      url))
                 transient = r.status in (408, 425, 429) or r.status >= 500
                 raise DeliveryError(f"HTTP {r.status}: {text}", permanent=not transient)
         except DeliveryError:
             raise
+        except aiohttp.ClientConnectorError as e:
+            if isinstance(e.os_error, AddressRefused):  # the name resolved to a refused address
+                raise DeliveryError(_refused(e.os_error, url), permanent=True) from None
+            raise DeliveryError(_scrub(f"HTTP {type(e).__name__}: {e}", url)) from None
+        except aiohttp.InvalidURL as e:  # e.g. http://2130706433/: never valid
+            raise DeliveryError(_refused(e, url), permanent=True) from None
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise DeliveryError(_scrub(f"HTTP {type(e).__name__}: {e}", url)) from None
 

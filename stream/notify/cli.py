@@ -1,11 +1,13 @@
 """``meterwatch notify``: the notifier service and its tools.
 
-    meterwatch notify [run] [--managers FILE] [--registry FILE] [--broker HOST:PORT]
-                            [--db-url URL] [--web-port PORT]
-    meterwatch notify check [--managers FILE] [--registry FILE]
-    meterwatch notify send-test --manager ID [--channel email|webhook|alertmanager]
+    meterwatch [--config FILE] notify [run] [--managers FILE] [--registry FILE]
+                       [--broker HOST:PORT] [--db-url URL] [--web-port PORT]
+    meterwatch [--config FILE] notify check [--managers FILE] [--registry FILE]
+    meterwatch [--config FILE] notify send-test --manager ID [--channel email|webhook|alertmanager]
 
-Settings come from ``METERWATCH_*`` variables (see stream/settings.py); options override.
+Settings come from ``METERWATCH_*`` variables and the --config file (see
+stream/settings.py); options override. ``check`` validates the managers file, the
+registry's managers and every webhook's address.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _settings(args) -> Settings:
     if getattr(args, "web_port", None) is not None:
         over["notify_web_port"] = args.web_port
     try:
-        return load_settings(**over)
+        return load_settings(config_file=getattr(args, "config", None), **over)
     except SettingsError as e:
         sys.exit(f"meterwatch notify: configuration error: {e}")
 
@@ -32,7 +34,7 @@ def _settings(args) -> Settings:
 def cmd_run(args) -> None:
     from faust.worker import Worker
 
-    from stream.cli import ensure_topics
+    from stream.kafka_admin import ensure_topics
     from stream.notify.managers import ManagersError
     from stream.notify.service import build_app
     from stream.registry import RegistryError
@@ -71,6 +73,8 @@ def cmd_check(args) -> None:
         print(f"{m.manager_id:16s} {m.language:5s} {'+'.join(m.channels):14s} "
               f"quiet {quiet:11s} digest {digest}")
     print(f"{len(managers)} managers OK")
+    if not _webhooks_reachable(s, managers):
+        sys.exit(1)
     if s.registry:
         try:
             reg = Registry.load(s.registry)
@@ -83,6 +87,34 @@ def cmd_check(args) -> None:
                   f"(their customers' alerts reach nobody): {', '.join(missing)}")
             sys.exit(1)
         print(f"every account manager in the registry ({len(named)}) is in the managers file")
+
+
+def _webhooks_reachable(s: Settings, managers) -> bool:
+    """Resolve every webhook host now and say which the notifier would refuse (a
+    non-public address not in METERWATCH_NOTIFY_WEBHOOK_ALLOW_NETWORKS)."""
+    from stream.notify.managers import CONTROL_ROOM
+    from stream.notify.netguard import AddressPolicy, AddressRefused, resolve_and_check
+
+    policy = AddressPolicy.from_settings(s)
+    hooks = [(m.manager_id, m.webhook_url) for m in managers if m.webhook_url]
+    if s.control_room_webhook:
+        hooks.append((CONTROL_ROOM, s.control_room_webhook))
+    refused = 0
+    for who, url in hooks:
+        try:
+            resolve_and_check(policy, url)
+        except AddressRefused as e:
+            refused += 1
+            print(f"{who}: webhook would be refused: {e}")
+        except (OSError, ValueError) as e:  # no DNS here, or a name that does not resolve
+            print(f"{who}: webhook host does not resolve here ({type(e).__name__}); "
+                  f"checked again at each send")
+    if refused:
+        print(f"{refused} webhook(s) aimed at non-public addresses: their deliveries fail "
+              f"permanently")
+    elif hooks:
+        print(f"every webhook ({len(hooks)}) resolves to an allowed address")
+    return not refused
 
 
 def sample_alert(now: float) -> dict:
@@ -140,31 +172,54 @@ def cmd_send_test(args) -> None:
     sys.exit(1 if asyncio.run(go()) else 0)
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="meterwatch notify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd")
-
-    def common(sp):
-        sp.add_argument("--managers", help="managers CSV (else METERWATCH_MANAGERS)")
-        sp.add_argument("--registry", help="meter registry CSV (else METERWATCH_REGISTRY)")
-
-    r = sub.add_parser("run", help="run the notifier (the default)")
-    common(r)
-    r.add_argument("--broker", help="Kafka bootstrap servers (else METERWATCH_BROKER)")
-    r.add_argument("--db-url", help="alert store URL (else METERWATCH_DB_URL)")
-    r.add_argument("--web-port", type=int, help="metrics port (else METERWATCH_NOTIFY_WEB_PORT)")
-    c = sub.add_parser("check", help="validate the managers file against the registry")
-    common(c)
-    t = sub.add_parser("send-test", help="send a test message to a manager's channels")
-    t.add_argument("--manager", required=True, help="manager id, or control_room")
-    t.add_argument("--managers", help="managers CSV (else METERWATCH_MANAGERS)")
-    t.add_argument("--channel", choices=("email", "webhook", "alertmanager"))
-    if not argv or argv[0].startswith("-"):
-        argv = ["run"] + argv
-    args = p.parse_args(argv)
+def _run(args) -> None:
+    # looked up when called (not bound at parser build), so a caller may replace one
     {"run": cmd_run, "check": cmd_check, "send-test": cmd_send_test}[args.cmd](args)
+
+
+def _options(p, *names: str) -> None:
+    """Options of the notify commands. Their default is "not given" (SUPPRESS), so an
+    option before the subcommand (``notify --managers F check``) is not reset by the
+    subcommand's parser; _settings reads what was given."""
+    opt = argparse.SUPPRESS
+    helps = {"managers": "managers CSV (else METERWATCH_MANAGERS)",
+             "registry": "meter registry CSV (else METERWATCH_REGISTRY)",
+             "broker": "Kafka bootstrap servers (else METERWATCH_BROKER)",
+             "db-url": "alert store URL (else METERWATCH_DB_URL)",
+             "web-port": "metrics port (else METERWATCH_NOTIFY_WEB_PORT)"}
+    for name in names:
+        p.add_argument(f"--{name}", default=opt, help=helps[name],
+                       type=int if name == "web-port" else str)
+
+
+RUN_OPTIONS = ("managers", "registry", "broker", "db-url", "web-port")
+
+
+def add_parser(sub) -> None:
+    """``meterwatch notify [run|check|send-test]``; no subcommand means run."""
+    p = sub.add_parser("notify", help="route alerts to managers and the control room",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _options(p, *RUN_OPTIONS)
+    nsub = p.add_subparsers(dest="cmd", metavar="{run,check,send-test}")
+    p.set_defaults(func=_run, cmd="run")
+    _options(nsub.add_parser("run", help="run the notifier (the default)"), *RUN_OPTIONS)
+    _options(nsub.add_parser("check", help="validate the managers file, the registry's "
+                             "managers and the webhooks' addresses"), "managers", "registry")
+    t = nsub.add_parser("send-test", help="send a test message to a manager's channels")
+    t.add_argument("--manager", required=True, help="manager id, or control_room")
+    _options(t, "managers")
+    t.add_argument("--channel", choices=("email", "webhook", "alertmanager"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``meterwatch notify ARGV`` (global options such as --config come from the
+    environment here; ``meterwatch`` itself takes them before the command)."""
+    from stream.cliparse import root_parser
+
+    p, sub = root_parser()
+    add_parser(sub)
+    args = p.parse_args(["notify", *(sys.argv[1:] if argv is None else argv)])
+    args.func(args)
 
 
 if __name__ == "__main__":

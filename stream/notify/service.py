@@ -50,6 +50,7 @@ from stream.notify.channels import Channels, DeliveryError, am_alert, am_labels
 from stream.notify.managers import CONTROL_ROOM, Managers, ManagersError
 from stream.notify.routing import (SEVERITY_RANK, ControlRoom, digest_deliveries,
                                    escalation_deliveries, message_key, public_record, route)
+from stream.notify.scrub import one_line
 from stream.registry import Registry, RegistryError
 from stream.settings import NOTIFY_HORIZON_DAYS, Settings
 from stream.store import AlertStore, default_url
@@ -544,7 +545,9 @@ class Notifier:
 
 
 def _ref(d: dict[str, Any]) -> str:
-    return f"alert {d['alert_id']}" if d.get("alert_id") else d["payload"].get("digest_id", "?")
+    # one line: an id from the topic must not forge log lines
+    return (f"alert {one_line(d['alert_id'])}" if d.get("alert_id")
+            else d["payload"].get("digest_id", "?"))
 
 
 # ---- the Faust app ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from console_data import SECRET, seed
+from console_data import SECRET, seed, surge_alert
 from stream.cli import main as meterwatch
 from stream.settings import PROJECT_ROOT
 from stream.store import AlertStore
@@ -107,6 +107,37 @@ def test_export_outcomes_writes_labels_for_evaluate(env, tmp_path, capsys):
     assert theft["resolved_at"] == "2033-05-18T03:33:20+00:00"
     assert "C1001" not in out.read_text()  # no customer ids in the file
     assert "3 resolved alerts" in capsys.readouterr().err
+
+
+def test_export_outcomes_neutralises_spreadsheet_formulas_in_text_but_keeps_times(env, tmp_path):
+    # Alert fields come from the alerts topic: a hostile producer chooses them.
+    hostile = {"id": "=HYPERLINK(\"http://x.example\")", "type": "+cmd|' /C calc'!A0",
+               "subtype": "-2+3", "meter_id": "@SUM(1+1)", "area_id": "\t=1+1"}
+    store = AlertStore(env)
+    try:
+        seed(store)
+        rec = dict(surge_alert("zz", "C1001"), **hostile)
+        store.ingest(rec, manager_id="mgr1", now=1_773_000_100.0)
+        store.resolve(hostile["id"], "alice", "false_alarm", now=2e9)
+    finally:
+        store.close()
+    out = tmp_path / "outcomes.csv"
+    assert run(["console", "export-outcomes", "--out", str(out)]) == 0
+    (row,) = [r for r in csv.DictReader(out.open()) if r["outcome"] == "false_alarm"]
+    for col, value in hostile.items():
+        got = row["alert_id" if col == "id" else col]
+        assert got == "'" + value, (col, got)  # shown as text, never evaluated
+    assert row["start"] == "2026-03-09T16:00:00+00:00"  # ISO times untouched
+    assert row["resolved_at"] == "2033-05-18T03:33:20+00:00" and row["label"] == "fp"
+
+
+def test_export_cells_keep_plain_numbers_even_negative_ones():
+    from stream.console.cli import text_cell
+
+    assert [text_cell(v) for v in ("-3.5", "+12", "-1e-3", "2026-03-10T21:00:00+08:00")] == [
+        "-3.5", "+12", "-1e-3", "2026-03-10T21:00:00+08:00"]
+    assert [text_cell(v) for v in ("-1+1", "=1", "\r=1", "-", "@")] == [
+        "'-1+1", "'=1", "'\r=1", "'-", "'@"]
 
 
 def _console(args, env_extra, tmp_path) -> subprocess.Popen:

@@ -159,6 +159,7 @@ class WebhookReceiver:
         self.raw: list[Hook] = []
         self.bad: list[str] = []
         self.status = 200  # what to answer (503: "down" while listening)
+        self.reply = "unavailable"  # the body of a non-200 answer
         self.slow = _Slow()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,7 +182,7 @@ class WebhookReceiver:
                 self.bad.append(sig)
             return web.Response(status=401, text="bad signature")
         if self.status != 200:
-            return web.Response(status=self.status, text="unavailable")
+            return web.Response(status=self.status, text=self.reply)
         h = Hook(request.headers.get("Idempotency-Key", ""),
                  request.headers.get("X-Meterwatch-Kind", ""), json.loads(body), body,
                  request.path, time.time(), dict(request.headers))

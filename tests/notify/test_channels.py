@@ -18,11 +18,14 @@ from tests.notify.receivers import Alertmanager, SmtpReceiver, WebhookReceiver, 
 
 SECRET = "s3cret-webhook-key"
 URL = "https://meterwatch.example/console"
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 def settings(**kw):
     kw.setdefault("console_url", URL)
     kw.setdefault("webhook_secret", SECRET)
+    # The test receivers listen on loopback, which webhooks may reach only if allowed.
+    kw.setdefault("notify_webhook_allow_networks", LOOPBACK)
     return load_settings(env={}, **kw)
 
 
@@ -123,6 +126,41 @@ def test_smtp_login_uses_the_configured_credentials():
         assert not e.value.permanent and "wrong" not in str(e.value)
     finally:
         ctl.stop()
+
+
+def test_line_breaks_and_control_characters_in_alert_fields_never_reach_a_header(smtp):
+    # An id and a meter id as a hostile producer could write them: CR/LF to start a
+    # forged Bcc header, U+2028/U+2029 (line breaks to Python's email package), NUL.
+    evil_id = "a1\r\nBcc: thief@evil.example\u2028x\x00y"
+    a = alert(id=evil_id, meter_id="M9\u2029Cc: x@evil.example", customer_id="C9" + "z" * 300)
+    (d,) = deliveries(a, lang="en")
+    send(settings(smtp_port=smtp.port), d)
+    (m,) = smtp.raw  # delivered, once, to the manager only
+    assert m.rcpt == ["li@example.cn"]
+    assert m.msg["Bcc"] is None and m.msg["Cc"] is None
+    for name in ("Subject", "X-Meterwatch-Alert-Id", "X-Meterwatch-Idempotency-Key"):
+        v = str(m.msg[name])
+        assert not any(c in v for c in "\r\n\x00\u2028\u2029"), (name, v)
+    assert m.msg["X-Meterwatch-Alert-Id"] == "a1 Bcc: thief@evil.example x y"
+    assert m.msg["Subject"].startswith("[meterwatch] Critical: Theft: tamper event")
+    assert len(m.msg["Subject"]) <= 200
+
+
+def test_an_email_that_cannot_be_encoded_fails_permanently_with_its_reason(smtp):
+    # A lone surrogate (valid JSON: "\ud83d") in the message text: no encoding exists.
+    (d,) = deliveries(alert(message={"en": "broken \ud83d text", "zh-CN": "坏 \ud83d"}))
+    with pytest.raises(DeliveryError) as e:
+        send(settings(smtp_port=smtp.port), d)
+    assert e.value.permanent and "cannot be built" in str(e.value)
+    assert "UnicodeEncodeError" in str(e.value) and smtp.raw == []
+
+
+def test_a_webhook_idempotency_key_with_a_line_break_is_sent_percent_encoded(hooks):
+    (d,) = deliveries(alert(id="k1\r\nX-Forged: 1"), email="", hook=hooks.url())
+    send(settings(), d)
+    (h,) = hooks.raw
+    assert h.key == "k1%0D%0AX-Forged: 1" and "X-Forged" not in h.headers
+    assert h.body["idempotency_key"] == "k1\r\nX-Forged: 1"  # the body keeps the real id
 
 
 def test_smtp_refusals_are_permanent_for_5xx_and_transient_for_4xx_or_down(smtp):

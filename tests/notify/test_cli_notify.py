@@ -40,6 +40,25 @@ def test_check_validates_managers_against_the_registry(tmp_path):
     assert r.returncode != 0 and f"{m}:4: manager 'mgr-03' has no channel" in r.stderr
 
 
+def test_check_reports_webhooks_aimed_at_non_public_addresses(tmp_path):
+    m = tmp_path / "managers.csv"
+    m.write_text("manager_id,name,email,webhook_url,language\n"
+                 "mgr-01,Li,,http://169.254.169.254/latest/meta-data,en\n"
+                 "mgr-02,Ann,,http://localhost:8080/hook,en\n"
+                 "mgr-03,Bo,,https://[::ffff:10.0.0.7]/hook,en\n"
+                 "mgr-04,Cy,,https://93.184.216.34/hook,en\n")
+    r = notify("check", "--managers", str(m), webhook_secret="k")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "mgr-01: webhook would be refused: webhook address 169.254.169.254 is link-local" in r.stdout
+    assert "mgr-02: webhook would be refused: webhook address 127.0.0.1 is loopback" in r.stdout
+    assert "mgr-03: webhook would be refused: webhook address 10.0.0.7 is private" in r.stdout
+    assert "mgr-04" not in r.stdout.split("managers OK")[1]
+    assert "3 webhook(s) aimed at non-public addresses" in r.stdout
+    r = notify("check", "--managers", str(m), webhook_secret="k",
+               notify_webhook_allow_networks="169.254.169.254/32,127.0.0.0/8,::1/128,10.0.0.0/8")
+    assert r.returncode == 0 and "every webhook (4) resolves to an allowed address" in r.stdout
+
+
 def test_send_test_reaches_a_managers_channels_and_the_control_room(tmp_path):
     smtp, hooks, am = SmtpReceiver().start(), WebhookReceiver("k").start(), Alertmanager().start()
     try:
@@ -47,7 +66,7 @@ def test_send_test_reaches_a_managers_channels_and_the_control_room(tmp_path):
         m.write_text("manager_id,name,email,webhook_url,language\n"
                      f"mgr-01,Li,li@example.cn,{hooks.url('/li')},zh-CN\n")
         env = dict(managers=m, smtp_port=smtp.port, webhook_secret="k",
-                   alertmanager_url=am.url)
+                   alertmanager_url=am.url, notify_webhook_allow_networks="127.0.0.0/8")
         r = notify("send-test", "--manager", "mgr-01", **env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "email: accepted" in r.stdout and "webhook: accepted" in r.stdout

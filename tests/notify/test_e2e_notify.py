@@ -74,7 +74,9 @@ class Rig:
             METERWATCH_CONSOLE_URL="https://mw.example/console",
             METERWATCH_NOTIFY_RETRY_INITIAL_S="0.2", METERWATCH_NOTIFY_RETRY_MAX_S="2",
             METERWATCH_UPDATE_DIGEST_S="3", METERWATCH_ALERTMANAGER_REFRESH_S="2",
-            METERWATCH_ESCALATE_AFTER_S="3600", METERWATCH_LOG_LEVEL="info")
+            METERWATCH_ESCALATE_AFTER_S="3600", METERWATCH_LOG_LEVEL="info",
+            # the webhook receiver listens on loopback: allowed explicitly
+            METERWATCH_NOTIFY_WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8")
         self.env.update({f"METERWATCH_{k.upper()}": str(v) for k, v in env.items()})
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []

@@ -68,7 +68,8 @@ class World:
             alertmanager_url=am.url, control_room_email="room@utility.example",
             control_room_webhook=hooks.url("/room"), console_url=URL,
             notify_retry_initial_s=1.0, notify_retry_max_s=8.0, escalate_after_s=600.0,
-            update_digest_s=300.0, alertmanager_refresh_s=60.0)
+            update_digest_s=300.0, alertmanager_refresh_s=60.0,
+            notify_webhook_allow_networks="127.0.0.0/8")  # the receiver is on loopback
         self.store = AlertStore(db_url)
         self.n = Notifier(self.settings, self.store, Registry.load(tmp_path / "registry.csv"),
                           managers, clock=self.clock, owner="test")
@@ -310,6 +311,67 @@ def test_permanent_failures_go_dead_with_a_log_line(world, caplog):
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("failed permanently" in m and "dead" in m and "550" in m for m in lines)
     assert any("failed permanently" in m and "HTTP 400" in m for m in lines)
+
+
+def test_a_failing_receivers_body_is_logged_as_a_short_redacted_single_line(world, caplog):
+    w = world
+    w.hooks.status = 500
+    # What a broken receiver may answer: its own credentials, a header-injection
+    # attempt, terminal escapes and a lot of text.
+    w.hooks.reply = ("Traceback: db postgresql://svc:db-pw-31337@10.0.0.5/hooks failed\r\n"
+                     "X-Forged: 1\n\x1b[2J Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJz.c2ln "
+                     "api_key=ak-live-55aa password: 'pw 9913' " + "z" * 5000)
+    caplog.set_level(logging.INFO, logger="meterwatch")
+
+    async def go():
+        await w.feed(alert("b1"))
+        await w.n.drain()
+    run(w, go())
+    lines = [r.getMessage() for r in caplog.records
+             if r.name.startswith("meterwatch") and "HTTP 500" in r.getMessage()]
+    assert lines  # the failure is logged, with the status
+    stored = [d["last_error"] for d in w.store.deliveries_for(alert_id="b1")
+              if d["channel"] == "webhook"]
+    for text in lines + stored:
+        excerpt = text.split("HTTP 500: ", 1)[1]
+        assert len(excerpt) <= 200
+        assert excerpt.startswith("Traceback: db postgresql://svc:***@10.0.0.5/hooks")
+        for secret in ("db-pw-31337", "eyJhbGciOiJIUzI1NiJ9", "ak-live-55aa", "pw 9913"):
+            assert secret not in text, secret
+        assert not any(c in text for c in "\r\n\x1b"), repr(text)
+
+
+def test_an_alert_id_with_a_line_break_is_delivered_once_not_retried_forever(world):
+    w = world
+    evil = "n1\r\nBcc: x@evil.example"
+
+    async def go():
+        await w.feed(alert(evil))
+        await w.n.drain()
+    run(w, go())
+    dels = {d["channel"]: d for d in w.store.deliveries_for(alert_id=evil)}
+    assert dels["email"]["state"] == "sent" and dels["email"]["attempts"] == 1
+    assert dels["webhook"]["state"] == "sent" and dels["webhook"]["attempts"] == 1
+    (mail,) = w.mails("li@example.cn")
+    assert mail.msg["Bcc"] is None and "\n" not in mail.msg["X-Meterwatch-Alert-Id"]
+
+
+def test_a_webhook_to_a_refused_address_is_dead_at_once_with_its_reason(world):
+    from stream.notify.channels import Channels
+    from stream.settings import replace
+
+    w = world
+
+    async def go():
+        # the default: loopback (where the test receiver listens) is not allowed
+        w.n.channels = Channels(replace(w.settings, notify_webhook_allow_networks=""))
+        await w.feed(alert("g1"))
+        await w.n.drain()
+    run(w, go())
+    (d,) = [d for d in w.store.deliveries_for(alert_id="g1") if d["channel"] == "webhook"]
+    assert d["state"] == "dead" and d["attempts"] == 1
+    assert "refused: webhook address 127.0.0.1 is loopback" in d["last_error"]
+    assert w.hooks.raw == []
 
 
 def test_transient_failures_retry_with_bounded_exponential_backoff(world):

@@ -324,3 +324,53 @@ def test_known_timezone_is_accepted():
 
 def test_settings_error_is_a_value_error():
     assert issubclass(SettingsError, ValueError)
+
+
+# -- secrets are never shown --------------------------------------------------------------
+
+SECRET_ENV = {
+    "METERWATCH_DB_URL": "postgresql+psycopg://mw:db-pass-4711@db:5432/alerts",
+    "METERWATCH_ALERTMANAGER_URL": "http://ops:am-pass-0815@alertmanager:9093",
+    "METERWATCH_CONTROL_ROOM_WEBHOOK": "https://chat.example/hook?token=tok-9c1e77&room=ops",
+    "METERWATCH_SESSION_SECRET": "session-secret-" + "s" * 32,
+    "METERWATCH_WEBHOOK_SECRET": "webhook-signing-key-77",
+    "METERWATCH_SMTP_PASSWORD": "smtp-pass-5150",
+}
+
+
+@pytest.mark.parametrize("show", [repr, str, lambda s: f"{s}", lambda s: f"{s!r}"])
+def test_repr_and_str_hide_passwords_tokens_and_secrets(show):
+    s = load_settings(env=SECRET_ENV)
+    text = show(s)
+    for leaked in ("db-pass-4711", "am-pass-0815", "tok-9c1e77", "session-secret-",
+                   "webhook-signing-key-77", "smtp-pass-5150"):
+        assert leaked not in text, leaked
+    # what is not a credential is still there to read
+    assert "postgresql+psycopg://mw:***@db:5432/alerts" in text
+    assert "http://ops:***@alertmanager:9093" in text
+    assert "https://chat.example/hook?token=***&room=***" in text
+    assert "session_secret='<redacted>'" in text and "smtp_password='<redacted>'" in text
+    assert load_settings(env={}).__repr__().count("<redacted>") == 0  # unset: nothing to hide
+
+
+def test_a_token_in_a_webhook_path_is_hidden_too():
+    from stream.settings import redact_url
+
+    url = "https://hooks.example/services/T0AB12/B0CD34/Zx81kq0PL2mn7YtR3vWq"
+    assert redact_url(url) == "https://hooks.example/services/T0AB12/B0CD34/***"
+
+
+def test_a_misspelt_secret_variable_is_named_with_the_close_match_but_its_value_never_shown():
+    with pytest.raises(SettingsError) as e:
+        load_settings(env={"METERWATCH_SESION_SECRET": "hunter2-hunter2"})
+    msg = str(e.value)
+    assert "METERWATCH_SESION_SECRET" in msg
+    assert "did you mean METERWATCH_SESSION_SECRET?" in msg
+    assert "hunter2" not in msg
+
+
+def test_a_misspelt_key_in_toml_suggests_the_close_match(tmp_path):
+    p = write_toml(tmp_path, "[meterwatch]\nwebhook_secrt = 'k-123456'\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(env={}, config_file=p)
+    assert "did you mean webhook_secret?" in str(e.value) and "k-123456" not in str(e.value)

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -1091,6 +1091,41 @@ def alerts_table(rows: list[dict[str, Any]], *, natural: bool = False) -> tuple[
     return header, out
 
 
+# Which alert types each budgeted family counts (config [budget]).
+BUDGET_FAMILIES: dict[str, tuple[str, ...]] = {
+    "surge_daily": ("surge/daily",),
+    "surge_interval": ("surge/interval",),
+    "habit_change": ("habit_change/increase", "habit_change/decrease"),
+    "vacancy": ("habit_change/vacancy",),
+}
+
+
+def budget_rows(clean: dict[str, Any], budget: Any) -> list[list[Any]]:
+    """Per budgeted family: its budget and the clean copies' measured rate, both in
+    openings per customer-year and per customer-month.
+
+    >>> from models.config import BudgetConfig
+    >>> c = {"customer_months": 24.0, "per_type": {"surge/daily": {"openings": 2}}}
+    >>> budget_rows(c, BudgetConfig())[0]
+    ['surge_daily', 2.0, 0.167, 1.0, 0.083, 'within']
+    """
+    out = []
+    months = clean.get("customer_months") or 0.0
+    for fam, types in BUDGET_FAMILIES.items():
+        b = float(budget[fam] if isinstance(budget, dict) else getattr(budget, fam))
+        n = sum(clean["per_type"].get(t, {}).get("openings", 0) for t in types)
+        per_m = n / months if months else None
+        per_y = per_m * 12 if per_m is not None else None
+        out.append([fam, b, round(b / 12, 3), None if per_y is None else round(per_y, 3),
+                    None if per_m is None else round(per_m, 3),
+                    "" if per_y is None else ("within" if per_y <= b else "over")])
+    return out
+
+
+BUDGET_HEADER = ["family", "budget / cust-year", "budget / cust-month", "measured / cust-year",
+                 "measured / cust-month", ""]
+
+
 def summary_text(ev: Evaluation) -> str:
     parts = []
     if ev.real is not None:
@@ -1106,6 +1141,9 @@ def summary_text(ev: Evaluation) -> str:
                      f"customer-months = {_fmt(c['per_customer_month'], 3)} per customer-month; "
                      f"theft alert on {_fmt(c['theft_share'], 3)} of households\n"
                      + _text_table(["type/subtype", "openings", "per cust-month", "households"], pt))
+        if ev.meta.get("budget") is not None:
+            parts.append("Clean households against the false-alarm budgets\n"
+                         + _text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))
     if ev.sim is not None:
         s = ev.sim
         h, rows = detection_table(s.by_type, scope=True)
@@ -1412,6 +1450,10 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
         md.append(_md_table(["type/subtype", "openings", "per customer-month", "households"],
                             [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"]]
                              for k, v in c["per_type"].items()]))
+        if results.meta.get("budget") is not None:
+            md += ["", "Against the false-alarm budgets (`[budget]` in the detector config; the "
+                   "other families have none yet):", "",
+                   _md_table(BUDGET_HEADER, budget_rows(c, results.meta["budget"]))]
         md += ["", "Most alerted clean households: "
                + ", ".join(f"{m} ({k})" for m, k in c["top_customers"]), ""]
         exs = pick_examples(r)
@@ -1562,7 +1604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_all = time.perf_counter()
     cfg = load_config(args.config) if args.config else DetectorConfig()
     ev = Evaluation(meta={"seed": args.seed, "config": args.config, "readings": args.readings,
-                          "half": args.half,
+                          "half": args.half, "budget": asdict(cfg.budget),
                           "outcomes": args.outcomes})
     if args.outcomes:
         ev.outcomes = outcome_precision(args.outcomes)

@@ -98,6 +98,7 @@ class HabitDetector:
         ("h_qvac", "<f4"),  # ... and the share of them that follow another (persistence)
         ("h_rprev", "<f4"),  # yesterday's daily log ratio net of peers (winsorised)
         ("h_rcov", "<f4"),  # EW of its product with the day before (lag-1 covariance)
+        ("h_fallref", "<f4"),  # usual day before the last reported fall (0: none open)
         ("h_base", "<f4"),  # base load (kW), EW of the daily minimum slot
         ("h_day", "<i4"),  # local day ordinal of the accumulators below
         ("h_dtype", "<i1"),
@@ -627,7 +628,12 @@ class HabitDetector:
         rho = s["h_rcov"].astype(np.float64) / (rdev * rdev)
         if cfg.long_run_spread:
             rdev = long_run_scale(rdev, rho)
-        self._learn_persistence(s, r, ev, rdev)
+        # The spread and persistence are the meter's in-control normal: learned on days
+        # when no run is building (half way to the limit), so a change under way does
+        # not widen its own yardstick and slow its own detection.
+        k, h = self._cusum_kh(rdev)
+        calm = (s["h_cup"] < 0.5 * h) & (s["h_cun"] < 0.5 * h)
+        self._learn_persistence(s, r, ev & calm, rdev)
         # Winsorised, so that one extreme day cannot make a "lasting" change alone.
         z = np.clip(r / rdev, -cfg.z_cap, cfg.z_cap)
         # After a reported change the habit re-learns for a few days (held CUSUM) so that
@@ -638,7 +644,6 @@ class HabitDetector:
         # spreads; the decision interval gives the budget's false-alarm rate per side
         # (Siegmund's approximation). Capped a little above it, so that a run held back
         # by the effect gate below still ends soon after the days return to normal.
-        k, h = self._cusum_kh(rdev)
         up_prev, dn_prev = s["h_cup"].copy(), s["h_cun"].copy()
         s["h_cup"] = np.minimum(np.maximum(0, s["h_cup"] + z - k), h + cfg.z_cap) * ev + s["h_cup"] * ~ev
         s["h_cun"] = np.minimum(np.maximum(0, s["h_cun"] - z - k), h + cfg.z_cap) * ev + s["h_cun"] * ~ev
@@ -683,15 +688,32 @@ class HabitDetector:
         dn = (ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
               & (np.maximum(mean_dn, rr) <= math.log(1 - cfg.change_min)))
         vac = (ev & (s["h_vac"] >= need) & ~vac_open & (lv >= cfg.min_home_day_kwh))
-        # A rise back to the home's long-run usual level (after a fall that ended) is
-        # the end of that story, not a new habit: the reference follows, nothing is said.
-        tlv = s["h_tlv"].astype(np.float64)
-        back = up & (s["h_tdays"] >= cfg.min_days) & (
-            np.abs(np.log((recent + c) / (tlv + c))) < math.log(1 + cfg.change_min))
+        # A rise back to where the home was before its last reported fall, or to its
+        # slow long-run usual day (learned over weeks of ordinary days: a summer low
+        # ending), is the end of a story, not a new habit: the reference follows, and
+        # nothing is said.
+        near = lambda lvl: np.abs(np.log((recent + c) / (lvl + c))) < math.log(1 + cfg.change_min)  # noqa: E731
+        fall = s["h_fallref"].astype(np.float64)
+        long_run = np.where(s["h_tdays"] >= cfg.min_days, s["h_tlv"], -1.0).astype(np.float64)
+        back = up & (((fall > 0) & near(fall)) | ((long_run >= 0) & near(np.maximum(long_run, 0))))
         for j in np.flatnonzero(back):
             s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean_up[j]) - c, 0.05)
             s["h_cup"][j] = s["h_cun"][j] = 0
+            s["h_fallref"][j] = 0
         up &= ~back
+        # A run that reached its limit with a change too small to report (under
+        # change_min) is the new normal: the reference takes it in and the run starts
+        # afresh, so a later, real change is judged on its own days, not diluted in a
+        # months-long run.
+        small_up = (ev & (s["h_cup"] > h) & (s["h_cupn"] >= cfg.min_run_days) & ~up & ~back
+                    & ~vacant)
+        small_dn = ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~dn & ~vacant
+        for j, mean in ((j, mean_up[j]) for j in np.flatnonzero(small_up)):
+            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean) - c, 0.05)
+            s["h_cup"][j], s["h_cupn"][j], s["h_cupsum"][j] = 0, 0, 0
+        for j, mean in ((j, mean_dn[j]) for j in np.flatnonzero(small_dn)):
+            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean) - c, 0.05)
+            s["h_cun"][j], s["h_cunn"][j], s["h_cunsum"][j] = 0, 0, 0
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1
@@ -739,6 +761,8 @@ class HabitDetector:
                 # Negative after a fall: the reference settles, the usual day does not
                 # chase the low days (see the learning below).
                 s["h_settle"][j] = cfg.settle_days if sub == "increase" else -cfg.settle_days
+                # Where the home was before a fall: a return there ends the story.
+                s["h_fallref"][j] = ref[j] if sub == "decrease" else 0
         # Occupied again: clearly above the vacancy level (hysteresis against flapping).
         occupied = E > base_day + np.maximum(cfg.occupied_active_share * active_day, 0.6)
         unvac = ((s["h_open"] & (1 << VACANT)) != 0) & ev & occupied
@@ -793,14 +817,10 @@ class HabitDetector:
         resid = np.where(settle > 0, E - lv, resid)
         s["h_lv"][ri, dt] = lv + a * resid
         s["h_lvdev"][ri, dt] = lvdev + a * (np.abs(resid) - lvdev)
-        s["h_rdev"] = s["h_rdev"] + np.where(learn, np.maximum(1 / (nd + 1), 0.05), 0) * (
+        s["h_rdev"] = s["h_rdev"] + np.where(learn & calm, np.maximum(1 / (nd + 1), 0.05), 0) * (
             np.minimum(np.abs(r), 3 * rdev) - s["h_rdev"])
         self._learn_day_tail(s, E, ev & complete & (s["h_vac"] == 0) & ~distorted, nd)
-        # The reference holds still while a CUSUM run might become a report; a run past
-        # its limit whose change is too small to report is the new normal: absorbed.
-        _, hlim = self._cusum_kh(np.maximum(1.25 * s["h_rdev"].astype(np.float64), cfg.rdev_floor))
-        quiet = learn & (((s["h_cup"] == 0) & (s["h_cun"] == 0))
-                         | (s["h_cup"] >= hlim) | (s["h_cun"] >= hlim))
+        quiet = learn & (s["h_cup"] == 0) & (s["h_cun"] == 0)
         ar = np.maximum(np.where(nd < 28, np.maximum(1.0 / (nd + 1), cfg.ref_alpha), cfg.ref_alpha),
                         fast_ref) * quiet
         # Settling after a report re-learns the level whatever the CUSUMs hold meanwhile.

@@ -27,6 +27,8 @@ from tests.support.pipeline import (ROOT, Env, alert_keys, final_states, free_po
                                     reference, scenario)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+# tests/notify/test_e2e_notify.py imports the pipeline helpers from this module.
+_scenario = scenario
 
 
 @pytest.mark.parametrize("store", ["memory", "rocksdb"])

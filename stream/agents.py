@@ -20,7 +20,7 @@ from collections import deque
 import msgspec
 
 from stream import metrics as M
-from stream.app import MAX_MESSAGE_BYTES, Runtime
+from stream.app import MAX_MESSAGE_BYTES, Runtime, heartbeat_interval_s, instance_id
 from stream.processing import SourceMessage
 from stream.registry import RegistryError
 
@@ -147,7 +147,7 @@ class _AlignedPoller:
         for tp, recs in self.carry.items():
             # A rebalance may have taken the partition away (or given it back, reset to
             # the last commit): then what was carried is read again from the log.
-            if tp in assigned and await consumer.position(tp) == recs[-1].offset + 1:
+            if tp in assigned and await self._position(tp) == recs[-1].offset + 1:
                 offered[tp] = recs
         self.carry = {}
         parts = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
@@ -155,11 +155,37 @@ class _AlignedPoller:
         for tp in parts:
             room = share - len(offered.get(tp, ()))
             if room > 0:
-                got = await consumer.getmany(tp, timeout_ms=0, max_records=room)
-                if got.get(tp):
-                    offered[tp] = offered[tp] + got[tp] if tp in offered else got[tp]
+                got = await self._getmany(tp, room)
+                if got:
+                    offered[tp] = offered[tp] + got if tp in offered else got
         if not offered:  # nothing buffered: wait for the next fetch
-            return await consumer.getmany(timeout_ms=200, max_records=share)
+            return self._held(await consumer.getmany(timeout_ms=200, max_records=share))
+        return self._held(self._cut(offered, share))
+
+    def _held(self, batch: dict) -> dict:
+        """Only the partitions still assigned: a rebalance during the poll's awaits may
+        have revoked some, and their new owner reads those records again."""
+        held = self.consumer.assignment()
+        return {tp: recs for tp, recs in batch.items() if tp in held}
+
+    async def _position(self, tp) -> int | None:
+        from aiokafka.errors import IllegalStateError
+
+        try:
+            return await self.consumer.position(tp)
+        except IllegalStateError:  # revoked while this poll ran
+            return None
+
+    async def _getmany(self, tp, room: int) -> list:
+        from aiokafka.errors import IllegalStateError
+
+        try:
+            got = await self.consumer.getmany(tp, timeout_ms=0, max_records=room)
+        except IllegalStateError:  # revoked while this poll ran
+            return []
+        return got.get(tp) or []
+
+    def _cut(self, offered: dict, share: int) -> dict:
         full = [recs[-1].timestamp for recs in offered.values() if len(recs) >= share]
         if not full or len(offered) == 1:
             return offered
@@ -179,17 +205,88 @@ class _AlignedPoller:
         return batch
 
 
-async def _commit_acked(consumer, acks, offsets: dict) -> None:
-    from aiokafka.errors import CommitFailedError
+# Commit errors a rebalance explains: the group moved on (CommitFailedError wraps the
+# broker's UnknownMemberId / IllegalGeneration / RebalanceInProgress) or the partition is
+# no longer this consumer's (IllegalStateError). Whatever was not committed is read
+# again by the partition's owner, and the process agent drops what it already applied.
+def _rebalance_errors() -> tuple[type[BaseException], ...]:
+    from aiokafka import errors as E
 
-    await acks
-    try:
-        await consumer.commit(offsets)
-    except CommitFailedError as e:
-        # The group rebalanced (a worker joined or left) while this batch was
-        # published: its new owner re-reads from the last commit and the process agent
-        # drops what was already applied. Not a reason to stop.
-        log.warning("ingest commit lost to a rebalance; the batch will be re-read: %s", e)
+    return (E.CommitFailedError, E.IllegalStateError, E.RebalanceInProgressError,
+            E.UnknownMemberIdError, E.IllegalGenerationError)
+
+
+class _IngestCommits:
+    """The ingest polls out for acknowledgement, committed in order.
+
+    A poll is committed only for the partitions the consumer still holds when its
+    acks are in; on a rebalance, ``settle`` (called from the rebalance listener before
+    partitions are revoked) waits for every poll out and commits it, so the new owner
+    of a partition starts right after what this worker published."""
+
+    def __init__(self, consumer) -> None:
+        self.consumer = consumer
+        self.in_flight: deque = deque()
+        self.lock = asyncio.Lock()
+
+    def add(self, acks, offsets: dict) -> None:
+        self.in_flight.append((acks, offsets))
+
+    async def commit_ready(self, limit: int) -> None:
+        """Commit polls from the oldest while more than ``limit`` are out or the oldest
+        is acknowledged."""
+        async with self.lock:
+            while self.in_flight and (len(self.in_flight) > limit or self.in_flight[0][0].done()):
+                await self._commit(*self.in_flight.popleft())
+
+    async def settle(self) -> None:
+        async with self.lock:
+            while self.in_flight:
+                await self._commit(*self.in_flight.popleft())
+
+    def cancel(self) -> None:
+        for acks, _ in self.in_flight:
+            acks.cancel()  # not committed: read again by the next start
+
+    async def _commit(self, acks, offsets: dict) -> None:
+        await acks
+        held = self.consumer.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in held}
+        if len(mine) < len(offsets):
+            log.info("ingest: not committing %d partition(s) revoked since their poll; "
+                     "their new owner reads them again", len(offsets) - len(mine))
+        if not mine:
+            return
+        try:
+            await self.consumer.commit(mine)
+        except _rebalance_errors() as e:
+            log.warning("ingest commit lost to a rebalance; the batch will be re-read: %r", e)
+
+
+def _ingest_listener(commits: _IngestCommits):
+    from aiokafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked) -> None:
+            # Still this generation: what was published from the revoked partitions
+            # is committed before the new owner reads from the committed offset.
+            await commits.settle()
+
+        async def on_partitions_assigned(self, assigned) -> None:
+            pass
+
+    return Listener()
+
+
+def _lag_gauges(consumer, batch: dict) -> None:
+    """Lag as of this poll, set before the batch flows on (so it is never older than
+    what downstream has applied)."""
+    held = consumer.assignment()
+    for tp, records in batch.items():
+        hw = consumer.highwater(tp) if tp in held else None
+        if hw is not None and records:
+            M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, hw - records[-1].offset - 1))
 
 
 async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
@@ -200,26 +297,22 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
 
     s = rt.settings
     consumer = AIOKafkaConsumer(
-        s.readings_topic, bootstrap_servers=s.broker, group_id=f"{s.app_id}-ingest",
+        bootstrap_servers=s.broker, group_id=f"{s.app_id}-ingest",
+        group_instance_id=instance_id(s), session_timeout_ms=int(s.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(heartbeat_interval_s(s) * 1000),
         enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
+    commits = _IngestCommits(consumer)
+    consumer.subscribe([s.readings_topic], listener=_ingest_listener(commits))
     await consumer.start()
     poller = _AlignedPoller(consumer, s.ingest_max_records)
-    in_flight: deque = deque()
     try:
         while True:
             batch = await poller.poll()
             if not batch:
-                while in_flight:  # quiet: settle what is out
-                    await _commit_acked(consumer, *in_flight.popleft())
+                await commits.settle()  # quiet: settle what is out
                 continue
-            # Lag as of this poll, set before the batch flows on (so it is never older
-            # than what downstream has applied).
-            for tp, records in batch.items():
-                hw = consumer.highwater(tp)
-                if hw is not None and records:
-                    M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                        max(0, hw - records[-1].offset - 1))
+            _lag_gauges(consumer, batch)
             msgs = [SourceMessage(m.value or b"", m.topic, m.partition, m.offset,
                                   m.timestamp or int(time.time() * 1000))
                     for records in batch.values() for m in records]
@@ -227,13 +320,11 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
             # (the worker otherwise sat idle for each round trip to the broker); polls
             # are committed in order, each once its own records are acknowledged.
             acks = asyncio.gather(*await ingest_batch(msgs))
-            in_flight.append((acks, {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
-                                     for tp, records in batch.items() if records}))
-            while in_flight and (len(in_flight) >= s.ingest_in_flight or in_flight[0][0].done()):
-                await _commit_acked(consumer, *in_flight.popleft())
+            commits.add(acks, {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1
+                               for tp, records in batch.items() if records})
+            await commits.commit_ready(s.ingest_in_flight - 1)
     except asyncio.CancelledError:
-        for acks, _ in in_flight:
-            acks.cancel()  # not committed: read again by the next start
+        commits.cancel()
         raise
     except Exception as exc:
         if _stopping(rt.app, exc):

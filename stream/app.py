@@ -44,6 +44,24 @@ class Runtime:
     extras: dict = field(default_factory=dict)
 
 
+def instance_id(settings: Settings) -> str:
+    """This worker's static member id in its consumer groups (``group.instance.id``).
+
+    Stable across restarts, so a restarted worker takes its partitions back at once
+    instead of the group waiting out the dead member's session; unique per worker (two
+    workers on one host differ by web port, which they cannot share)."""
+    import socket
+
+    return settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
+
+
+def heartbeat_interval_s(settings: Settings) -> float:
+    # A member learns of a rebalance from its next heartbeat's answer, so the interval
+    # bounds how long a join or leave waits for the others; at most a third of the
+    # session keeps two missed heartbeats inside it.
+    return min(1.0, settings.session_timeout_s / 3)
+
+
 def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App:
     if not settings.broker:
         raise ValueError("no broker configured: set METERWATCH_BROKER (or run `meterwatch demo`, "
@@ -79,6 +97,11 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         # whole by the broker (record batches beyond the limit come back alone).
         consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
         producer_acks=-1,
+        # Static membership and a session chosen on purpose (see Settings): with
+        # Faust's 60 s session a killed worker's partitions stood still for a minute.
+        consumer_group_instance_id=instance_id(settings),
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=heartbeat_interval_s(settings),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         table_standby_replicas=0,

@@ -147,6 +147,13 @@ class Settings:
     by_area_topic: str = "meterwatch.readings.by-area"
     alerts_topic: str = "meterwatch.alerts"
     deadletter_topic: str = "meterwatch.deadletter"
+    # Static group membership: this worker's id in its consumer groups, stable across
+    # restarts and unique per worker; empty = "<hostname>-<web_port>".
+    instance_id: str = ""
+    # How long the groups wait for a silent worker (killed, hung) before giving its
+    # partitions to the others; a restarted worker takes them back at once.
+    session_timeout_s: float = field(default=10.0, metadata={"check": _at_least(
+        6.0, "the broker's default group.min.session.timeout.ms")})
     # State store: memory (changelog only) or rocksdb (for fleets beyond RAM).
     store: str = field(default="memory", metadata={"check": _choice("memory", "rocksdb")})
     data_dir: str = str(PROJECT_ROOT / ".data")

@@ -51,6 +51,7 @@ except ImportError:  # a private name: if numpy moves it, the public function wi
 SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)
 N_COND = 7
 HOURS_PER_SLOT = 24 / SLOTS
+VAC_PRIOR_DAYS = 30
 
 # A typical residential / small-business day in kW per half hour, used to seed a new
 # customer before it has history (scaled by its area peers' level when known).
@@ -158,6 +159,11 @@ class HabitDetector:
         st["h_hx"] = st["h_hq"] * 0.3
         st["h_rup"] = 0.2
         st["h_pup"] = 0.5
+        # Prior for the vacancy run length, worth VAC_PRIOR_DAYS days: a day at base
+        # load is rare (2 %) and such days come in spells (one follows another half the
+        # time), until the home's own days say otherwise.
+        st["h_pvac"] = 0.02
+        st["h_qvac"] = 0.5
         st["h_base"] = st["h_mu"].min(axis=(1, 2))
         st["h_cor"] = 0.5
         st["h_cordev"] = 0.2
@@ -669,7 +675,8 @@ class HabitDetector:
         need = run_length_for(s["h_pvac"], self.budget.vacancy, lo=cfg.vacancy_days_min,
                               hi=cfg.vacancy_days_max, q_stay=s["h_qvac"])
         vac_open = (s["h_open"] & (1 << VACANT)) != 0
-        av = np.where(ev & ~vac_open, np.maximum(1.0 / (s["h_ndays"].sum(axis=1) + 1.0), 1 / 90), 0)
+        av = np.where(ev & ~vac_open,
+                      np.maximum(1.0 / (s["h_ndays"].sum(axis=1) + VAC_PRIOR_DAYS), 1 / 90), 0)
         s["h_pvac"] = s["h_pvac"] + av * (vac_day - s["h_pvac"])
         after = vac_prev > 0
         s["h_qvac"] = s["h_qvac"] + np.where(after, np.maximum(av, 0.05 * (av > 0)), 0) * (

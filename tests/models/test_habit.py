@@ -111,7 +111,7 @@ def test_a_vacancy_on_a_large_base_load_closes_when_the_household_is_back():
     got = [a for a in alerts({"M0": x}, closed=True) if a["subtype"] == "vacancy"]
     opened = [a for a in got if a["status"] == "open"]
     closed = [a for a in got if a["status"] == "closed"]
-    assert len(opened) == 1 and 40 <= day_of(opened[0]) <= 44
+    assert len(opened) == 1 and 40 <= day_of(opened[0]) <= 47  # within the week
     assert closed and day_of(closed[0]) <= 52  # back on day 50
 
 

@@ -89,6 +89,7 @@ class HabitDetector:
         ("h_ndays", "<i2", (2,)),  # complete days learned per day type
         ("h_lv", "<f4", (2,)),  # usual daily energy per day type (kWh)
         ("h_lvdev", "<f4", (2,)),  # its mean absolute deviation
+        ("h_lvmed", "<f4", (2,)),  # the typical (median) day per day type: surges' "usual"
         ("h_ref", "<f4", (2,)),  # slow reference daily energy (CUSUM baseline)
         ("h_hq", "<f4"),  # power held over two intervals: its upper quantile (tail threshold)
         ("h_hx", "<f4"),  # ... and the mean excess over it (exponential tail scale), kW
@@ -153,6 +154,7 @@ class HabitDetector:
             st["h_mu"][sel] = prof
             st["h_dev"][sel] = prof * 0.5
         st["h_lv"] = st["h_mu"].sum(axis=2) * 0.5
+        st["h_lvmed"] = st["h_lv"]
         st["h_ref"] = st["h_lv"]
         st["h_lvdev"] = st["h_lv"] * 0.3
         st["h_hq"] = st["h_mu"].max(axis=(1, 2)) * 1.5
@@ -259,7 +261,7 @@ class HabitDetector:
 
         # Daily surge as soon as today's energy so far already exceeds the bar for the
         # whole day: no need to wait for midnight.
-        usual_day = st["h_lv"][at_dt].astype(np.float64)
+        usual_day = st["h_lvmed"][at_dt].astype(np.float64)
         lvdev = st["h_lvdev"][at_dt].astype(np.float64)
         day_bar = self._day_bar(st, usual_day)
         dsurge = trusted & (st["h_dkwh"] >= day_bar) & ((st["h_open"] & (1 << SURGE_D)) == 0)
@@ -393,7 +395,7 @@ class HabitDetector:
         raise the customer's bar)."""
         c = self.config.cusum_c_kwh
         dt = s["h_dtype"].astype(np.int64)
-        usual = s["h_lv"][np.arange(len(s)), dt].astype(np.float64)
+        usual = s["h_lvmed"][np.arange(len(s)), dt].astype(np.float64)
         r = np.log((E + c) / (np.maximum(usual, 0.0) + c))
         limit = np.log((self._day_bar(s, usual) + c) / (usual + c))
         a = np.where(teach, np.maximum(1.0 / (nd + 1.0), 0.02), 0.0)
@@ -502,7 +504,8 @@ class HabitDetector:
 
         ev = complete & trusted
         # Daily surge at close (if it did not open during the day), and close it.
-        bar = self._day_bar(s, lv)
+        med = s["h_lvmed"][ri, dt].astype(np.float64)
+        bar = self._day_bar(s, med)
         was_open = (s["h_open"] & (1 << SURGE_D)) != 0
         late_surge = ev & (E >= bar) & ~was_open
         now = batch.ts[rows]
@@ -510,9 +513,9 @@ class HabitDetector:
             s["h_start"][j, SURGE_D] = self._start(s, j, SURGE_D, int(start_ts[j]), int(now[j]))
             self._emit(s, j, rows, batch, "surge", "daily", "open", int(s["h_start"][j, SURGE_D]), out,
                        score=E[j] / max(bar[j], 1e-3),
-                       evidence={"today_kwh": round(E[j], 2), "usual_day_kwh": round(lv[j], 2),
+                       evidence={"today_kwh": round(E[j], 2), "usual_day_kwh": round(med[j], 2),
                                  "spread_kwh": round(lvdev[j], 2),
-                                 "ratio": round(E[j] / max(lv[j], 1e-3), 2), "day_complete": True,
+                                 "ratio": round(E[j] / max(med[j], 1e-3), 2), "day_complete": True,
                                  "weekday": int(day[j] % 7)})
         for j in np.flatnonzero(was_open | late_surge):
             self._emit(s, j, rows, batch, "surge", "daily", "close",
@@ -823,6 +826,12 @@ class HabitDetector:
         resid = np.clip(E - lv, -3 * np.maximum(lvdev, 0.5), 3 * np.maximum(lvdev, 0.5))
         resid = np.where(settle > 0, E - lv, resid)
         s["h_lv"][ri, dt] = lv + a * resid
+        # The typical day: a stochastic-approximation median (steps of a fifth of the
+        # day's spread), from every complete day (the median needs no clipping).
+        med = s["h_lvmed"][ri, dt].astype(np.float64)
+        step = np.where(complete, 0.2 * np.maximum(lvdev, 0.1), 0.0)
+        s["h_lvmed"][ri, dt] = np.where(nd < 3, np.where(complete, lv + a * resid, med),
+                                        np.maximum(med + step * np.sign(E - med), 0.0))
         s["h_lvdev"][ri, dt] = lvdev + a * (np.abs(resid) - lvdev)
         s["h_rdev"] = s["h_rdev"] + np.where(learn & calm, np.maximum(1 / (nd + 1), 0.05), 0) * (
             np.minimum(np.abs(r), 3 * rdev) - s["h_rdev"])

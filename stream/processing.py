@@ -8,6 +8,7 @@ benchmark without Faust in the way.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
 from zoneinfo import ZoneInfo
@@ -20,8 +21,8 @@ from models.config import DetectorConfig
 from models.engine import Engine, Outcome
 from stream import metrics as M
 from stream.registry import Registry
-from stream.schema import (AreaReadings, Decoded, Reject, Validated, area_decoder,
-                           area_encoder, decode_message, rejected_record, split_by_area,
+from stream.schema import (SOURCE_DTYPE, AreaReadings, Decoded, Reject, Validated,
+                           area_decoder, area_encoder, decode_message, rejected_record, split_by_area,
                            validate)
 from stream.settings import Settings
 from stream.state import AreaState
@@ -49,6 +50,7 @@ class IngestResult:
     rejected: list[bytes] = field(default_factory=list)
     readings: int = 0
     valid: int = 0
+    reject_reasons: Counter = field(default_factory=Counter)
 
 
 class Ingestor:
@@ -59,8 +61,24 @@ class Ingestor:
         self.registry = registry
 
     def handle(self, msgs: list[SourceMessage], now: float | None = None) -> IngestResult:
+        """The area batches and rejects of one poll. Metrics are counted only once the
+        whole poll is handled: a poll that fails is handled again message by message
+        (see stream/agents.py) and must not be counted twice."""
         now = time.time() if now is None else now
         res = IngestResult()
+        parts, kept_src = self._decode_and_validate(msgs, res, now)
+        M.messages_consumed.inc(len(msgs))
+        M.message_bytes.inc(sum(len(m.value) for m in msgs))
+        M.readings_consumed.inc(res.readings)
+        for reason, k in res.reject_reasons.items():
+            M.readings_rejected.labels(reason=reason).inc(k)
+        if parts:
+            self._area_batches(msgs, parts, kept_src, res)
+        return res
+
+    def _decode_and_validate(self, msgs: list[SourceMessage], res: IngestResult,
+                             now: float) -> tuple[list[Validated], list[np.ndarray]]:
+        """Valid readings in chunks, and the message index of each valid reading."""
         limit = self.settings.max_message_bytes
         # Readings are validated in chunks of about VALIDATE_CHUNK, each right after
         # its messages are decoded: validation reads every decoded reading once per
@@ -70,8 +88,7 @@ class Ingestor:
         src: list[int] = []  # message index per reading
         pos: list[int] = []  # position within its message
         parts: list[Validated] = []
-        M.messages_consumed.inc(len(msgs))
-        M.message_bytes.inc(sum(len(m.value) for m in msgs))
+        kept_src: list[np.ndarray] = []
         for k, m in enumerate(msgs):
             if len(m.value) > limit:
                 self._reject(res, m, Reject("payload_too_large",
@@ -91,12 +108,15 @@ class Ingestor:
                 src.extend([k] * len(rs))
                 pos.extend(d.positions if d.positions is not None else range(len(rs)))
             if len(readings) >= VALIDATE_CHUNK:
-                self._validate(res, msgs, readings, src, pos, parts, now)
+                self._validate(res, msgs, readings, src, pos, parts, kept_src, now)
                 readings, src, pos = [], [], []
         if readings:
-            self._validate(res, msgs, readings, src, pos, parts, now)
-        if not parts:
-            return res
+            self._validate(res, msgs, readings, src, pos, parts, kept_src, now)
+        return parts, kept_src
+
+    def _area_batches(self, msgs: list[SourceMessage], parts: list[Validated],
+                      kept_src: list[np.ndarray], res: IngestResult) -> None:
+        """One AreaReadings per area of the poll's valid readings."""
         if len(parts) == 1:
             v = parts[0]
         else:
@@ -106,6 +126,10 @@ class Ingestor:
             v = Validated(ids, np.concatenate([p.rows for p in parts]),
                           np.concatenate([p.cols for p in parts]))
         res.valid = len(v.rows)
+        # Each reading's source partition and offset, for replay detection downstream.
+        which = kept_src[0] if len(kept_src) == 1 else np.concatenate(kept_src)
+        per_msg = np.fromiter(((m.partition, m.offset) for m in msgs), SOURCE_DTYPE, len(msgs))
+        sources = per_msg[which]
         reg = self.registry
         # Produce timestamps travel with the batch for end-to-end latency.
         produced = max(m.timestamp_ms for m in msgs)
@@ -115,18 +139,19 @@ class Ingestor:
         groups = split_by_area(v, reg)
         for area, idx in groups.items():
             if len(groups) == 1:  # idx is every position, in order
-                batch_ids, raw = ids, v.cols.tobytes()
+                batch_ids, raw, srcs = ids, v.cols.tobytes(), sources.tobytes()
             else:
                 batch_ids, raw = [ids[i] for i in idx.tolist()], v.cols[idx].tobytes()
-            batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc)
+                srcs = sources[idx].tobytes()
+            batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc,
+                                 srcs)
             res.area_batches.append((batch.area_id, area_encoder.encode(batch)))
-        return res
 
     def _validate(self, res: IngestResult, msgs: list[SourceMessage], readings: list,
-                  src: list[int], pos: list[int], parts: list[Validated], now: float) -> None:
+                  src: list[int], pos: list[int], parts: list[Validated],
+                  kept_src: list[np.ndarray], now: float) -> None:
         """Validate one chunk of decoded readings; keep the valid, reject the rest."""
         res.readings += len(readings)
-        M.readings_consumed.inc(len(readings))
         # positions=None: rejects index the chunk's list; mapped back to the message.
         v = validate(Decoded(readings, []), self.registry, now,
                      max_future_s=self.settings.max_future_s)
@@ -136,9 +161,11 @@ class Ingestor:
             self._reject(res, msgs[src[i]], rj, now)
         if len(v.rows):
             parts.append(v)
+            s = np.fromiter(src, np.int64, len(src))
+            kept_src.append(s if v.kept is None else s[v.kept])
 
     def _reject(self, res: IngestResult, m: SourceMessage, rj: Reject, now: float) -> None:
-        M.readings_rejected.labels(reason=rj.reason).inc()
+        res.reject_reasons[rj.reason] += 1
         # Always the whole source message: with its offset and the reading's index a
         # reading can be re-sent exactly as it came.
         value = m.value

@@ -113,9 +113,21 @@ class AreaReadings(msgspec.Struct, array_like=True, gc=False):
     cols: bytes
     produced_ms: int  # source message timestamp, for end-to-end latency
     src: str  # topic:partition:offset of the source message
+    # Each reading's source partition and offset in ami.readings (SOURCE_DTYPE), so the
+    # process side tells a replayed reading from a late one. Empty from older producers.
+    sources: bytes = b""
 
     def columns(self) -> np.ndarray:
         return np.frombuffer(self.cols, dtype=READING_DTYPE)
+
+    def source_positions(self) -> np.ndarray | None:
+        """(partition, offset) per reading, or None when the producer sent none."""
+        if len(self.sources) != len(self.meter_ids) * SOURCE_DTYPE.itemsize:
+            return None
+        return np.frombuffer(self.sources, dtype=SOURCE_DTYPE)
+
+
+SOURCE_DTYPE = np.dtype([("partition", "<i4"), ("offset", "<i8")])
 
 
 area_encoder = msgspec.msgpack.Encoder()

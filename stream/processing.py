@@ -173,6 +173,16 @@ class Ingestor:
                                             offset=m.offset, at=now))
 
 
+def _sources(msg: AreaReadings) -> np.ndarray:
+    """Each reading's source (partition, offset); partition -1 where the by-area
+    message does not say (an older producer): those are deduplicated by the bitmap."""
+    src = msg.source_positions()
+    if src is None:
+        src = np.zeros(len(msg.meter_ids), SOURCE_DTYPE)
+        src["partition"] = -1
+    return src
+
+
 @dataclass
 class ProcessResult:
     alerts: list[tuple[str, bytes, dict]] = field(default_factory=list)  # (key, json, alert)
@@ -207,6 +217,27 @@ class Processor:
             a = self._ar = np.arange(max(n, 2 * len(a)), dtype=np.int64)
         return a[:n]
 
+    def _reject_too_late(self, res: "ProcessResult", too_late: list[int], rows: np.ndarray,
+                         cols: np.ndarray, source: np.ndarray) -> None:
+        """Readings never seen before and older than the meter's dedupe window: not
+        applied, and kept for reconciliation rather than dropped. (A replayed reading
+        is a duplicate: the engine recognises it by its source offset.)"""
+        M.readings_rejected.labels(reason="too_late").inc(len(too_late))
+        tol = self.engine.config.engine.late_tolerance_s
+        fleet = self.registry.fleet
+        for i in too_late:
+            rec = {k: (None if isinstance(v, float) and v != v else v)
+                   for k, v in zip(cols.dtype.names, cols[i].tolist())}
+            rec["meter_id"] = fleet.meter_id[int(rows[i])]
+            part, off = int(source["partition"][i]), int(source["offset"][i])
+            where = (dict(topic=self.settings.readings_topic, partition=part, offset=off)
+                     if part >= 0 else dict(topic="(by-area)", partition=-1, offset=-1))
+            res.rejected.append(rejected_record(
+                json_encode(rec), Reject("too_late", f"reading older than the meter's last "
+                                         f"applied interval by more than {tol} s or beyond "
+                                         f"its dedupe window", None, rec["meter_id"]),
+                at=time.time(), **where))
+
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
         self.engine.set_fleet(registry.fleet)
@@ -233,12 +264,13 @@ class Processor:
         msgs: list[AreaReadings] = [area_decoder.decode(r) for r in raws]
         msg = msgs[0]
         if len(msgs) == 1:
-            cols, meter_ids = msg.columns(), msg.meter_ids
+            cols, meter_ids, source = msg.columns(), msg.meter_ids, _sources(msg)
         else:
             if any(m.area_id != msg.area_id for m in msgs):
                 raise ValueError("handle_many: messages of different areas")
             cols = np.concatenate([m.columns() for m in msgs])
             meter_ids = [i for m in msgs for i in m.meter_ids]
+            source = np.concatenate([_sources(m) for m in msgs])
         fleet = self.registry.fleet
         res = ProcessResult()
         area = self.registry.area_index.get(msg.area_id)
@@ -260,7 +292,7 @@ class Processor:
                     raws[k], Reject("unknown_meter", f"meter {meter_ids[i]!r} is no longer in "
                                     f"area {msg.area_id!r} of the registry", j, meter_ids[i]),
                     topic="(by-area)", partition=-1, offset=-1, at=time.time()))
-            rows, cols = rows[ok], cols[ok]
+            rows, cols, source = rows[ok], cols[ok], source[ok]
         if len(rows) == 0:
             return res
         meters = np.unique(rows)
@@ -274,7 +306,7 @@ class Processor:
         ast = state.area_record
         before = self.metrics.before(ast)
         t1 = time.perf_counter()
-        out = self.engine.process(rows, cols, st, ast, meters, areas)
+        out = self.engine.process(rows, cols, st, ast, meters, areas, source)
         M.detector_seconds.inc(time.perf_counter() - t1)
         M.detector_readings.inc(len(rows))
         M.detector_rounds.inc(out.rounds)
@@ -286,19 +318,7 @@ class Processor:
         M.readings_late.inc(out.late)
         M.comm_gaps.inc(out.gaps)
         if out.too_late:
-            # Older than the meter's dedupe window: a very late reading or an old resend;
-            # either way not applied, and kept for reconciliation rather than dropped.
-            M.readings_rejected.labels(reason="too_late").inc(len(out.too_late))
-            tol = self.engine.config.engine.late_tolerance_s
-            for i in out.too_late:
-                rec = {k: (None if isinstance(v, float) and v != v else v)
-                       for k, v in zip(cols.dtype.names, cols[i].tolist())}
-                rec["meter_id"] = fleet.meter_id[int(rows[i])]
-                res.rejected.append(rejected_record(
-                    json_encode(rec), Reject("too_late", f"reading older than the meter's last "
-                                             f"applied interval by more than {tol} s or beyond "
-                                             f"its dedupe window", None, rec["meter_id"]),
-                    topic="(by-area)", partition=-1, offset=-1, at=time.time()))
+            self._reject_too_late(res, out.too_late, rows, cols, source)
         now = time.time() if now is None else now
         # Each message's own delay to its state update; an alert cannot be traced to
         # one of several messages, so it counts from the oldest (an upper bound).

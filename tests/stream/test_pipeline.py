@@ -195,7 +195,9 @@ def final_states(env: Env, engine_dtype, area_dtype) -> dict[str, np.void]:
 
 def _scenario(sim: FleetSimulator) -> None:
     m = sim.meter_ids
-    sim.inject("tamper", m[1], "2026-03-05T10:00:00+08:00")
+    # terminal_cover_open: a name that contains another (cover_open); the stream and the
+    # backtest must both see only the event the meter sent, in the alert's evidence.
+    sim.inject("tamper", m[1], "2026-03-05T10:00:00+08:00", event="terminal_cover_open")
     sim.inject("bypass", m[2], "2026-03-06T00:00:00+08:00", "2026-03-08T00:00:00+08:00")
     sim.inject("reverse_flow", m[3], "2026-03-04T12:00:00+08:00", "2026-03-04T14:00:00+08:00")
     sim.inject("undervoltage", sim.area_ids[0], "2026-03-05T18:00:00+08:00", "2026-03-05T21:00:00+08:00")
@@ -252,6 +254,8 @@ def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tm
             msgspec.json.encode(a, enc_hook=enc_hook)) for a in res.alerts}
         for a in got_records(got):
             assert a == want_rec[(a["id"], a["status"], a["detected_at"])]
+        tamper = [a for a in got_records(got) if a["subtype"] == "tamper_event"]
+        assert tamper and all(a["evidence"]["events"] == ["terminal_cover_open"] for a in tamper)
         ctx = [a for a in got_records(got) if a.get("scope") == "meter" and a["status"] != "closed"]
         assert ctx and all(len(a["context"]["expected_kwh"]) == 48 for a in ctx)
         # The console reads a customer's profile from the worker that owns the area.

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -128,8 +129,9 @@ class Ingestor:
         res.valid = len(v.rows)
         # Each reading's source partition and offset, for replay detection downstream.
         which = kept_src[0] if len(kept_src) == 1 else np.concatenate(kept_src)
-        per_msg = np.fromiter(((m.partition, m.offset) for m in msgs), SOURCE_DTYPE, len(msgs))
-        sources = per_msg[which]
+        sources = np.empty(len(which), SOURCE_DTYPE)
+        for name in ("partition", "offset"):  # C-level maps, not a tuple per message
+            sources[name] = np.fromiter(map(attrgetter(name), msgs), np.int64, len(msgs))[which]
         reg = self.registry
         # Produce timestamps travel with the batch for end-to-end latency.
         produced = max(m.timestamp_ms for m in msgs)

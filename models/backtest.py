@@ -7,6 +7,7 @@ of the stream's one-area-interval batches), so a year of 200 half-hourly meters 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.alerts import to_alert
-from models.base import READING_DTYPE, EVENT_BITS, Fleet
+from models.base import READING_DTYPE, Fleet, event_mask
 from models.config import DetectorConfig
 from models.engine import Engine
 
@@ -134,12 +135,22 @@ def to_columns(df: pd.DataFrame, fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
         for c in ("kwh", "kwh_export", "register_kwh"):
             cols[c][wh] /= 1000.0
     if "events" in df.columns:
-        ev = df["events"].fillna("").astype(str).to_numpy()
-        mask = np.zeros(len(df), np.uint32)
-        for name, bit in EVENT_BITS.items():
-            mask |= np.where(np.char.find(ev.astype(str), name) >= 0, bit, 0).astype(np.uint32)
-        cols["events"] = mask
+        cols["events"] = event_column(df["events"])
     return rows, cols
+
+
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def event_column(events: pd.Series) -> np.ndarray:
+    """Event bitmasks of event names separated by anything but letters, digits and
+    ``_`` (``a|b`` as `meterwatch simulate` writes, ``a,b``, ``["a", "b"]``). Whole
+    names only, as the stream matches them: ``terminal_cover_open`` is not also
+    ``cover_open``. Each distinct string is parsed once."""
+    codes, uniq = pd.factorize(events.fillna("").astype(str))
+    lut = np.fromiter((event_mask(_EVENT_NAME.findall(s)) for s in uniq), np.uint32,
+                      len(uniq))
+    return lut[codes] if len(uniq) else np.zeros(len(events), np.uint32)
 
 
 @dataclass

@@ -51,7 +51,13 @@ ENGINE_FIELDS = (
     ("e_last_reg", "<f8"),
     ("e_n", "<i4"),
 )
-ENGINE_AREA_FIELDS = (("ea_init", "<u1"),)
+# Replays: per area, the highest source offset (+1; 0 = none) of ami.readings applied
+# so far, per source partition. A reading at or below its partition's mark was in a
+# message this area has already handled: redelivered (a restarted ingest re-reads from
+# its last commit), not late. Partitions beyond the table are not tracked (their
+# replays fall back to the bitmap and the late tolerance).
+SOURCE_PARTITIONS = 64
+ENGINE_AREA_FIELDS = (("ea_init", "<u1"), ("ea_src_mark", "<i8", (SOURCE_PARTITIONS,)))
 
 
 @dataclass
@@ -148,14 +154,50 @@ class Engine:
 
     # -- processing ----------------------------------------------------------------
     def process(self, rows: np.ndarray, cols: np.ndarray, st: np.ndarray, ast: np.ndarray,
-                meters: np.ndarray, areas: np.ndarray) -> Outcome:
+                meters: np.ndarray, areas: np.ndarray,
+                source: np.ndarray | None = None) -> Outcome:
         """Apply readings ``cols`` (READING_DTYPE) of fleet rows ``rows``.
 
         ``st`` holds the state rows of ``meters`` (sorted unique fleet rows covering
         ``rows``), ``ast`` those of ``areas`` (sorted unique area indices); both are
         updated in place. A meter may appear several times in ``rows`` (a catch-up
         upload): its readings are applied in time order.
+
+        ``source`` (the stream only): each reading's ``partition`` and ``offset`` in
+        the input topic (partition -1: unknown). A reading from a message the area
+        has already handled is a duplicate, whatever its age; only readings never
+        seen can be too late. Without it (backtest) the result is the same for input
+        that holds each reading once.
         """
+        if source is None or len(rows) == 0:
+            return self._process(rows, cols, st, ast, meters, areas)
+        fresh = self._not_replayed(rows, source, ast, areas)
+        if fresh.all():
+            return self._process(rows, cols, st, ast, meters, areas)
+        kept = np.flatnonzero(fresh)
+        out = self._process(rows[kept], cols[kept], st, ast, meters, areas)
+        out.duplicates += len(rows) - len(kept)
+        out.too_late = kept[out.too_late].tolist()  # positions in the caller's input
+        return out
+
+    def _not_replayed(self, rows: np.ndarray, source: np.ndarray, ast: np.ndarray,
+                      areas: np.ndarray) -> np.ndarray:
+        """Readings from source messages the area has not handled yet; advances the
+        area's marks past every message of this call."""
+        part = source["partition"].astype(np.int64)
+        off = source["offset"].astype(np.int64)
+        tracked = (part >= 0) & (part < SOURCE_PARTITIONS)
+        if not any_(tracked):
+            return np.ones(len(rows), bool)
+        apos = np.searchsorted(areas, self.fleet.area[rows])
+        p = np.where(tracked, part, 0)
+        marks = ast["ea_src_mark"]  # a view: (areas, SOURCE_PARTITIONS)
+        seen = tracked & (off < marks[apos, p])
+        np.maximum.at(marks, (apos[tracked], p[tracked]), off[tracked] + 1)
+        return ~seen
+
+    def _process(self, rows: np.ndarray, cols: np.ndarray, st: np.ndarray, ast: np.ndarray,
+                 meters: np.ndarray, areas: np.ndarray) -> Outcome:
         out = Outcome()
         n = len(rows)
         if n == 0:

@@ -67,6 +67,36 @@ def _stopping(app, exc: BaseException) -> bool:
     return False
 
 
+async def ingest_poll(ingestor, topics, msgs: list[SourceMessage]) -> list:
+    """Validate a poll, re-key by area, publish; the futures of the broker's acks.
+
+    A poll that fails as a whole (a bug on some input) is handled again one message at
+    a time, so only a message that fails on its own goes to the dead-letter topic and
+    the poll's other messages (up to thousands) are processed as usual."""
+    try:
+        results = [ingestor.handle(msgs)]
+        failed: list = []
+    except Exception as exc:  # noqa: BLE001 - find the culprit below
+        log.warning("ingest failed on a poll of %d messages (%s: %s); handling them one by "
+                    "one", len(msgs), type(exc).__name__, exc)
+        results, failed = [], []
+        for m in msgs:
+            try:
+                results.append(ingestor.handle([m]))
+            except Exception as exc1:  # a bug on this message: keep it for replay
+                log.exception("ingest failed on %s:%d:%d", m.topic, m.partition, m.offset)
+                failed.append((m, exc1))
+    futs = []
+    for res in results:
+        futs += [await topics.by_area.send(key=area_id.encode(), value=batch)
+                 for area_id, batch in res.area_batches]
+        futs += [await topics.rejected.send(value=rec) for rec in res.rejected]
+    for m, exc in failed:
+        M.deadletter.labels(stage="ingest").inc()
+        futs.append(await topics.deadletter.send(value=_deadletter_raw("ingest", m, exc)))
+    return futs
+
+
 def register(rt: Runtime) -> None:
     app, topics = rt.app, rt.topics
     s = rt.settings
@@ -74,19 +104,7 @@ def register(rt: Runtime) -> None:
 
     async def ingest_batch(msgs: list[SourceMessage]) -> list:
         """Validate, re-key by area, publish; the futures of the broker's acks."""
-        try:
-            res = rt.ingestor.handle(msgs)
-        except Exception as exc:  # a bug: keep every message for replay
-            log.exception("ingest failed on %d messages", len(msgs))
-            futs = []
-            for m in msgs:
-                M.deadletter.labels(stage="ingest").inc()
-                futs.append(await topics.deadletter.send(value=_deadletter_raw("ingest", m, exc)))
-            return futs
-        futs = [await topics.by_area.send(key=area_id.encode(), value=batch)
-                for area_id, batch in res.area_batches]
-        futs += [await topics.rejected.send(value=rec) for rec in res.rejected]
-        return futs
+        return await ingest_poll(rt.ingestor, topics, msgs)
 
     if s.ingest == "direct":
         @app.task

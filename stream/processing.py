@@ -8,8 +8,10 @@ benchmark without Faust in the way.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -20,8 +22,8 @@ from models.config import DetectorConfig
 from models.engine import Engine, Outcome
 from stream import metrics as M
 from stream.registry import Registry
-from stream.schema import (AreaReadings, Decoded, Reject, Validated, area_decoder,
-                           area_encoder, decode_message, rejected_record, split_by_area,
+from stream.schema import (SOURCE_DTYPE, AreaReadings, Decoded, Reject, Validated,
+                           area_decoder, area_encoder, decode_message, rejected_record, split_by_area,
                            validate)
 from stream.settings import Settings
 from stream.state import AreaState
@@ -49,6 +51,7 @@ class IngestResult:
     rejected: list[bytes] = field(default_factory=list)
     readings: int = 0
     valid: int = 0
+    reject_reasons: Counter = field(default_factory=Counter)
 
 
 class Ingestor:
@@ -59,8 +62,24 @@ class Ingestor:
         self.registry = registry
 
     def handle(self, msgs: list[SourceMessage], now: float | None = None) -> IngestResult:
+        """The area batches and rejects of one poll. Metrics are counted only once the
+        whole poll is handled: a poll that fails is handled again message by message
+        (see stream/agents.py) and must not be counted twice."""
         now = time.time() if now is None else now
         res = IngestResult()
+        parts, kept_src = self._decode_and_validate(msgs, res, now)
+        M.messages_consumed.inc(len(msgs))
+        M.message_bytes.inc(sum(len(m.value) for m in msgs))
+        M.readings_consumed.inc(res.readings)
+        for reason, k in res.reject_reasons.items():
+            M.readings_rejected.labels(reason=reason).inc(k)
+        if parts:
+            self._area_batches(msgs, parts, kept_src, res)
+        return res
+
+    def _decode_and_validate(self, msgs: list[SourceMessage], res: IngestResult,
+                             now: float) -> tuple[list[Validated], list[np.ndarray]]:
+        """Valid readings in chunks, and the message index of each valid reading."""
         limit = self.settings.max_message_bytes
         # Readings are validated in chunks of about VALIDATE_CHUNK, each right after
         # its messages are decoded: validation reads every decoded reading once per
@@ -70,8 +89,7 @@ class Ingestor:
         src: list[int] = []  # message index per reading
         pos: list[int] = []  # position within its message
         parts: list[Validated] = []
-        M.messages_consumed.inc(len(msgs))
-        M.message_bytes.inc(sum(len(m.value) for m in msgs))
+        kept_src: list[np.ndarray] = []
         for k, m in enumerate(msgs):
             if len(m.value) > limit:
                 self._reject(res, m, Reject("payload_too_large",
@@ -91,12 +109,15 @@ class Ingestor:
                 src.extend([k] * len(rs))
                 pos.extend(d.positions if d.positions is not None else range(len(rs)))
             if len(readings) >= VALIDATE_CHUNK:
-                self._validate(res, msgs, readings, src, pos, parts, now)
+                self._validate(res, msgs, readings, src, pos, parts, kept_src, now)
                 readings, src, pos = [], [], []
         if readings:
-            self._validate(res, msgs, readings, src, pos, parts, now)
-        if not parts:
-            return res
+            self._validate(res, msgs, readings, src, pos, parts, kept_src, now)
+        return parts, kept_src
+
+    def _area_batches(self, msgs: list[SourceMessage], parts: list[Validated],
+                      kept_src: list[np.ndarray], res: IngestResult) -> None:
+        """One AreaReadings per area of the poll's valid readings."""
         if len(parts) == 1:
             v = parts[0]
         else:
@@ -106,6 +127,11 @@ class Ingestor:
             v = Validated(ids, np.concatenate([p.rows for p in parts]),
                           np.concatenate([p.cols for p in parts]))
         res.valid = len(v.rows)
+        # Each reading's source partition and offset, for replay detection downstream.
+        which = kept_src[0] if len(kept_src) == 1 else np.concatenate(kept_src)
+        sources = np.empty(len(which), SOURCE_DTYPE)
+        for name in ("partition", "offset"):  # C-level maps, not a tuple per message
+            sources[name] = np.fromiter(map(attrgetter(name), msgs), np.int64, len(msgs))[which]
         reg = self.registry
         # Produce timestamps travel with the batch for end-to-end latency.
         produced = max(m.timestamp_ms for m in msgs)
@@ -115,18 +141,19 @@ class Ingestor:
         groups = split_by_area(v, reg)
         for area, idx in groups.items():
             if len(groups) == 1:  # idx is every position, in order
-                batch_ids, raw = ids, v.cols.tobytes()
+                batch_ids, raw, srcs = ids, v.cols.tobytes(), sources.tobytes()
             else:
                 batch_ids, raw = [ids[i] for i in idx.tolist()], v.cols[idx].tobytes()
-            batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc)
+                srcs = sources[idx].tobytes()
+            batch = AreaReadings(reg.fleet.area_id[area], batch_ids, raw, produced, srcdesc,
+                                 srcs)
             res.area_batches.append((batch.area_id, area_encoder.encode(batch)))
-        return res
 
     def _validate(self, res: IngestResult, msgs: list[SourceMessage], readings: list,
-                  src: list[int], pos: list[int], parts: list[Validated], now: float) -> None:
+                  src: list[int], pos: list[int], parts: list[Validated],
+                  kept_src: list[np.ndarray], now: float) -> None:
         """Validate one chunk of decoded readings; keep the valid, reject the rest."""
         res.readings += len(readings)
-        M.readings_consumed.inc(len(readings))
         # positions=None: rejects index the chunk's list; mapped back to the message.
         v = validate(Decoded(readings, []), self.registry, now,
                      max_future_s=self.settings.max_future_s)
@@ -136,14 +163,26 @@ class Ingestor:
             self._reject(res, msgs[src[i]], rj, now)
         if len(v.rows):
             parts.append(v)
+            s = np.fromiter(src, np.int64, len(src))
+            kept_src.append(s if v.kept is None else s[v.kept])
 
     def _reject(self, res: IngestResult, m: SourceMessage, rj: Reject, now: float) -> None:
-        M.readings_rejected.labels(reason=rj.reason).inc()
+        res.reject_reasons[rj.reason] += 1
         # Always the whole source message: with its offset and the reading's index a
         # reading can be re-sent exactly as it came.
         value = m.value
         res.rejected.append(rejected_record(value, rj, topic=m.topic, partition=m.partition,
                                             offset=m.offset, at=now))
+
+
+def _sources(msg: AreaReadings) -> np.ndarray:
+    """Each reading's source (partition, offset); partition -1 where the by-area
+    message does not say (an older producer): those are deduplicated by the bitmap."""
+    src = msg.source_positions()
+    if src is None:
+        src = np.zeros(len(msg.meter_ids), SOURCE_DTYPE)
+        src["partition"] = -1
+    return src
 
 
 @dataclass
@@ -180,6 +219,27 @@ class Processor:
             a = self._ar = np.arange(max(n, 2 * len(a)), dtype=np.int64)
         return a[:n]
 
+    def _reject_too_late(self, res: "ProcessResult", too_late: list[int], rows: np.ndarray,
+                         cols: np.ndarray, source: np.ndarray) -> None:
+        """Readings never seen before and older than the meter's dedupe window: not
+        applied, and kept for reconciliation rather than dropped. (A replayed reading
+        is a duplicate: the engine recognises it by its source offset.)"""
+        M.readings_rejected.labels(reason="too_late").inc(len(too_late))
+        tol = self.engine.config.engine.late_tolerance_s
+        fleet = self.registry.fleet
+        for i in too_late:
+            rec = {k: (None if isinstance(v, float) and v != v else v)
+                   for k, v in zip(cols.dtype.names, cols[i].tolist())}
+            rec["meter_id"] = fleet.meter_id[int(rows[i])]
+            part, off = int(source["partition"][i]), int(source["offset"][i])
+            where = (dict(topic=self.settings.readings_topic, partition=part, offset=off)
+                     if part >= 0 else dict(topic="(by-area)", partition=-1, offset=-1))
+            res.rejected.append(rejected_record(
+                json_encode(rec), Reject("too_late", f"reading older than the meter's last "
+                                         f"applied interval by more than {tol} s or beyond "
+                                         f"its dedupe window", None, rec["meter_id"]),
+                at=time.time(), **where))
+
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
         self.engine.set_fleet(registry.fleet)
@@ -206,12 +266,13 @@ class Processor:
         msgs: list[AreaReadings] = [area_decoder.decode(r) for r in raws]
         msg = msgs[0]
         if len(msgs) == 1:
-            cols, meter_ids = msg.columns(), msg.meter_ids
+            cols, meter_ids, source = msg.columns(), msg.meter_ids, _sources(msg)
         else:
             if any(m.area_id != msg.area_id for m in msgs):
                 raise ValueError("handle_many: messages of different areas")
             cols = np.concatenate([m.columns() for m in msgs])
             meter_ids = [i for m in msgs for i in m.meter_ids]
+            source = np.concatenate([_sources(m) for m in msgs])
         fleet = self.registry.fleet
         res = ProcessResult()
         area = self.registry.area_index.get(msg.area_id)
@@ -233,7 +294,7 @@ class Processor:
                     raws[k], Reject("unknown_meter", f"meter {meter_ids[i]!r} is no longer in "
                                     f"area {msg.area_id!r} of the registry", j, meter_ids[i]),
                     topic="(by-area)", partition=-1, offset=-1, at=time.time()))
-            rows, cols = rows[ok], cols[ok]
+            rows, cols, source = rows[ok], cols[ok], source[ok]
         if len(rows) == 0:
             return res
         meters = np.unique(rows)
@@ -247,7 +308,7 @@ class Processor:
         ast = state.area_record
         before = self.metrics.before(ast)
         t1 = time.perf_counter()
-        out = self.engine.process(rows, cols, st, ast, meters, areas)
+        out = self.engine.process(rows, cols, st, ast, meters, areas, source)
         M.detector_seconds.inc(time.perf_counter() - t1)
         M.detector_readings.inc(len(rows))
         M.detector_rounds.inc(out.rounds)
@@ -259,19 +320,7 @@ class Processor:
         M.readings_late.inc(out.late)
         M.comm_gaps.inc(out.gaps)
         if out.too_late:
-            # Older than the meter's dedupe window: a very late reading or an old resend;
-            # either way not applied, and kept for reconciliation rather than dropped.
-            M.readings_rejected.labels(reason="too_late").inc(len(out.too_late))
-            tol = self.engine.config.engine.late_tolerance_s
-            for i in out.too_late:
-                rec = {k: (None if isinstance(v, float) and v != v else v)
-                       for k, v in zip(cols.dtype.names, cols[i].tolist())}
-                rec["meter_id"] = fleet.meter_id[int(rows[i])]
-                res.rejected.append(rejected_record(
-                    json_encode(rec), Reject("too_late", f"reading older than the meter's last "
-                                             f"applied interval by more than {tol} s or beyond "
-                                             f"its dedupe window", None, rec["meter_id"]),
-                    topic="(by-area)", partition=-1, offset=-1, at=time.time()))
+            self._reject_too_late(res, out.too_late, rows, cols, source)
         now = time.time() if now is None else now
         # Each message's own delay to its state update; an alert cannot be traced to
         # one of several messages, so it counts from the oldest (an upper bound).

@@ -57,3 +57,53 @@ def test_times_that_do_not_exist_locally_are_an_error_that_names_the_likely_zone
     with pytest.raises(ReadingsError, match="do not exist in Europe/London.*--tz UTC"):
         load_readings(tmp_path / "r.csv", tz="Europe/London", ts_mark="start")
     assert len(load_readings(tmp_path / "r.csv", tz="UTC", ts_mark="start")) == 4
+
+
+# -- event names: whole names, as the stream matches them ---------------------------------
+
+def test_event_names_match_whole_names_only():
+    import pandas as pd
+
+    from models.backtest import event_column
+    from models.base import EVENT_BITS
+
+    got = event_column(pd.Series(["terminal_cover_open", "cover_open|magnetic_tamper",
+                                  '["power_fail", "terminal_cover_open"]', None, "",
+                                  "vendor_cover_open_x"]))
+    b = EVENT_BITS
+    assert got.tolist() == [b["terminal_cover_open"], b["cover_open"] | b["magnetic_tamper"],
+                            b["power_fail"] | b["terminal_cover_open"], 0, 0, 0]
+
+
+def test_a_tamper_alert_carries_the_same_evidence_in_backtest_and_stream(tmp_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from stream.processing import Ingestor, Processor, SourceMessage
+    from stream.registry import Registry
+    from stream.settings import load_settings
+
+    reg = Registry.from_csv_text(
+        "meter_id,customer_id,area_id,phase,nominal_voltage,account_manager,tariff,solar,care\n"
+        "M1,C1,A1,A,230,am,residential,false,false\n")
+    ts = 1_767_200_400
+    df = pd.DataFrame({"meter_id": ["M1"], "ts": [ts], "interval_s": [900], "kwh": [0.2],
+                       "events": ["terminal_cover_open"]})
+    [want] = run(df, reg.fleet, tz="Asia/Shanghai", country="CN").alerts
+    s = load_settings(env={})
+    value = json.dumps({"meter_id": "M1", "ts": ts, "kwh": 0.2,
+                        "events": ["terminal_cover_open"]}).encode()
+    [(_, raw)] = Ingestor(s, reg).handle([SourceMessage(value, "t", 0, 0, 0)],
+                                         now=ts).area_batches
+    p = Processor(s, reg)
+    [(_, _, got)] = p.handle(raw, p.new_state("A1"), now=ts).alerts
+    assert want["evidence"]["events"] == ["terminal_cover_open"]
+    import msgspec
+
+    from models.alerts import enc_hook
+
+    assert (json.loads(msgspec.json.encode(got, enc_hook=enc_hook))
+            == json.loads(msgspec.json.encode(want, enc_hook=enc_hook)))
+    assert np.isfinite(want["score"])

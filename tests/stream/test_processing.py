@@ -319,3 +319,51 @@ def test_area_readings_built_by_hand_are_processed(reg, settings):
     raw = area_encoder.encode(AreaReadings("A2", ["M4", "M5"], cols.tobytes(), TS * 1000, "x:0:0"))
     res = Processor(settings, reg).handle(raw, Processor(settings, reg).new_state("A2"), now=NOW)
     assert res.outcome.applied == 2 and res.rejected == []
+
+
+# -- replays: recognised by source offset, however old ------------------------------------
+
+def _apply(p, ing, state, msgs):
+    out = []
+    for _, raw in ing.handle(msgs, now=NOW).area_batches:
+        out.append(p.handle(raw, state, now=NOW))
+    return out
+
+
+def test_a_replayed_reading_is_a_duplicate_however_old_not_too_late(reg, settings):
+    p, ing = Processor(settings, reg), Ingestor(settings, reg)
+    # 100 intervals of one meter, one message each (offsets 0..99): the first ones are
+    # far beyond the meter's 64-interval dedupe bitmap once the last is applied.
+    msgs = [msg(rd("M4", ts=TS - 900 * (99 - k)), k) for k in range(100)]
+    state = p.new_state("A2")
+    [first] = _apply(p, ing, state, msgs)
+    assert first.outcome.applied == 100
+    # A restarted ingest reads the partition again from its last commit (offset 0),
+    # after the state went through the changelog.
+    state = p.load_state(state.to_bytes(), "A2")
+    [again] = _apply(p, ing, state, msgs)
+    assert (again.outcome.applied, again.outcome.duplicates) == (0, 100)
+    assert again.outcome.too_late == [] and again.rejected == []
+
+
+def test_a_reading_never_seen_and_older_than_the_window_is_too_late_citing_its_source(
+        reg, settings):
+    p, ing = Processor(settings, reg), Ingestor(settings, reg)
+    state = p.new_state("A2")
+    _apply(p, ing, state, [msg(rd("M4", ts=TS - 900 * (99 - k)), k) for k in range(100)])
+    old = msg(rd("M4", ts=TS - 900 * 120), 100, partition=0)
+    [res] = _apply(p, ing, state, [old])
+    assert res.outcome.too_late == [0] and res.outcome.duplicates == 0
+    [rej] = dead(res)
+    assert rej["reason"] == "too_late" and rej["meter_id"] == "M4"
+    assert rej["source"] == {"topic": settings.readings_topic, "partition": 0, "offset": 100}
+
+
+def test_replay_marks_are_per_source_partition(reg, settings):
+    p, ing = Processor(settings, reg), Ingestor(settings, reg)
+    state = p.new_state("A2")
+    _apply(p, ing, state, [msg(rd("M4", ts=TS - 900 * (99 - k)), k) for k in range(100)])
+    # Offset 5 of ANOTHER partition was never handled: an old reading there is late.
+    [res] = _apply(p, ing, state, [msg(rd("M5", ts=TS - 900 * 99), 5, partition=1),
+                                   msg(rd("M4", ts=TS - 900 * 120), 5, partition=1)])
+    assert res.outcome.applied == 1 and len(res.outcome.too_late) == 1

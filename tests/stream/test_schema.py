@@ -158,11 +158,12 @@ def test_overflowing_number_is_non_finite(value):
 
 
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])
-def test_bare_nan_or_infinity_token_is_non_finite(token):
+def test_bare_nan_or_infinity_token_is_non_finite_naming_the_field(token):
     d = decode_message(b'[{"meter_id":"M1","ts":1700000100,"kwh":' + token + b'}]')
     assert d.readings == []
     [rej] = d.rejects
-    assert rej.reason == "non_finite" and rej.index is None
+    assert (rej.reason, rej.index, rej.meter_id) == ("non_finite", 0, "M1")
+    assert rej.detail.startswith("kwh")
 
 
 def test_negative_energy_is_rejected(reg):
@@ -406,3 +407,94 @@ def test_validate_of_nothing_decoded_returns_the_decode_rejects(reg):
 def test_area_decoder_rejects_garbage():
     with pytest.raises(msgspec.DecodeError):
         area_decoder.decode(b"\x00\x01")
+
+
+# -- hostile input costs only the reading that holds it ---------------------------------
+
+DEEP = b"[" * 1000 + b"]" * 1000  # ~2 KB; msgspec recurses once per level
+
+
+def test_json_nested_too_deeply_is_malformed_json_not_an_exception():
+    d = decode_message(b'{"meter_id":"M1","ts":1700000100,"kwh":0.2,"extra":' + DEEP + b"}")
+    assert d.readings == []
+    [rej] = d.rejects
+    assert rej.reason == "malformed_json" and "nested" in rej.detail
+
+
+@pytest.mark.parametrize("wrap", [lambda rs: b"[" + rs + b"]",
+                                  lambda rs: b'{"area_id":"A1","readings":[' + rs + b"]}"],
+                         ids=["array", "envelope"])
+def test_a_deeply_nested_reading_in_a_batch_rejects_only_itself(wrap):
+    d = decode_message(wrap(b'{"meter_id":"M1","ts":1700000100,"kwh":0.2,"x":' + DEEP + b"},"
+                            b'{"meter_id":"M2","ts":1700000100,"kwh":0.3}'))
+    assert [r.meter_id for r in d.readings] == ["M2"] and d.positions == [1]
+    [rej] = d.rejects
+    assert (rej.reason, rej.index) == ("malformed_json", 0)
+
+
+@pytest.mark.parametrize("wrap", [lambda rs: b"[" + rs + b"]",
+                                  lambda rs: b'{"concentrator_id":"DC","readings":[' + rs + b"]}"],
+                         ids=["array", "envelope"])
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_nan_literal_rejects_only_its_reading_and_names_the_field(wrap, token):
+    d = decode_message(wrap(b'{"meter_id":"M1","ts":1700000100,"kwh":0.1},'
+                            b'{"meter_id":"M2","ts":1700000100,"kwh":0.2,"voltage":[230,' + token
+                            + b',231]},{"meter_id":"M3","ts":"2023-11-14T22:15:00Z","kwh":0.3}'))
+    assert [r.meter_id for r in d.readings] == ["M1", "M3"] and d.positions == [0, 2]
+    [rej] = d.rejects
+    assert (rej.reason, rej.index, rej.meter_id) == ("non_finite", 1, "M2")
+    assert rej.detail.startswith("voltage")
+
+
+def test_a_nan_literal_and_a_wrong_type_in_one_batch_each_reject_only_themselves():
+    d = decode_message(b'[{"meter_id":"M1","ts":1700000100,"kwh":NaN},'
+                       b'{"meter_id":"M2","ts":1700000100,"kwh":"x"},'
+                       b'{"meter_id":"M3","ts":1700000100,"kwh":0.3}]')
+    assert [r.meter_id for r in d.readings] == ["M3"]
+    assert [(r.reason, r.index) for r in d.rejects] == [("non_finite", 0), ("schema", 1)]
+
+
+def test_brackets_and_commas_inside_strings_do_not_split_readings():
+    d = decode_message(b'[{"meter_id":"M1","ts":1700000100,"kwh":NaN,"note":"a],{b"},'
+                       b'{"meter_id":"M2","ts":1700000100,"kwh":0.3,"note":"[,}\\""}]')
+    assert [r.meter_id for r in d.readings] == ["M2"]
+    assert [(r.reason, r.index) for r in d.rejects] == [("non_finite", 0)]
+
+
+def test_invalid_utf8_in_one_reading_rejects_only_it():
+    d = decode_message(b'[{"meter_id":"M1\xff","ts":1700000100,"kwh":0.1},'
+                       b'{"meter_id":"M2","ts":1700000100,"kwh":NaN},'
+                       b'{"meter_id":"M3","ts":1700000100,"kwh":0.3}]')
+    assert [r.meter_id for r in d.readings] == ["M3"]
+    assert [(r.reason, r.index) for r in d.rejects] == [("malformed_json", 0), ("non_finite", 1)]
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    ({"kwh_export": 1e300}, "kwh_export"),
+    ({"kwh_export": 3.97}, "kwh_export"),  # same limit as kwh: 3.96 kWh in 900 s
+    ({"register_kwh": -1e300}, "register_kwh"),
+    ({"register_kwh": -0.5}, "register_kwh"),
+    ({"register_kwh": 1e300}, "register_kwh"),
+    ({"current": [30.0, -30.0]}, "current"),  # the mean (0 A) hid a negative phase
+    ({"voltage": [230.0, -230.0]}, "voltage"),
+    ({"current": [1.0, 1.0, 1.0]}, "3 per-phase values on a 1-phase meter"),
+])
+def test_every_numeric_field_is_bounded_by_physics_and_the_rating(reg, extra, fragment):
+    v = check(reg, enc([rd("M1", **extra), rd("M2")]))
+    [rej] = v.rejects
+    assert (rej.reason, rej.index, rej.meter_id) == ("out_of_range", 0, "M1")
+    assert fragment in rej.detail
+    assert v.meter_ids == ["M2"]
+
+
+def test_per_phase_currents_are_each_checked_against_the_rating(reg):
+    # M3: three-phase, 100 A rated (the default): 120 A per phase at most.
+    v = check(reg, enc([rd("M3", current=[1000.0, -1000.0, 0.0]),
+                        rd("M3", ts=TS - 900, current=[119.0, 0.0, 120.0])]))
+    [rej] = v.rejects
+    assert (rej.reason, rej.index) == ("out_of_range", 0) and "current" in rej.detail
+    assert len(v.rows) == 1
+
+
+def test_a_register_within_a_century_at_rating_is_valid(reg):
+    assert check(reg, enc(rd("M1", register_kwh=123456.7))).rejects == []

@@ -450,7 +450,10 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                         for k, v, _ in res.alerts]
                 await asyncio.gather(*futs)
                 M.applied_to_alert.observe(time.monotonic() - t_applied)
-            if res.outcome is not None and res.outcome.applied:
+            # Written whenever the state moved: applied or late readings, or source
+            # marks that a too_late reading advanced (else a replay would reject it again).
+            o = res.outcome
+            if o is not None and (o.applied or o.late or o.too_late):
                 new = state.to_bytes()
                 await changelog(key, new, srcs[-1].partition)
                 cache[key] = (new, state)

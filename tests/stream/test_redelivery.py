@@ -34,7 +34,20 @@ def _rewind_ingest_group(env: Env) -> None:
             await c.commit({tp: 0 for tp in tps})
         finally:
             await c.stop()
-    asyncio.run(go())
+
+    # The stopped worker is a static member: the group keeps it until its session ends
+    # (METERWATCH_SESSION_TIMEOUT_S), and a commit before then is refused.
+    from aiokafka.errors import CommitFailedError, UnknownMemberIdError
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            asyncio.run(go())
+            return
+        except (CommitFailedError, UnknownMemberIdError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _too_late(env: Env) -> list[dict]:

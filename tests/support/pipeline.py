@@ -254,9 +254,11 @@ def final_states(env: Env, engine_dtype, area_dtype) -> dict[str, np.void]:
 def scenario(sim: FleetSimulator) -> None:
     """Anomalies of every family, on a few meters and one area."""
     m = sim.meter_ids
-    # terminal_cover_open: a name that contains another (cover_open); the stream and the
-    # backtest must both see only the event the meter sent, in the alert's evidence.
-    sim.inject("tamper", m[1], "2026-03-05T10:00:00+08:00", event="terminal_cover_open")
+    # A magnetic tamper is critical (the control room's path); terminal_cover_open is a
+    # name that contains another (cover_open): the stream and the backtest must both see
+    # only the event the meter sent, in the alert's evidence.
+    sim.inject("tamper", m[1], "2026-03-05T10:00:00+08:00", event="magnetic_tamper")
+    sim.inject("tamper", m[1], "2026-03-06T10:00:00+08:00", event="terminal_cover_open")
     sim.inject("bypass", m[2], "2026-03-06T00:00:00+08:00", "2026-03-08T00:00:00+08:00")
     sim.inject("reverse_flow", m[3], "2026-03-04T12:00:00+08:00", "2026-03-04T14:00:00+08:00")
     sim.inject("undervoltage", sim.area_ids[0], "2026-03-05T18:00:00+08:00", "2026-03-05T21:00:00+08:00")

@@ -255,8 +255,6 @@ class _DemoState:
 def cmd_demo(args) -> None:
     """Everything on this machine: broker (if none configured), worker, simulator, alerts;
     scored against the simulator's ground truth at the end."""
-    from stream.kafka_local import LocalKafka, ensure_kafka
-
     s = _settings(args)
     data = Path(s.data_dir) / "demo"
     data.mkdir(parents=True, exist_ok=True)
@@ -267,18 +265,7 @@ def cmd_demo(args) -> None:
     state = _DemoState()
     try:
         if not broker:
-            print("meterwatch demo: no broker configured; starting the local Kafka "
-                  "(first run fetches it from Maven Central)...", flush=True)
-            ensure_kafka()
-            # A fresh broker and worker state each run: the fleet is simulated anew, and a
-            # broker restarted on old data keeps the last run's worker in the consumer
-            # group until its session expires, holding the new worker back a minute.
-            import shutil
-
-            for old in ("kafka", "faust"):
-                shutil.rmtree(data / old, ignore_errors=True)
-            kafka = LocalKafka(data / "kafka")
-            kafka.start(own_group=True)
+            kafka = _start_local_kafka(data)
             broker = kafka.bootstrap
         args.days = float(args.days)
         start = _sim_start(args)
@@ -312,6 +299,24 @@ def cmd_demo(args) -> None:
         if sim is not None and state.reached and not state.scored:
             _print_score(sim, args, state)  # Ctrl-C: what was received so far
         print("demo stopped.", flush=True)
+
+
+def _start_local_kafka(data: Path):
+    from stream.kafka_local import LocalKafka, ensure_kafka
+
+    print("meterwatch demo: no broker configured; starting the local Kafka "
+          "(first run fetches it from Maven Central)...", flush=True)
+    ensure_kafka()
+    # A fresh broker and worker state each run: the fleet is simulated anew, and a
+    # broker restarted on old data keeps the last run's worker in the consumer
+    # group until its session expires, holding the new worker back a minute.
+    import shutil
+
+    for old in ("kafka", "faust"):
+        shutil.rmtree(data / old, ignore_errors=True)
+    kafka = LocalKafka(data / "kafka")
+    kafka.start(own_group=True)
+    return kafka
 
 
 def _demo_banner(args, s: Settings, broker: str, data: Path) -> None:
@@ -497,7 +502,8 @@ def _print_score(sim, args, state: _DemoState) -> None:
     until = None if state.published else state.reached
     inp = simulation_input(sim, args.days, until=until)
     cfg = _demo_detectors(args)
-    print(report(score_demo(state.alerts, inp, config=cfg, complete=state.complete)), flush=True)
+    sc = score_demo(state.alerts, inp, config=cfg, complete=state.complete, tz=sim.tz)
+    print(report(sc), flush=True)
 
 
 def _demo_detectors(args):

@@ -42,7 +42,7 @@ from __future__ import annotations
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
@@ -62,7 +62,7 @@ class DemoScore:
     targets: list[Target]  # the injected anomalies due before the data ended
     openings: list[dict[str, Any]]  # one per alert id, classified by models.evaluate.match
     customer_of: dict[str, str]  # meter -> customer
-    tz: str
+    tz: tzinfo  # the customers' zone, for the times shown
     data_start: int  # the simulation's start (epoch s)
     data_end: int  # last reading time the score covers (epoch s)
     complete: bool = True  # False: stopped before the worker had caught up
@@ -116,26 +116,30 @@ def simulation_input(sim, days: float, *, until: int | None = None) -> SimInput:
             pq = Path(tmp) / "readings.parquet"
             sim.write_readings(pq, until=end)
             readings = load_readings(pq)
-    return SimInput(readings, fleet, truth, str(sim.tz), "CN", sim.interval_s, start, end,
-                    sim.n_customers)
+    # A start given with a bare UTC offset has no zone name: the report then takes the
+    # simulator's own tzinfo (score_demo's tz).
+    return SimInput(readings, fleet, truth, getattr(sim.tz, "key", "UTC"), "CN", sim.interval_s,
+                    start, end, sim.n_customers)
 
 
 def score_demo(alerts: Iterable[dict], inp: SimInput, *, config: DetectorConfig | None = None,
-               complete: bool = True) -> DemoScore:
+               complete: bool = True, tz: tzinfo | None = None) -> DemoScore:
     """Score alert messages (as published: open, update and close messages of any order)
     against the ground truth in ``inp``. Injections starting after ``inp.end`` (a run
-    stopped early) are not due yet and left out."""
+    stopped early) are not due yet and left out. ``tz``: the zone of the times in the
+    report (default ``inp.tz``)."""
     targets = [tg for tg in sim_targets(inp, config or DetectorConfig()) if tg.onset < inp.end]
     rows = match(list(alerts), targets).rows
     fl = inp.fleet
     customers = {m: fl.customer_id[i] for m, i in fl.index.items() if fl.customer_id[i]}
-    return DemoScore(targets, rows, customers, inp.tz, inp.start, inp.end, complete)
+    return DemoScore(targets, rows, customers, tz or ZoneInfo(inp.tz), inp.start, inp.end,
+                     complete)
 
 
 # -- the report ----------------------------------------------------------------------------
 
-def _when(t: int | None, tz: str) -> str:
-    return "-" if t is None else datetime.fromtimestamp(int(t), ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+def _when(t: int | None, tz: tzinfo) -> str:
+    return "-" if t is None else datetime.fromtimestamp(int(t), tz).strftime("%Y-%m-%d %H:%M")
 
 
 def _span(seconds: int) -> str:
@@ -214,12 +218,13 @@ def report(sc: DemoScore) -> str:
              f"injected anomalies ({len(sc.targets)}):", *_anomaly_lines(sc), ""]
     side = [r for r in rows if r["cls"] == "related"]
     if side:
-        lines += ["side effects of an injected anomaly (counted as matching):", *_by_type(side, sc), ""]
+        lines += ["side effects of an injected anomaly (counted as matching):",
+                  *_by_type(side, sc), ""]
     other = [r for r in rows if r["cls"] not in MATCHED]
     lines += ["other alert openings (no injected anomaly):",
               *(_by_type(other, sc) or ["  (none)"]), "",
-              f"precision {_pct(sc.precision)} = {matched} of {len(rows)} openings match an injected "
-              f"anomaly ({c['tp']} first detections, {c['dup']} repeats, {c['related']} side "
+              f"precision {_pct(sc.precision)} = {matched} of {len(rows)} openings match an "
+              f"injected anomaly ({c['tp']} first detections, {c['dup']} repeats, {c['related']} side "
               f"effects); strict, expected types only: {_pct(sc.share(('tp', 'dup')))}",
               f"recall    {_pct(sc.recall)} = {len(sc.found)} of {len(sc.scored)} injected "
               f"anomalies found ({sum(tg.in_window for tg in sc.scored)} within their window)",

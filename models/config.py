@@ -146,6 +146,11 @@ class PhysicalConfig:
     imbalance_share: float = 0.25
     imbalance_intervals: int = 2
     reverse_min_kwh: float = 0.01
+    # energy mismatch, zero with voltage and current imbalance flicker with the load: an
+    # open one closes after this long unseen, and one back within cool_days reopens the
+    # same alert
+    clear_s: int = 86400
+    cool_days: int = 7
 
 
 @dataclass

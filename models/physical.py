@@ -55,6 +55,8 @@ class PhysicalDetector:
         ("x_open", "<u1"),
         ("x_start", "<i8", (5,)),
         ("x_missing", "<f4"),  # energy unaccounted for during an open mismatch (kWh)
+        ("x_last", "<i8", (5,)),  # last interval each condition was seen (its end, epoch s)
+        ("x_closed", "<i8", (5,)),  # when each condition last closed (cool-down)
     )
     area_fields = ()
 
@@ -91,10 +93,13 @@ class PhysicalDetector:
         # zero import. Metered throughput is import plus export.
         exp = _nan_to_num(batch.kwh_export)
         through = kwh + exp
-        mism = have & (implied >= cfg.mismatch_min_kwh) & (through < (1 - cfg.mismatch_tol) * implied)
-        st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(have, 0, st["x_em_run"]))
+        told = have & (implied >= cfg.mismatch_min_kwh)  # enough current to tell
+        mism = told & (through < (1 - cfg.mismatch_tol) * implied)
+        st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(told, 0, st["x_em_run"]))
         st["x_missing"] += np.where(mism, implied - through, 0.0)
-        fine = have & ~mism
+        # A bypassed meter only shows while the load draws current: a night at low load
+        # tells nothing, and a measured interval is "fine" only when it could have shown.
+        fine = told & ~mism
         self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, fine, batch,
                     "theft", "energy_mismatch", out,
                     none_open=none_open,
@@ -108,7 +113,7 @@ class PhysicalDetector:
                         "intervals": int(st["x_em_run"][j]),
                         "unbilled_kwh": round(float(st["x_missing"][j]), 3)},
                     risk=lambda j: min(1.0, 0.5 + 0.5 * (1 - kwh[j] / max(implied[j], 1e-9))))
-        st["x_missing"][fine] = 0
+        st["x_missing"][fine & ((st["x_open"] & np.uint8(1 << MISMATCH)) == 0)] = 0
 
         # Zero energy while the meter sees voltage and current.
         i_nan = np.isnan(i)
@@ -178,27 +183,44 @@ class PhysicalDetector:
 
     def _track(self, st, cond, active, clear, batch, type_, sub, out, *, start, evidence, risk,
                severity="warning", none_open=False) -> None:
+        """Open where ``active`` and not open; close where open, ``clear`` and the
+        condition unseen for ``clear_s`` (a day: interval checks that flicker with the
+        load are judged over a day); a recurrence within ``cool_days`` of the close
+        reopens the same alert (same start, same id)."""
         if none_open and not any_(active):
             return
         bit = np.uint8(1 << cond)
         is_open = (st["x_open"] & bit) != 0
         if not any_(active) and not any_(is_open):
             return
+        ts = batch.ts
+        st["x_last"][:, cond] = np.where(active, ts, st["x_last"][:, cond])
         opening = (active & ~is_open).nonzero()[0]
         if len(opening) and callable(start):
             start = start()  # run lengths as of this call: _track changes only x_open, x_start
+        cool = self.config.cool_days * 86400
         for j in opening:
             ev = evidence(j)
             score = float(risk(j)) if risk else 1.0
             if risk:
                 ev = {"risk": round(score, 3), "indicators": ev}
             s0 = int(start[j])
+            closed = int(st["x_closed"][j, cond])
+            if closed > 0 and int(ts[j]) - closed <= cool and st["x_start"][j, cond] > 0:
+                s0 = int(st["x_start"][j, cond])  # the same story: reopened
             out.append(Finding(type_, sub, "open", "meter", int(batch.meter[j]), s0,
-                               int(batch.ts[j]), severity, score, ev))
+                               int(ts[j]), severity, score, ev))
             st["x_open"][j] |= bit
             st["x_start"][j, cond] = s0
-        for j in (is_open & clear).nonzero()[0]:
+        quiet = ts - st["x_last"][:, cond] >= self._clear_s(cond)
+        for j in (is_open & clear & quiet).nonzero()[0]:
             out.append(Finding(type_, sub, "close", "meter", int(batch.meter[j]),
-                               int(st["x_start"][j, cond]), int(batch.ts[j]), severity, 0.0,
+                               int(st["x_start"][j, cond]), int(ts[j]), severity, 0.0,
                                evidence(j)))
             st["x_open"][j] &= ~bit
+            st["x_closed"][j, cond] = ts[j]
+
+    def _clear_s(self, cond: int) -> int:
+        """How long a condition must stay unseen before it closes: a day for the checks
+        that flicker with the load; at once for flags and export (they say it outright)."""
+        return self.config.clear_s if cond in (MISMATCH, ZERO_V, IMBALANCE) else 0

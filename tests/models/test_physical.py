@@ -26,12 +26,15 @@ def kinds(out):
 
 
 NORMAL = dict(kwh=[0.45], voltage=[220.0], current=[9.0], power_factor=[0.92])  # ~0.455 kWh
+IDLE = dict(kwh=[0.001], voltage=[220.0], current=[0.02], power_factor=[0.92])  # tells nothing
+DAY = 96  # 15-minute intervals
 
 
 def test_a_bypassed_meter_that_sees_the_current_but_registers_little_energy_is_flagged():
     bypass = dict(NORMAL, kwh=[0.1])
-    out = run(PhysicalDetector(), Fleet.simple(1), [NORMAL, bypass, bypass, bypass, NORMAL])
+    out = run(PhysicalDetector(), Fleet.simple(1), [NORMAL, bypass, bypass, bypass] + [NORMAL] * (DAY + 1))
     assert kinds(out) == [("energy_mismatch", "open"), ("energy_mismatch", "close")]
+    assert out[1].ts - out[0].ts > 86400  # closed after a day without it
     f = out[0]
     assert f.type == "theft" and f.start == T0 + 900  # first mismatching interval
     assert f.evidence["indicators"]["implied_kwh"] == pytest.approx(220 * 9 * 0.92 * 0.25 / 1000, rel=1e-3)
@@ -50,7 +53,7 @@ def test_energy_consistent_with_voltage_current_and_pf_raises_nothing():
 def test_zero_energy_for_hours_with_voltage_and_current_is_flagged():
     zero = dict(NORMAL, kwh=[0.0])
     cfg = PhysicalConfig(zero_voltage_intervals=4)
-    out = run(PhysicalDetector(cfg), Fleet.simple(1), [zero] * 5 + [NORMAL])
+    out = run(PhysicalDetector(cfg), Fleet.simple(1), [zero] * 5 + [NORMAL] * (DAY + 1))
     assert ("zero_with_voltage", "open") in kinds(out)
     assert kinds(out)[-1] == ("zero_with_voltage", "close")
 
@@ -73,7 +76,7 @@ def test_reverse_flow_on_a_customer_without_solar_is_theft_but_not_with_solar():
 
 def test_live_and_neutral_current_that_disagree_on_a_single_phase_meter_are_flagged():
     imb = dict(NORMAL, neutral_current=[3.0])
-    out = run(PhysicalDetector(), Fleet.simple(1), [imb, imb, dict(NORMAL, neutral_current=[9.0])])
+    out = run(PhysicalDetector(), Fleet.simple(1), [imb, imb] + [dict(NORMAL, neutral_current=[9.0])] * (DAY + 1))
     assert kinds(out) == [("current_imbalance", "open"), ("current_imbalance", "close")]
     assert out[0].evidence["indicators"]["difference_a"] == pytest.approx(6.0)
 
@@ -95,3 +98,24 @@ def test_power_fail_opens_an_outage_and_power_restore_closes_it():
 def test_missing_measurements_never_raise_physical_alerts():
     out = run(PhysicalDetector(), Fleet.simple(1), [dict(kwh=[0.0])] * 20)
     assert out == []
+
+
+def test_a_bypass_that_shows_only_under_load_is_one_alert_not_one_a_day():
+    """Days with load (mismatch) and idle nights (nothing to tell): the alert opens once
+    and stays open; the nights neither close it nor make it reopen under a new id."""
+    bypass = dict(NORMAL, kwh=[0.1])
+    day = [bypass] * 40 + [IDLE] * 56
+    out = run(PhysicalDetector(), Fleet.simple(1), day * 5)
+    assert kinds(out) == [("energy_mismatch", "open")]
+
+
+def test_a_mismatch_back_within_the_cool_down_reopens_the_same_alert():
+    bypass = dict(NORMAL, kwh=[0.1])
+    out = run(PhysicalDetector(), Fleet.simple(1),
+              [bypass] * 3 + [NORMAL] * (DAY + 1) + [bypass] * 3 + [NORMAL] * (2 * DAY))
+    opens = [f for f in out if f.action == "open"]
+    assert len(opens) == 2 and opens[0].start == opens[1].start  # one alert id, reopened
+    late = run(PhysicalDetector(), Fleet.simple(1),
+               [bypass] * 3 + [NORMAL] * (8 * DAY + 1) + [bypass] * 3)
+    opens = [f for f in late if f.action == "open"]
+    assert len(opens) == 2 and opens[0].start != opens[1].start  # a week on: a new story

@@ -437,6 +437,7 @@ def clean_rates(rows: list[dict[str, Any]], spans: dict[str, tuple[int, int]], *
     months = {m: max(0.0, (b - a - warmup_s) / MONTH_S) for m, (a, b) in spans.items()}
     total_m = sum(months.values())
     per_type: Counter = Counter()
+    nat_type: Counter = Counter()
     per_meter: Counter = Counter()
     theft_meters: set[str] = set()
     natural = 0
@@ -447,7 +448,8 @@ def clean_rates(rows: list[dict[str, Any]], spans: dict[str, tuple[int, int]], *
         ts = f"{r['type']}/{r['subtype']}"
         per_type[ts] += 1
         per_meter[m] += 1
-        natural += bool(r.get("natural"))
+        natural += bool(r.get("natural")) and r["type"] == "surge"
+        nat_type[ts] += bool(r.get("natural"))
         if r["type"] == "theft":
             theft_meters.add(m)
     n = sum(per_type.values())
@@ -456,6 +458,7 @@ def clean_rates(rows: list[dict[str, Any]], spans: dict[str, tuple[int, int]], *
         "per_customer_month": n / total_m if total_m else None,
         "natural_surges": natural,
         "per_type": {k: {"openings": v, "per_customer_month": v / total_m if total_m else None,
+                         "natural": nat_type[k],
                          "customers": len({r["meter_id"] for r in rows if r["meter_id"] in spans
                                            and r["cls"] != "warmup"
                                            and f"{r['type']}/{r['subtype']}" == k})}
@@ -517,10 +520,14 @@ def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
     hour was >= 3x the usual for that time of day and >= 2 kW above it, for an hour."""
     cache: dict[str, tuple] = {}
     for r in rows:
-        if r["cls"] != "fp" or r["type"] != "surge" or r["subtype"] not in ("daily", "interval"):
+        level = r["type"] == "habit_change" and r["subtype"] in ("increase", "decrease")
+        surge = r["type"] == "surge" and r["subtype"] in ("daily", "interval")
+        if r["cls"] != "fp" or not (surge or level) or r["meter_id"] not in vs.series:
             continue
         m = r["meter_id"]
-        if m not in vs.series:
+        if level:
+            if _natural_level(vs, m, r, cache):
+                r["natural"] = True
             continue
         if r["subtype"] == "interval":
             ts, x = vs.series[m]
@@ -540,6 +547,34 @@ def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
         prev = complete & (days < d) & (days >= d - 28)
         if prev.any() and e[i] >= 2.0 * float(np.median(e[prev])):
             r["natural"] = True
+
+
+NATURAL_LEVEL_CHANGE = 0.3  # the issue's habit change: a level moved by >= 30 % for days
+
+
+def _daily(vs: VirtualSet, m: str, cache: dict) -> tuple:
+    if m not in cache:
+        ts, x = vs.series[m]
+        iv = int(np.median(np.diff(ts))) if len(ts) > 1 else 1800
+        day_no, _ = local_clock(ts, iv, vs.tz)
+        cache[m] = (*daily_energy(day_no, x, iv), iv)
+    return cache[m]
+
+
+def _natural_level(vs: VirtualSet, m: str, r: dict[str, Any], cache: dict) -> bool:
+    """An unlabelled habit_change/increase or decrease whose 7 days from its start have
+    a median day >= 30 % above (or below) the median of the 28 days before it: a habit
+    change by the issue's own definition that nobody injected (raw readings)."""
+    days, e, complete, iv = _daily(vs, m, cache)
+    d = int(local_clock(np.array([_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
+    before = complete & (days < d) & (days >= d - 28)
+    after = complete & (days >= d) & (days < d + 7)
+    if before.sum() < 14 or after.sum() < 4:
+        return False
+    ratio = float(np.median(e[after])) / max(float(np.median(e[before])), 1e-9)
+    if r["subtype"] == "increase":
+        return ratio >= 1 + NATURAL_LEVEL_CHANGE
+    return ratio <= 1 - NATURAL_LEVEL_CHANGE
 
 
 def score_real(vs: VirtualSet, bt: BacktestResult) -> RealEval:
@@ -1135,12 +1170,13 @@ def summary_text(ev: Evaluation) -> str:
         h, rows = alerts_table(r.alerts, natural=True)
         parts.append("Real readings: alert openings per type\n" + _text_table(h, rows))
         c = r.clean
-        pt = [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"]]
+        pt = [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"], v["natural"]]
               for k, v in c["per_type"].items()]
         parts.append(f"Clean households: {c['openings']} openings over {c['customer_months']:.0f} "
                      f"customer-months = {_fmt(c['per_customer_month'], 3)} per customer-month; "
                      f"theft alert on {_fmt(c['theft_share'], 3)} of households\n"
-                     + _text_table(["type/subtype", "openings", "per cust-month", "households"], pt))
+                     + _text_table(["type/subtype", "openings", "per cust-month", "households",
+                                    "natural"], pt))
         if ev.meta.get("budget") is not None:
             parts.append("Clean households against the false-alarm budgets\n"
                          + _text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))
@@ -1447,9 +1483,14 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                f"**{_fmt(c['per_customer_month'], 3)} per customer-month**. Households with any theft "
                f"alert: {len(c['theft_customers'])} ({_fmt(c['theft_share'], 3)})"
                + (f": {', '.join(c['theft_customers'])}" if c["theft_customers"] else "") + ".", ""]
-        md.append(_md_table(["type/subtype", "openings", "per customer-month", "households"],
-                            [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"]]
-                             for k, v in c["per_type"].items()]))
+        md.append(_md_table(["type/subtype", "openings", "per customer-month", "households",
+                             "natural"],
+                            [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"],
+                              v["natural"]] for k, v in c["per_type"].items()]))
+        md += ["", "`natural`: openings that, in the raw readings, are what the issue defines "
+               "(a day >= 2x the 4-week median; an hour >= 3x the slot's median and +2 kW; "
+               "7 days whose median is >= 30 % off the 4 weeks before): real, uninjected "
+               "events of that kind on a clean home."]
         if results.meta.get("budget") is not None:
             md += ["", "Against the false-alarm budgets (`[budget]` in the detector config; the "
                    "other families have none yet):", "",

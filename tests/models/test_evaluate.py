@@ -459,3 +459,24 @@ def test_evaluate_reports_precision_from_people_s_outcomes_in_the_console(tmp_pa
     row = next(line for line in md.splitlines() if "tamper_event" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2:] == ["4", "2", "1", "1", "0.667"]
+
+
+def test_an_uninjected_level_move_of_30_percent_for_a_week_counts_as_natural():
+    """A clean home whose days really moved >= 30 % (7-day median against the 4 weeks
+    before) is a habit change by the issue's definition; an opening on steady days is not."""
+    from types import SimpleNamespace
+
+    from models.evaluate import _natural_level
+
+    ts, x = household(100, 1)
+    day_no, _ = local_clock(ts, IV, LON)
+    x = x.copy()
+    x[day_no >= day_no[0] + 60] *= 1.6
+    vs = SimpleNamespace(series={"M": (ts, x)}, tz=LON)
+    moved = datetime.fromtimestamp(int(ts[np.argmax(day_no >= day_no[0] + 60)]) - IV,
+                                   ZoneInfo(LON)).isoformat()
+    steady = datetime.fromtimestamp(int(ts[np.argmax(day_no >= day_no[0] + 40)]) - IV,
+                                    ZoneInfo(LON)).isoformat()
+    assert _natural_level(vs, "M", {"start": moved, "subtype": "increase"}, {})
+    assert not _natural_level(vs, "M", {"start": moved, "subtype": "decrease"}, {})
+    assert not _natural_level(vs, "M", {"start": steady, "subtype": "increase"}, {})

@@ -34,7 +34,8 @@ system-deps:
 kafka-fetch: $(STAMP)
 	$(BIN)/python -m stream.kafka_local fetch
 
-## Run the local demo: broker, worker, simulated fleet, live alerts and metrics.
+## Run the local demo: broker, worker, simulated fleet, live alerts and metrics, then
+## the score of its alerts against the simulated ground truth.
 demo: $(STAMP) kafka-fetch
 	$(BIN)/meterwatch demo
 

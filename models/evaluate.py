@@ -534,12 +534,7 @@ def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
             if _natural_interval(ts, x, _epoch(r["detected_at"])):
                 r["natural"] = True
             continue
-        if m not in cache:
-            ts, x = vs.series[m]
-            iv = int(np.median(np.diff(ts))) if len(ts) > 1 else 1800
-            day_no, _ = local_clock(ts, iv, vs.tz)
-            cache[m] = (*daily_energy(day_no, x, iv), iv)
-        days, e, complete, iv = cache[m]
+        days, e, complete, iv = _daily(vs, m, cache)
         d = int(local_clock(np.array([_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
         i = np.searchsorted(days, d)
         if i >= len(days) or days[i] != d:

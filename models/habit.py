@@ -379,6 +379,41 @@ class HabitDetector:
         arl_days = DAYS_PER_YEAR / max(0.5 * self.budget.habit_change, 1e-6)
         return k, cusum_h(k, arl_days)
 
+    def _settle_runs(self, s: np.ndarray, ev: np.ndarray, up: np.ndarray, dn: np.ndarray,
+                     h: np.ndarray, mean_up: np.ndarray, mean_dn: np.ndarray,
+                     recent: np.ndarray, vacant: np.ndarray) -> np.ndarray:
+        """Level runs that end without a report; the rises still to report.
+
+        A rise back to where the home was before its last reported fall, or to its slow
+        long-run usual day (learned over weeks of ordinary days: a summer low ending),
+        is the end of a story, not a new habit. A run that reached its limit with a
+        change too small to report (under change_min) is the new normal. Either way the
+        reference takes the run's level in and the run starts afresh, so a later, real
+        change is judged on its own days, not diluted in a months-long run."""
+        cfg, c = self.config, self.config.cusum_c_kwh
+        near = lambda lvl: np.abs(np.log((recent + c) / (lvl + c))) < math.log(1 + cfg.change_min)  # noqa: E731
+        fall = s["h_fallref"].astype(np.float64)
+        long_run = np.where(s["h_tdays"] >= cfg.min_days, s["h_tlv"], -1.0).astype(np.float64)
+        back = up & (((fall > 0) & near(fall)) | ((long_run >= 0) & near(np.maximum(long_run, 0))))
+        for j in np.flatnonzero(back):
+            self._rebase_ref(s, j, mean_up[j])
+            s["h_cup"][j] = s["h_cun"][j] = 0
+            s["h_fallref"][j] = 0
+        up = up & ~back
+        small_up = ev & (s["h_cup"] > h) & (s["h_cupn"] >= cfg.min_run_days) & ~up & ~vacant
+        small_dn = ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~dn & ~vacant
+        for key, small, mean in (("up", small_up, mean_up), ("un", small_dn, mean_dn)):
+            for j in np.flatnonzero(small):
+                self._rebase_ref(s, j, mean[j])
+                s[f"h_c{key}"][j], s[f"h_c{key}n"][j], s[f"h_c{key}sum"][j] = 0, 0, 0
+        return up
+
+    def _rebase_ref(self, s: np.ndarray, j: int, log_ratio: float) -> None:
+        """Move meter ``j``'s reference by a log ratio of (level + c), as the CUSUM
+        measures it (a near-zero reference still reaches the new level)."""
+        c = self.config.cusum_c_kwh
+        s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(log_ratio) - c, 0.05)
+
     def _learn_persistence(self, s: np.ndarray, r: np.ndarray, ev: np.ndarray,
                            sd: np.ndarray) -> None:
         """Lag-1 covariance of the daily log ratio (winsorised at 3 spreads), learned on
@@ -698,32 +733,7 @@ class HabitDetector:
         dn = (ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~vacant
               & (np.maximum(mean_dn, rr) <= math.log(1 - cfg.change_min)))
         vac = (ev & (s["h_vac"] >= need) & ~vac_open & (lv >= cfg.min_home_day_kwh))
-        # A rise back to where the home was before its last reported fall, or to its
-        # slow long-run usual day (learned over weeks of ordinary days: a summer low
-        # ending), is the end of a story, not a new habit: the reference follows, and
-        # nothing is said.
-        near = lambda lvl: np.abs(np.log((recent + c) / (lvl + c))) < math.log(1 + cfg.change_min)  # noqa: E731
-        fall = s["h_fallref"].astype(np.float64)
-        long_run = np.where(s["h_tdays"] >= cfg.min_days, s["h_tlv"], -1.0).astype(np.float64)
-        back = up & (((fall > 0) & near(fall)) | ((long_run >= 0) & near(np.maximum(long_run, 0))))
-        for j in np.flatnonzero(back):
-            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean_up[j]) - c, 0.05)
-            s["h_cup"][j] = s["h_cun"][j] = 0
-            s["h_fallref"][j] = 0
-        up &= ~back
-        # A run that reached its limit with a change too small to report (under
-        # change_min) is the new normal: the reference takes it in and the run starts
-        # afresh, so a later, real change is judged on its own days, not diluted in a
-        # months-long run.
-        small_up = (ev & (s["h_cup"] > h) & (s["h_cupn"] >= cfg.min_run_days) & ~up & ~back
-                    & ~vacant)
-        small_dn = ev & (s["h_cun"] > h) & (s["h_cunn"] >= cfg.min_run_days) & ~dn & ~vacant
-        for j, mean in ((j, mean_up[j]) for j in np.flatnonzero(small_up)):
-            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean) - c, 0.05)
-            s["h_cup"][j], s["h_cupn"][j], s["h_cupsum"][j] = 0, 0, 0
-        for j, mean in ((j, mean_dn[j]) for j in np.flatnonzero(small_dn)):
-            s["h_ref"][j] = np.maximum((s["h_ref"][j] + c) * math.exp(mean) - c, 0.05)
-            s["h_cun"][j], s["h_cunn"][j], s["h_cunsum"][j] = 0, 0, 0
+        up = self._settle_runs(s, ev, up, dn, h, mean_up, mean_dn, recent, vacant)
         for j in np.flatnonzero(up | dn | vac):
             if vac[j]:
                 since = int(day[j]) - int(s["h_vac"][j]) + 1

@@ -35,6 +35,9 @@ from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, 
 from models.config import PhysicalConfig
 
 MISMATCH, ZERO_V, REVERSE, IMBALANCE, OUTAGE = range(5)
+# Checks that come and go with the load: judged over a day, and one back within the
+# cool-down is the same story (physical.clear_s, physical.cool_days).
+_FLICKERS = frozenset({MISMATCH, ZERO_V, IMBALANCE})
 
 
 def _nan_to_num(x: np.ndarray) -> np.ndarray:
@@ -186,7 +189,8 @@ class PhysicalDetector:
         """Open where ``active`` and not open; close where open, ``clear`` and the
         condition unseen for ``clear_s`` (a day: interval checks that flicker with the
         load are judged over a day); a recurrence within ``cool_days`` of the close
-        reopens the same alert (same start, same id)."""
+        reopens the same alert (same start, same id). Flags and export say it outright:
+        they close at once, and each outage or reversal is an alert of its own."""
         if none_open and not any_(active):
             return
         bit = np.uint8(1 << cond)
@@ -206,7 +210,8 @@ class PhysicalDetector:
                 ev = {"risk": round(score, 3), "indicators": ev}
             s0 = int(start[j])
             closed = int(st["x_closed"][j, cond])
-            if closed > 0 and int(ts[j]) - closed <= cool and st["x_start"][j, cond] > 0:
+            if (cond in _FLICKERS and closed > 0 and int(ts[j]) - closed <= cool
+                    and st["x_start"][j, cond] > 0):
                 s0 = int(st["x_start"][j, cond])  # the same story: reopened
             out.append(Finding(type_, sub, "open", "meter", int(batch.meter[j]), s0,
                                int(ts[j]), severity, score, ev))
@@ -223,4 +228,4 @@ class PhysicalDetector:
     def _clear_s(self, cond: int) -> int:
         """How long a condition must stay unseen before it closes: a day for the checks
         that flicker with the load; at once for flags and export (they say it outright)."""
-        return self.config.clear_s if cond in (MISMATCH, ZERO_V, IMBALANCE) else 0
+        return self.config.clear_s if cond in _FLICKERS else 0

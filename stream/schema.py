@@ -281,9 +281,14 @@ def _raw_elements(value: bytes) -> list | None:
         return _dec_raw_list.decode(value)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass
+    return _top_children(value)
+
+
+def _top_children(value: bytes) -> list[bytes] | None:
+    """The raw children of the document's top-level array or object, found by a scan
+    that only minds strings and brackets; None if it is not one whole container."""
     value = bytes(value)
-    at = len(value) - len(value.lstrip())
-    got = _children(value, at)
+    got = _children(value, len(value) - len(value.lstrip()))
     if got is None or value[got[1]:].strip():
         return None
     return got[0]
@@ -299,13 +304,11 @@ def _raw_envelope(value: bytes):
         return Reject(_error_reason(str(e)), str(e))
     except (msgspec.DecodeError, RecursionError):
         pass
-    value = bytes(value)
-    at = len(value) - len(value.lstrip())
-    got = _children(value, at)
-    if got is None or value[got[1]:].strip():
+    children = _top_children(value)
+    if children is None:
         return None
     arr = None
-    for child in got[0]:  # the last "readings" wins, as in a normal decode
+    for child in children:  # the last "readings" wins, as in a normal decode
         k = _KEY.match(child)
         if k is not None and k.group(1) == b'"readings"':
             arr = child[k.end():]

@@ -119,3 +119,11 @@ def test_a_mismatch_back_within_the_cool_down_reopens_the_same_alert():
                [bypass] * 3 + [NORMAL] * (8 * DAY + 1) + [bypass] * 3)
     opens = [f for f in late if f.action == "open"]
     assert len(opens) == 2 and opens[0].start != opens[1].start  # a week on: a new story
+
+
+def test_each_outage_is_an_alert_of_its_own_even_within_the_cool_down():
+    fail = dict(NORMAL, events=[EVENT_BITS["power_fail"]])
+    back = dict(NORMAL, events=[EVENT_BITS["power_restore"]])
+    out = run(PhysicalDetector(), Fleet.simple(1), [fail, back] + [NORMAL] * 10 + [fail, back])
+    opens = [f for f in out if f.action == "open"]
+    assert len(opens) == 2 and opens[0].start != opens[1].start

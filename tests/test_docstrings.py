@@ -1,5 +1,5 @@
-"""Every example in the detectors' docstrings runs and says what it shows (the style of
-river's estimators: a docstring example is a test)."""
+"""Every example in a docstring runs and says what it shows (the style of river's
+estimators: a docstring example is a test), in the detectors and in the services."""
 
 import doctest
 import importlib
@@ -8,8 +8,10 @@ import pkgutil
 import pytest
 
 import models
+import stream
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(models.__path__, "models."))
+MODULES = sorted(m.name for pkg in (models, stream)
+                 for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -53,17 +53,22 @@ def _deadletter_raw(stage: str, m: SourceMessage, exc: BaseException, key=None) 
 
 
 def _stopping(app, exc: BaseException) -> bool:
-    """The error is the worker's own shutdown (it closed the producer under a send),
-    not a failure: a producer that closes while the app runs still crashes it."""
+    """The error is the worker's own shutdown (it stopped the producer under a send),
+    not a failure: a producer that closes while the app runs still crashes it.
+
+    Depending on where the shutdown has got to, a send meets aiokafka's closed producer
+    (``ProducerClosed``) or Faust's stopped producer service (``NotReady``); a worker
+    sent SIGTERM with a poll in flight exited 1 on the second before this knew it."""
     from aiokafka.errors import ProducerClosed
+    from faust.exceptions import NotReady
 
     if not getattr(app, "should_stop", False):
         return False
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, ProducerClosed):
+        if isinstance(cause, (ProducerClosed, NotReady)):
             return True
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 

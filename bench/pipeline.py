@@ -67,7 +67,7 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from stream.sim import FleetSimulator  # noqa: E402
+from models.evaluate.sim import FleetSimulator  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 1, 5, tzinfo=TZ)

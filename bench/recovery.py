@@ -62,7 +62,7 @@ def free_port() -> int:
 
 class Run:
     def __init__(self, bootstrap: str, tmp: Path, code: Path, n_areas: int) -> None:
-        from stream.sim import FleetSimulator
+        from models.evaluate.sim import FleetSimulator
 
         self.bootstrap, self.tmp, self.code = bootstrap, tmp, code
         tag = uuid.uuid4().hex[:8]

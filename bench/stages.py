@@ -37,7 +37,7 @@ import msgspec  # noqa: E402
 from stream.processing import Ingestor, Processor, SourceMessage  # noqa: E402
 from stream.registry import Registry  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
-from stream.sim import FleetSimulator  # noqa: E402
+from models.evaluate.sim import FleetSimulator  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
 

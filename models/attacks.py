@@ -20,7 +20,7 @@ same attack day after day, so :class:`Attack` draws the per-attack parameters on
 :meth:`Attack.apply` reuses them; the per-reading factors of h3/h4 are drawn anew each
 day, as in the paper.
 
-Pure numpy: used both by the fleet simulator (stream/sim.py) and by offline backtests.
+Pure numpy: used both by the fleet simulator (models/evaluate/sim.py) and by offline backtests.
 """
 
 from __future__ import annotations

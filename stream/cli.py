@@ -68,7 +68,7 @@ def cmd_worker(args) -> None:
 
 # -- simulate --------------------------------------------------------------------------------
 def _simulator(args, start: datetime):
-    from stream.sim import FleetSimulator
+    from models.evaluate.sim import FleetSimulator
 
     sim = FleetSimulator(n_customers=args.customers, n_areas=args.areas, seed=args.seed,
                          start=start, interval_s=args.interval, bad_rate=args.bad_rate)

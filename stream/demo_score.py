@@ -95,7 +95,7 @@ class DemoScore:
 
 
 def simulation_input(sim, days: float, *, until: int | None = None) -> SimInput:
-    """What :func:`score_demo` needs from a :class:`stream.sim.FleetSimulator` run of
+    """What :func:`score_demo` needs from a :class:`models.evaluate.sim.FleetSimulator` run of
     ``days`` days (or up to ``until``, epoch s, if it stopped earlier): its ground truth,
     its fleet as the registry gives it, and, when a voltage event was injected, the
     readings (regenerated: the simulator is deterministic) to check it against limits."""

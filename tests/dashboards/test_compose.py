@@ -200,7 +200,7 @@ def test_meterwatch_commands_are_accepted_by_the_real_cli(project, monkeypatch, 
 
     import stream.cli as cli
     import stream.notify.cli as notify_cli
-    from stream.sim import FleetSimulator
+    from models.evaluate.sim import FleetSimulator
 
     s = project["services"]
     registry = tmp_path / "registry.csv"
@@ -266,7 +266,7 @@ def test_the_managers_file_covers_every_account_manager_of_the_simulated_fleet(p
     """``meterwatch notify check``: the registry the ``registry`` service writes names no
     manager the notifier cannot reach."""
     from stream.notify.cli import main as notify
-    from stream.sim import FleetSimulator
+    from models.evaluate.sim import FleetSimulator
 
     env = project["services"]["registry"]["environment"]
     registry = tmp_path / "registry.csv"

@@ -23,7 +23,7 @@ from stream import metrics as M
 from stream.processing import Ingestor, Processor, SourceMessage
 from stream.registry import Registry
 from stream.settings import load_settings
-from stream.sim import FleetSimulator
+from models.evaluate.sim import FleetSimulator
 
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
 TRACKED = {(t, s) for _, _, t, s, _ in M.METER_CONDITIONS + M.AREA_CONDITIONS}

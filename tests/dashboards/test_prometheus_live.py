@@ -92,7 +92,7 @@ def test_console_panels_are_exactly_the_listed_ones_and_use_only_declared_series
 # -- the live system --------------------------------------------------------------------
 class Live:
     def __init__(self, bootstrap: str, tmp: Path) -> None:
-        from stream.sim import FleetSimulator
+        from models.evaluate.sim import FleetSimulator
 
         self.tmp = tmp
         self.bootstrap = bootstrap

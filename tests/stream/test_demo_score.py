@@ -16,7 +16,7 @@ from models.backtest import load_readings, run
 from models.base import Fleet
 from models.evaluate import SimInput
 from stream.demo_score import report, score_demo, simulation_input
-from stream.sim import FleetSimulator
+from models.evaluate.sim import FleetSimulator
 
 TZ = "Asia/Shanghai"
 DAY = 86400

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.backtest import load_readings, run
 from stream.registry import Registry
-from stream.sim import FleetSimulator
+from models.evaluate.sim import FleetSimulator
 from stream.state import AreaState
 
 ROOT = Path(__file__).resolve().parents[2]

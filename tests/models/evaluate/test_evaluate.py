@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from models.config import DetectorConfig
-from models.evaluate import (DEFAULT_READINGS, MONTH_S, WARMUP_S, Target, _windows, clean_rates,
+from models.evaluate import (DEFAULT_READINGS, MONTH_S, WARMUP_S, Target, clean_rates,
                              detection_rows, main, match, parse_sweep, targets_from_labels)
-from models.inject import (KINDS, SEP, assign_areas, build_virtual, daily_energy, inject,
-                           local_clock)
+from models.evaluate.inject import (KINDS, SEP, assign_areas, build_virtual, daily_energy,
+                                    inject, local_clock)
+from models.evaluate.targets import _windows
 
 LON = "Europe/London"
 Z = ZoneInfo(LON)
@@ -56,9 +57,9 @@ def run_inject(kind: str, seed: int = 0, **kw):
 def test_doctests_run():
     import doctest
 
-    import models.inject
+    import models.evaluate.inject
 
-    assert doctest.testmod(models.inject).failed == 0
+    assert doctest.testmod(models.evaluate.inject).failed == 0
 
 
 @pytest.mark.parametrize("kind", ["h1", "h2", "h3", "h4", "h5", "h6"])
@@ -466,7 +467,7 @@ def test_an_uninjected_level_move_of_30_percent_for_a_week_counts_as_natural():
     before) is a habit change by the issue's definition; an opening on steady days is not."""
     from types import SimpleNamespace
 
-    from models.evaluate import _natural_level
+    from models.evaluate.real import _natural_level
 
     ts, x = household(100, 1)
     day_no, _ = local_clock(ts, IV, LON)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import stream.sim as sim_mod
+import models.evaluate.sim as sim_mod
 from models.base import ALERT_TYPES
-from stream.sim import (BAD_MESSAGE_CLASSES, BAD_READING_CLASSES, KINDS, REGISTRY_COLUMNS,
+from models.evaluate.sim import (BAD_MESSAGE_CLASSES, BAD_READING_CLASSES, KINDS, REGISTRY_COLUMNS,
                         FleetSimulator)
 
 DAY = 96

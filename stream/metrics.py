@@ -159,6 +159,7 @@ METER_CONDITIONS: tuple[tuple[str, int, str, str, str | None], ...] = (
     ("h_open", _habit.SURGE_D, "surge", "daily", "warning"),
     ("h_open", _habit.BILL, "surge", "bill_projection", "info"),
     ("h_open", _habit.DROP, "theft", "consumption_drop", "warning"),
+    ("h_open", _habit.FALL, "habit_change", "decrease", "info"),
     ("h_open", _habit.DISTORT, "theft", "profile_distortion", "warning"),
     ("h_open", _habit.INACT, "inactivity", "care", "critical"),
     ("h_open", _habit.VACANT, "habit_change", "vacancy", "info"),

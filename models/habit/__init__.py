@@ -29,10 +29,10 @@ detector that composes them over one fixed state record is
 ['h_base', 'h_closed', 'h_cor']
 """
 
-from models.habit.common import (BILL, DISTORT, DROP, HOURS_PER_SLOT, INACT, N_COND,
+from models.habit.common import (BILL, DISTORT, DROP, FALL, HOURS_PER_SLOT, INACT, N_COND,
                                  SEED_PROFILE, SURGE_D, SURGE_I, VAC_PRIOR_DAYS, VACANT)
 from models.habit.detector import HabitDetector, habit_context, habit_profile
 
 __all__ = ["HabitDetector", "habit_context", "habit_profile", "SURGE_I", "SURGE_D", "BILL",
-           "DROP", "DISTORT", "INACT", "VACANT", "N_COND", "HOURS_PER_SLOT", "SEED_PROFILE",
+           "DROP", "FALL", "DISTORT", "INACT", "VACANT", "N_COND", "HOURS_PER_SLOT", "SEED_PROFILE",
            "VAC_PRIOR_DAYS"]

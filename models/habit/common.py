@@ -21,6 +21,9 @@ except ImportError:  # a private name: if numpy moves it, the public function wi
 # Condition bits kept in h_open, and the slot in h_start holding each one's start.
 SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)
 N_COND = 7
+# A fall in use is one story, told as theft (DROP) or as changed habits (FALL); one of
+# the two bits at most is set, and both keep their start in the DROP slot.
+FALL = 7
 HOURS_PER_SLOT = 24 / SLOTS
 VAC_PRIOR_DAYS = 30
 

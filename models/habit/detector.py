@@ -258,6 +258,7 @@ class HabitDetector(Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFa
         self._level_ratio(d)
         self._level_cusum(d)
         self._vacancy_run(d)
+        self._drop_measure(d)
         self._level_decide(d)
         f = d.found
         for j in np.flatnonzero(f["up"] | f["dn"] | f["vac"]):

@@ -96,7 +96,8 @@ class LevelFamily:
         mean_up = np.where(s["h_cupn"] > 0, s["h_cupsum"] / np.maximum(s["h_cupn"], 1), 0.0)
         mean_dn = np.where(s["h_cunn"] > 0, s["h_cunsum"] / np.maximum(s["h_cunn"], 1), 0.0)
         ra = cfg.drop_alpha
-        recent = np.where(s["h_trlv"] > 0, (1 - ra) * s["h_trlv"] + ra * d.E, d.E)
+        trlv = f["trlv_prev"]  # the theft test's recent level, before today
+        recent = np.where(trlv > 0, (1 - ra) * trlv + ra * d.E, d.E)
         rr = np.log((recent + c) / (np.maximum(d.ref, 0.0) + c)) - f["peer_r"]
         up = (ev & (s["h_cup"] > h) & (s["h_cupn"] >= cfg.min_run_days) & ~vacant
               & (np.minimum(mean_up, rr) >= math.log(1 + cfg.change_min)))
@@ -149,30 +150,39 @@ class LevelFamily:
         s["h_rcov"] = s["h_rcov"] + a * (rc * s["h_rprev"] - s["h_rcov"])
         s["h_rprev"] = np.where(ev, rc, 0.0)
 
+    def _change_evidence(self, d: DayClose, j: int, since: int, level: float) -> dict:
+        ref = d.ref
+        change = level / max(ref[j], 0.05)
+        return {"since_day": _iso_day(since), "usual_day_kwh": round(ref[j], 2),
+                "recent_day_kwh": round(level, 2), "ratio": round(change, 3),
+                "change_pct": round((change - 1) * 100, 1),
+                "days": int(d.day[j]) - since + 1, "peers_log_ratio": round(d.found["peer_r"][j], 3)}
+
     def _open_change(self, d: DayClose, j: int, sub: str, since: int, ratio: float,
                      level: float, out) -> int:
-        """Report a ``habit_change`` opening (a level change or a vacancy); its start."""
-        s, ref = d.s, d.ref
+        """Report a ``habit_change`` opening (a rise or a vacancy); its start."""
+        s = d.s
         since_ts = d.since_ts(self.calendar, since)
         if sub == "vacancy":
             since_ts = self._start(s, j, VACANT, since_ts, int(d.batch.ts[d.rows[j]]))
-        change = level / max(ref[j], 0.05)
-        evd = {"since_day": _iso_day(since), "usual_day_kwh": round(ref[j], 2),
-               "recent_day_kwh": round(level, 2), "ratio": round(change, 3),
-               "change_pct": round((change - 1) * 100, 1),
-               "days": int(d.day[j]) - since + 1, "peers_log_ratio": round(d.found["peer_r"][j], 3)}
         self._emit(s, j, d.rows, d.batch, "habit_change", sub, "open", since_ts, out,
-                   score=abs(math.log(max(ratio, 1e-3))), severity="info", evidence=evd)
+                   score=abs(math.log(max(ratio, 1e-3))), severity="info",
+                   evidence=self._change_evidence(d, j, since, level))
         return since_ts
 
     def _report_level(self, d: DayClose, j: int, out) -> None:
-        """Report meter ``j``'s level change, then move its habit to the new level."""
+        """Report meter ``j``'s level change (a fall as one story with the theft test,
+        :mod:`models.habit.drop`), then move its habit to the new level."""
         s, c = d.s, self.config.cusum_c_kwh
         key, sub = ("up", "increase") if d.found["up"][j] else ("un", "decrease")
         since, n_, tot = int(s[f"h_c{key}day"][j]), int(s[f"h_c{key}n"][j]), float(s[f"h_c{key}sum"][j])
         ratio = math.exp(tot / max(n_, 1))
         level = (d.ref[j] + c) * ratio - c
-        self._open_change(d, j, sub, since, ratio, level, out)
+        if sub == "increase":
+            self._open_change(d, j, sub, since, ratio, level, out)
+        else:
+            self._tell_fall(d, j, d.since_ts(self.calendar, since), abs(math.log(max(ratio, 1e-3))),
+                            self._change_evidence(d, j, since, level), out)
         self._follow_change(d, j, sub, ratio, level)
 
     def _follow_change(self, d: DayClose, j: int, sub: str, ratio: float, level: float) -> None:

@@ -236,14 +236,49 @@ def test_a_schedule_moved_by_three_hours_is_reported_once_with_the_shift():
 
 
 def test_a_dip_that_ends_does_not_make_the_ordinary_days_after_it_surges():
-    # Half the usual use for ten days (guests away, a week at the in-laws), then back.
+    # Half the usual use for ten days, then back (told as one fall, whichever reading).
     x = household(90, seed=5, level=2.0)
     x[40:50] *= 0.45
     got = alerts({"M0": x})
-    dec = [a for a in got if a["subtype"] == "decrease"]
-    assert dec and 40 <= day_of(dec[0]) <= 47
+    dec = [a for a in got if a["subtype"] in ("decrease", "consumption_drop")]
+    assert len(dec) == 1 and 40 <= day_of(dec[0]) <= 47
     after = [a for a in got if day_of(a) >= 50 and a["type"] == "surge"]
     assert after == []
+
+
+def away_like(x: np.ndarray, start: int, share: float) -> None:
+    """Use above the base load cut to ``share`` from ``start`` on; the base load (fridge,
+    standby) runs on as before: what a household that changed its habits shows."""
+    base = np.quantile(x[:start], 0.1, axis=1).mean()
+    x[start:] = base + np.maximum(x[start:] - base, 0) * share
+
+
+def fall_story(got: list[dict], meter: str) -> list[dict]:
+    return [a for a in got if a["meter_id"] == meter
+            and a["subtype"] in ("decrease", "consumption_drop")]
+
+
+def test_a_fall_with_the_base_load_running_on_is_one_habit_alert_saying_habits_are_likelier():
+    homes = street()
+    away_like(homes["M0"], 60, 0.2)  # use ~47 % lower
+    got = fall_story(alerts(homes), "M0")
+    assert [(a["type"], a["subtype"]) for a in got] == [("habit_change", "decrease")]
+    hyp = got[0]["evidence"]["hypotheses"]
+    assert hyp["likelier"] == "habit" and hyp["base_ratio"] > 0.8 and "base load held" in hyp["why"]
+    assert 60 <= day_of(got[0]) <= 67
+
+
+def test_a_fall_that_takes_the_base_load_with_it_is_one_theft_alert_saying_theft_is_likelier():
+    homes = street()
+    homes["M0"][60:] *= 0.4  # every reading scaled: a slowed meter (h1)
+    every = [a for a in alerts(homes, closed=True) if a["meter_id"] == "M0"]
+    got = fall_story([a for a in every if a["status"] == "open"], "M0")
+    assert [(a["type"], a["subtype"]) for a in got] == [("theft", "consumption_drop")]
+    hyp = got[0]["evidence"]["hypotheses"]
+    assert hyp["likelier"] == "theft" and hyp["base_ratio"] < 0.8
+    # The level CUSUM's report of the same fall is an update of that alert, not a second
+    # alert.
+    assert not [a for a in every if a["subtype"] == "decrease"]
 
 
 def steady_and_noisy(days: int = 120, change_day: int = 80, factor: float = 1.8):

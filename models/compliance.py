@@ -117,39 +117,50 @@ def ieee1159_counts(fig: dict[str, Any]) -> dict[str, int]:
 
 
 def band_limits(standard: str, nominal, phases) -> tuple[np.ndarray, ...]:
-    """(b1 low, b1 high, b2 low, b2 high) in volts, per meter (arrays broadcast)."""
+    """(b1 low, b1 high, b2 low, b2 high) in volts, per meter (arrays broadcast), then
+    the dip and swell thresholds (0.9 / 1.1 Un); each with the tolerance applied (a
+    value on a limit is within it)."""
     s = STANDARDS[standard]
     nom = np.asarray(nominal, np.float64)
     three = np.asarray(phases) == 3
     r = lambda pu: np.round(nom * pu, 6)  # noqa: E731  (as models.voltage.limits rounds)
     lo1, hi1 = r(np.where(three, s.low[1], s.low[0])), r(np.where(three, s.high[1], s.high[0]))
+    lo2, hi2 = r(s.crit_low + 0 * nom), r(s.crit_high + 0 * nom)
     if standard == "gbt12325":  # b2: not above the upper limit
-        return lo1, hi1, np.full_like(lo1, -np.inf), hi1
-    return lo1, hi1, r(s.crit_low + 0 * nom), r(s.crit_high + 0 * nom)
+        lo2, hi2 = np.full_like(lo1, -np.inf), hi1
+    return (lo1 - _EPS_V, hi1 + _EPS_V, lo2 - _EPS_V, hi2 + _EPS_V,
+            r(SAG_PU + 0 * nom) - _EPS_V, r(SWELL_PU + 0 * nom) + _EPS_V)
 
 
 def interval_counters(v, vmin, vmax, w, nom, lim) -> tuple[np.ndarray, ...]:
     """Per reading: measured seconds, seconds within b1 and b2, and the event row of its
-    dip and swell (-1: none), from mean ``v``, extremes and duration ``w``."""
-    lo1, hi1, lo2, hi2 = lim
-    ok = ~np.isnan(v)
-    meas = np.where(ok, w, 0)
-    b1 = np.where(ok & (v >= lo1 - _EPS_V) & (v <= hi1 + _EPS_V), w, 0)
-    b2 = np.where(ok & (v >= lo2 - _EPS_V) & (v <= hi2 + _EPS_V), w, 0)
-    nom = np.asarray(nom, np.float64)
-    edges = np.round(nom[..., None] * np.asarray(_DIP_EDGES), 6) - _EPS_V
-    with np.errstate(invalid="ignore"):
-        idx = (np.asarray(vmin)[..., None] >= edges).sum(-1)  # 6: not below 0.9 Un
-        dip = (idx < len(_DIP_EDGES)) & ~np.isnan(vmin) & ~(v < edges[..., -1])
-        up = np.round(nom * SWELL_PU, 6) + _EPS_V
-        swell = (vmax > up) & ~(v > up)
-        high = vmax >= np.round(nom * _SWELL_EDGE, 6) - _EPS_V
-    dip_row = np.where(dip, len(_DIP_EDGES) - 1 - idx, -1)
-    swell_row = np.where(swell, len(DIP_ROWS) + high.astype(np.int64), -1)
+    dip and swell (-1: none), from mean ``v``, extremes, duration ``w`` and the
+    thresholds of :func:`band_limits`."""
+    lo1, hi1, lo2, hi2, sag, swl = lim
+    meas = np.where(v == v, w, 0)  # NaN compares False: not measured, in no band
+    b1 = np.where((v >= lo1) & (v <= hi1), w, 0)
+    b2 = np.where((v >= lo2) & (v <= hi2), w, 0)
+    dip_row = swell_row = None
+    if not any_((vmin < sag) | (vmax > swl)):  # the usual interval: no dip, no swell
+        return meas, b1, b2, dip_row, swell_row
+    dip_row = np.full(len(meas), -1, np.int64)
+    swell_row = dip_row.copy()
+    dip, swell = (vmin < sag) & ~(v < sag), (vmax > swl) & ~(v > swl)
+    if any_(dip):  # classify those rows only
+        i = np.flatnonzero(dip)
+        nom_i = np.asarray(nom, np.float64)[i]
+        edges = np.round(nom_i[:, None] * np.asarray(_DIP_EDGES), 6) - _EPS_V
+        dip_row[i] = len(_DIP_EDGES) - 1 - (vmin[i][:, None] >= edges).sum(-1)
+    if any_(swell):
+        i = np.flatnonzero(swell)
+        high = vmax[i] >= np.round(np.asarray(nom, np.float64)[i] * _SWELL_EDGE, 6) - _EPS_V
+        swell_row[i] = len(DIP_ROWS) + high
     return meas, b1, b2, dip_row, swell_row
 
 
-def _event_table(dip_row: np.ndarray, swell_row: np.ndarray) -> np.ndarray:
+def _event_table(dip_row: np.ndarray | None, swell_row: np.ndarray | None) -> np.ndarray:
+    if dip_row is None:
+        return np.zeros(EVENT_ROWS, np.int64)
     rows = np.concatenate([dip_row[dip_row >= 0], swell_row[swell_row >= 0]])
     return np.bincount(rows, minlength=EVENT_ROWS)
 
@@ -180,8 +191,9 @@ def periods(standard: str, ts, interval_s, voltage, nominal: float, *, tz: str,
     nan = np.full(len(v), np.nan)
     vmin = nan if voltage_min is None else np.asarray(voltage_min, np.float64)
     vmax = nan if voltage_max is None else np.asarray(voltage_max, np.float64)
-    lim = band_limits(standard, nominal, phases)
-    meas, b1, b2, dip_row, swell_row = interval_counters(v, vmin, vmax, iv, nominal, lim)
+    nom = np.full(len(v), float(nominal))
+    lim = band_limits(standard, nom, np.full(len(v), phases))
+    meas, b1, b2, dip_row, swell_row = interval_counters(v, vmin, vmax, iv, nom, lim)
     key = _local(ts, iv, tz).tz_localize(None).to_period(freq).start_time
     out = []
     for start in sorted(set(key[~np.isnan(v)])):
@@ -290,6 +302,7 @@ class ComplianceDetector:
         self.area_share, self.area_min_meters = area_share, area_min_meters
         self._lim: tuple | None = None  # (fleet, band limits per fleet row)
         self._periods: dict[int, tuple[int, int, pd.Timestamp]] = {}
+        self._keys: dict[tuple[int, int], int] = {}
 
     # -- state ---------------------------------------------------------------------
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
@@ -305,8 +318,19 @@ class ComplianceDetector:
     # -- periods -------------------------------------------------------------------
     def key(self, ts: np.ndarray, interval_s: np.ndarray) -> np.ndarray:
         """The local period of each interval (by its start): Monday's ordinal or yyyymm."""
-        day, _, _, month, _ = self.calendar.lookup(np.asarray(ts, np.int64),
-                                                   np.asarray(interval_s, np.int64))
+        ts, iv = np.asarray(ts, np.int64), np.asarray(interval_s, np.int64)
+        if len(ts) and not np.count_nonzero(ts != ts[0]) and not np.count_nonzero(iv != iv[0]):
+            # the usual batch: one interval end (the calendar caches it, but builds arrays)
+            k = self._keys.get((int(ts[0]), int(iv[0])))
+            if k is None:
+                if len(self._keys) > 100_000:
+                    self._keys.clear()
+                k = self._keys[(int(ts[0]), int(iv[0]))] = int(self._key(ts[:1], iv[:1])[0])
+            return np.full(len(ts), k, np.int64)
+        return self._key(ts, iv)
+
+    def _key(self, ts: np.ndarray, iv: np.ndarray) -> np.ndarray:
+        day, _, _, month, _ = self.calendar.lookup(ts, iv)
         return day - (day - 1) % 7 if self.weekly else month
 
     def period(self, key: int) -> tuple[int, int, pd.Timestamp]:
@@ -355,9 +379,9 @@ class ComplianceDetector:
         lim = tuple(x[m] for x in self._lim[1])
         meas, b1, b2, dip, swell = interval_counters(
             batch.voltage, batch.voltage_min, batch.voltage_max,
-            batch.interval_s.astype(np.int64), fleet.nominal_voltage[m], lim)
+            batch.interval_s.astype(np.uint32), fleet.nominal_voltage[m], lim)
         ev = None
-        if any_(dip >= 0) or any_(swell >= 0):
+        if dip is not None and (any_(dip >= 0) or any_(swell >= 0)):
             ev = np.zeros((len(m), EVENT_ROWS), np.int64)
             for row in (dip, swell):
                 i = np.flatnonzero(row >= 0)
@@ -365,12 +389,14 @@ class ComplianceDetector:
         return meas, b1, b2, ev
 
     @staticmethod
-    def _add(st: np.ndarray, p: str, c: tuple, sel: np.ndarray, cap: int) -> None:
+    def _add(st: np.ndarray, p: str, c: tuple, sel: np.ndarray | None, cap: int) -> None:
+        """Add counters ``c`` (uint32 seconds) to slot ``p`` of the rows ``sel`` (None: all)."""
         meas, b1, b2, ev = c
         for f, x in (("meas", meas), ("b1", b1), ("b2", b2)):
-            st[p + f] += np.where(sel, x, 0).astype(st.dtype[p + f])
+            st[p + f] += x if sel is None else np.where(sel, x, np.uint32(0))
         if ev is not None:
-            st[p + "ev"] = np.minimum(st[p + "ev"] + ev * sel[:, None], cap)
+            add = ev if sel is None else ev * sel[:, None]
+            st[p + "ev"] = np.minimum(st[p + "ev"] + add, cap)
 
     def _fails(self, meas, b1, b2, length, final: bool) -> np.ndarray:
         """Periods that fail: ``final`` judged on what was measured (with enough of the
@@ -434,10 +460,15 @@ class ComplianceDetector:
             s = sel & (key == ast[p + "key"][pos])
             if not any_(s):
                 continue
-            tot = lambda x: np.bincount(pos, weights=np.where(s, x, 0), minlength=na)  # noqa: E731
-            for f, x in (("meas", meas), ("b1", b1), ("b2", b2)):
-                ast[p + f] += tot(x).astype(np.uint64)
-            ast[p + "meters"] += tot(fresh).astype(np.uint16)
+            if na == 1:  # the stream's case: one area per call
+                tot = lambda x: np.array([x[s].sum()])  # noqa: E731
+                sums = [tot(x) for x in (meas, b1, b2, fresh)]
+            else:
+                tot = lambda x: np.bincount(pos, weights=np.where(s, x, 0), minlength=na)  # noqa: E731
+                sums = [tot(x) for x in (meas, b1, b2, fresh)]
+            for f, x in zip(("meas", "b1", "b2"), sums):
+                ast[p + f] += x.astype(np.uint64)
+            ast[p + "meters"] += sums[3].astype(np.uint16)
             if ev is not None:
                 for r in range(EVENT_ROWS):
                     ast[p + "ev"][:, r] += tot(ev[:, r]).astype(np.uint32)
@@ -450,7 +481,7 @@ class ComplianceDetector:
         cands = self._roll(st, key)
         c = self._counters(batch, fleet)
         fresh = (st["cp_meas"] == 0) & (c[0] > 0)
-        self._add(st, "cp_", c, np.ones(len(batch), bool), 0xFFFF)
+        self._add(st, "cp_", c, None, 0xFFFF)
         if len(areas.area):
             a_key = np.zeros(len(areas.area), np.int64)
             np.maximum.at(a_key, np.asarray(areas.pos, np.intp), key)

@@ -99,7 +99,8 @@ def figures(standard: str, start: pd.Timestamp, length_s: float, meas: float, b1
                "complies": ok_share and b2 >= meas}
     else:
         raise ValueError(f"unknown voltage standard {standard!r}; one of {sorted(PERIOD_FREQ)}")
-    out |= {"measured_s": meas, "coverage": cov}
+    out |= {"outside_outer_share": (meas - b2) / meas if meas > 0 else float("nan"),
+            "measured_s": meas, "coverage": cov}
     if events is not None:
         ev = [int(x) for x in events]
         out["dips"] = dict(zip(DIP_ROWS, ev[:len(DIP_ROWS)]))
@@ -194,6 +195,8 @@ def periods(standard: str, ts, interval_s, voltage, nominal: float, *, tz: str,
     nom = np.full(len(v), float(nominal))
     lim = band_limits(standard, nom, np.full(len(v), phases))
     meas, b1, b2, dip_row, swell_row = interval_counters(v, vmin, vmax, iv, nom, lim)
+    if dip_row is None:  # no dip or swell anywhere in the series
+        dip_row = swell_row = np.full(len(v), -1, np.int64)
     key = _local(ts, iv, tz).tz_localize(None).to_period(freq).start_time
     out = []
     for start in sorted(set(key[~np.isnan(v)])):

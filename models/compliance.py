@@ -369,7 +369,10 @@ class ComplianceDetector:
         p = "ca_p" if previous else "ca_"
         f = self._figures(rec, p)
         if f is not None:
-            f |= {"meters": int(rec[p + "meters"]), "meters_failing": int(rec[p + "fail"])}
+            n = int(rec[p + "meters"])
+            # meter-seconds over the period of each meter measured in it
+            f |= {"meters": n, "meters_failing": int(rec[p + "fail"]),
+                  "coverage": f["measured_s"] / (n * f["period_s"]) if n else 0.0}
         return f
 
     # -- step ----------------------------------------------------------------------
@@ -564,3 +567,43 @@ class ComplianceDetector:
         return Finding("voltage", "noncompliant_period", "point", "area", int(areas.area[a]),
                        int(fig["period_start_ts"]), ts, "warning",
                        max(0.0, (self.required - ev["share_within"]) * 100.0), ev)
+
+
+# -- documents for the console (the worker's web views) -------------------------------
+
+def _json_safe(fig: dict[str, Any] | None) -> dict[str, Any] | None:
+    """NaN (a period without measured time) is not JSON: None instead."""
+    if fig is None:
+        return None
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in fig.items()}
+
+
+def meter_doc(det: ComplianceDetector, rec) -> dict[str, Any]:
+    """A meter's compliance as the worker serves it: the standard, the current and the
+    last completed period's figures (None when there is none), and whether the current
+    period has already failed (reported)."""
+    return {"standard": det.standard, "required_share": det.required,
+            "current": _json_safe(det.meter_figures(rec)),
+            "previous": _json_safe(det.meter_figures(rec, previous=True)),
+            "current_failed": bool(int(rec["cp_flag"]) & 1)}
+
+
+def area_doc(det: ComplianceDetector, area_rec, meters: list[tuple[str, str | None, Any]]
+             ) -> dict[str, Any]:
+    """An area's pooled compliance and its customer meters' (``meters``: (meter id,
+    customer id, state record)), worst current share first."""
+    rows = []
+    for mid, cid, rec in meters:
+        d = meter_doc(det, rec)
+        rows.append({"meter_id": mid, "customer_id": cid, "current": d["current"],
+                     "current_failed": d["current_failed"]})
+    share = SHARE_OF[det.standard]
+    rows.sort(key=lambda r: (r["current"] is None, (r["current"] or {}).get(share) or 0.0))
+    return {"standard": det.standard, "required_share": det.required, "share_key": share,
+            "current": _json_safe(det.area_figures(area_rec)),
+            "previous": _json_safe(det.area_figures(area_rec, previous=True)),
+            "meters": rows}
+
+
+#: The figure each standard's compliance is read from (its inner-band share).
+SHARE_OF = {"en50160": "within_share", "gbt12325": "compliance_rate", "ansi_c84_1": "range_a_share"}

@@ -304,3 +304,21 @@ def test_the_engine_reports_a_failing_period_once_and_a_replay_reports_nothing_a
     comp = [f for f in found if f.subtype == "noncompliant_period"]
     assert len(comp) == 1 and not [f for f in again.findings if f.subtype == "noncompliant_period"]
     assert compose_dtype(eng.compliance.fields).itemsize <= 70  # of the ~200 B allowed
+
+
+def test_state_migrated_from_a_release_without_these_fields_starts_counting_at_once():
+    """Old changelogged state gains the fields zero-filled, without ``init`` (the meter
+    is initialised already): the detector takes it as nothing counted yet, as it does
+    the counters of another standard after the configuration changed."""
+    ts = series("2013-05-06T00:00", LON, 4)
+    det = ComplianceDetector("en50160", LocalCalendar(LON, None))
+    fleet = Fleet.simple(1, nominal_voltage=230.0)
+    st = np.zeros(1, compose_dtype(det.fields))  # all zero: no init ran
+    ast = np.zeros(1, compose_dtype(det.area_fields))
+    st, ast, _ = feed(det, ts, np.array([230.0, 200.0, 230.0, 230.0]), st=st, ast=ast, fleet=fleet)
+    assert det.meter_figures(st[0])["within_share"] == pytest.approx(3 / 4)
+    assert det.area_figures(ast[0])["within_share"] == pytest.approx(3 / 4)
+    other = ComplianceDetector("gbt12325", LocalCalendar(LON, None))
+    st, ast, _ = feed(other, ts[3:] + 900, np.array([230.0]), st=st, ast=ast, fleet=fleet)
+    f = other.meter_figures(st[0])
+    assert f["measured_s"] == 900 and other.meter_figures(st[0], previous=True) is None

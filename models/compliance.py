@@ -118,9 +118,10 @@ def ieee1159_counts(fig: dict[str, Any]) -> dict[str, int]:
 
 
 def band_limits(standard: str, nominal, phases) -> tuple[np.ndarray, ...]:
-    """(b1 low, b1 high, b2 low, b2 high) in volts, per meter (arrays broadcast), then
-    the dip and swell thresholds (0.9 / 1.1 Un); each with the tolerance applied (a
-    value on a limit is within it)."""
+    """Per meter (arrays broadcast): the low and the high bounds in volts of the three
+    counters (measured: any number; b1; b2) as (..., 3) arrays, then the dip and swell
+    thresholds (0.9 / 1.1 Un); each with the tolerance applied (a value on a limit is
+    within it)."""
     s = STANDARDS[standard]
     nom = np.asarray(nominal, np.float64)
     three = np.asarray(phases) == 3
@@ -129,22 +130,25 @@ def band_limits(standard: str, nominal, phases) -> tuple[np.ndarray, ...]:
     lo2, hi2 = r(s.crit_low + 0 * nom), r(s.crit_high + 0 * nom)
     if standard == "gbt12325":  # b2: not above the upper limit
         lo2, hi2 = np.full_like(lo1, -np.inf), hi1
-    return (lo1 - _EPS_V, hi1 + _EPS_V, lo2 - _EPS_V, hi2 + _EPS_V,
-            r(SAG_PU + 0 * nom) - _EPS_V, r(SWELL_PU + 0 * nom) + _EPS_V)
+    inf = np.full_like(lo1, np.inf)
+    # columns: measured (any number), b1, b2
+    lo = np.stack([-inf, lo1 - _EPS_V, lo2 - _EPS_V], -1)
+    hi = np.stack([inf, hi1 + _EPS_V, hi2 + _EPS_V], -1)
+    return lo, hi, r(SAG_PU + 0 * nom) - _EPS_V, r(SWELL_PU + 0 * nom) + _EPS_V
 
 
 def interval_counters(v, vmin, vmax, w, nom, lim) -> tuple[np.ndarray, ...]:
-    """Per reading: measured seconds, seconds within b1 and b2, and the event row of its
-    dip and swell (-1: none), from mean ``v``, extremes, duration ``w`` and the
-    thresholds of :func:`band_limits`."""
-    lo1, hi1, lo2, hi2, sag, swl = lim
-    meas = np.where(v == v, w, 0)  # NaN compares False: not measured, in no band
-    b1 = np.where((v >= lo1) & (v <= hi1), w, 0)
-    b2 = np.where((v >= lo2) & (v <= hi2), w, 0)
+    """Per reading: its seconds counted as (measured, within b1, within b2), shape
+    (n, 3), and the event row of its dip and swell (-1: none; both None when there is
+    none at all), from mean ``v``, extremes, duration ``w`` and :func:`band_limits`."""
+    lo, hi, sag, swl = lim
+    vv = v[:, None]
+    # one pass for the three counters; NaN compares False: not measured, in no band
+    cnt = np.where((vv >= lo) & (vv <= hi), w[:, None], 0)
     dip_row = swell_row = None
     if not any_((vmin < sag) | (vmax > swl)):  # the usual interval: no dip, no swell
-        return meas, b1, b2, dip_row, swell_row
-    dip_row = np.full(len(meas), -1, np.int64)
+        return cnt, dip_row, swell_row
+    dip_row = np.full(len(v), -1, np.int64)
     swell_row = dip_row.copy()
     dip, swell = (vmin < sag) & ~(v < sag), (vmax > swl) & ~(v > swl)
     if any_(dip):  # classify those rows only
@@ -156,7 +160,7 @@ def interval_counters(v, vmin, vmax, w, nom, lim) -> tuple[np.ndarray, ...]:
         i = np.flatnonzero(swell)
         high = vmax[i] >= np.round(np.asarray(nom, np.float64)[i] * _SWELL_EDGE, 6) - _EPS_V
         swell_row[i] = len(DIP_ROWS) + high
-    return meas, b1, b2, dip_row, swell_row
+    return cnt, dip_row, swell_row
 
 
 def _event_table(dip_row: np.ndarray | None, swell_row: np.ndarray | None) -> np.ndarray:
@@ -194,7 +198,7 @@ def periods(standard: str, ts, interval_s, voltage, nominal: float, *, tz: str,
     vmax = nan if voltage_max is None else np.asarray(voltage_max, np.float64)
     nom = np.full(len(v), float(nominal))
     lim = band_limits(standard, nom, np.full(len(v), phases))
-    meas, b1, b2, dip_row, swell_row = interval_counters(v, vmin, vmax, iv, nom, lim)
+    cnt, dip_row, swell_row = interval_counters(v, vmin, vmax, iv, nom, lim)
     if dip_row is None:  # no dip or swell anywhere in the series
         dip_row = swell_row = np.full(len(v), -1, np.int64)
     key = _local(ts, iv, tz).tz_localize(None).to_period(freq).start_time
@@ -203,8 +207,8 @@ def periods(standard: str, ts, interval_s, voltage, nominal: float, *, tz: str,
         sel = key == start
         ev = _event_table(dip_row[sel], swell_row[sel]) if voltage_min is not None or \
             voltage_max is not None else None
-        f = figures(standard, start, _length_s(start, freq, tz), meas[sel].sum(),
-                    b1[sel].sum(), b2[sel].sum(), ev, required=required)
+        f = figures(standard, start, _length_s(start, freq, tz), *cnt[sel].sum(0), ev,
+                    required=required)
         if standard == "en50160":
             vv = v[sel & ~np.isnan(v)]
             f |= {"min_v": float(vv.min()), "max_v": float(vv.max())}
@@ -241,8 +245,8 @@ def ansi_c84_1_periods(ts, interval_s, voltage, nominal: float, *, tz: str,
 # -- online: the configured standard's counters per meter and per area ----------------
 
 def _slot_fields(p: str, count: str, evc: str) -> tuple[tuple, ...]:
-    return ((f"{p}key", "<u4"), (f"{p}meas", count), (f"{p}b1", count), (f"{p}b2", count),
-            (f"{p}ev", evc, (EVENT_ROWS,)))
+    # cnt: seconds measured, within the inner band (b1), within the outer band (b2)
+    return ((f"{p}key", "<u4"), (f"{p}cnt", count, (3,)), (f"{p}ev", evc, (EVENT_ROWS,)))
 
 
 class ComplianceDetector:
@@ -355,8 +359,8 @@ class ComplianceDetector:
         if key == 0 or int(rec[p[:3] + "std"]) != self.code:
             return None
         t0, length, start = self.period(key)
-        f = figures(self.standard, start, length, int(rec[p + "meas"]), int(rec[p + "b1"]),
-                    int(rec[p + "b2"]), rec[p + "ev"], required=self.required)
+        f = figures(self.standard, start, length, *(int(x) for x in rec[p + "cnt"]),
+                    rec[p + "ev"], required=self.required)
         return f | {"standard": self.standard, "period_start_ts": t0, "period_s": length}
 
     def meter_figures(self, rec, previous: bool = False) -> dict[str, Any] | None:
@@ -380,10 +384,13 @@ class ComplianceDetector:
         """Per reading: measured s, s within b1 and b2, and its dip/swell table row
         counts (None when the batch holds no dip or swell: the usual case)."""
         if self._lim is None or self._lim[0] is not fleet:
-            self._lim = (fleet, band_limits(self.standard, fleet.nominal_voltage, fleet.phases))
+            lo, hi, sag, swl = band_limits(self.standard, fleet.nominal_voltage, fleet.phases)
+            # one row per fleet meter, so a batch gathers its limits in one take
+            self._lim = (fleet, np.concatenate([lo, hi, sag[:, None], swl[:, None]], 1))
         m = batch.meter
-        lim = tuple(x[m] for x in self._lim[1])
-        meas, b1, b2, dip, swell = interval_counters(
+        t = self._lim[1][m]
+        lim = (t[:, 0:3], t[:, 3:6], t[:, 6], t[:, 7])
+        cnt, dip, swell = interval_counters(
             batch.voltage, batch.voltage_min, batch.voltage_max,
             batch.interval_s.astype(np.uint32), fleet.nominal_voltage[m], lim)
         ev = None
@@ -392,22 +399,22 @@ class ComplianceDetector:
             for row in (dip, swell):
                 i = np.flatnonzero(row >= 0)
                 ev[i, row[i]] += 1
-        return meas, b1, b2, ev
+        return cnt, ev
 
     @staticmethod
     def _add(st: np.ndarray, p: str, c: tuple, sel: np.ndarray | None, cap: int) -> None:
         """Add counters ``c`` (uint32 seconds) to slot ``p`` of the rows ``sel`` (None: all)."""
-        meas, b1, b2, ev = c
-        for f, x in (("meas", meas), ("b1", b1), ("b2", b2)):
-            st[p + f] += x if sel is None else np.where(sel, x, np.uint32(0))
+        cnt, ev = c
+        st[p + "cnt"] += cnt if sel is None else np.where(sel[:, None], cnt, np.uint32(0))
         if ev is not None:
             add = ev if sel is None else ev * sel[:, None]
             st[p + "ev"] = np.minimum(st[p + "ev"] + add, cap)
 
-    def _fails(self, meas, b1, b2, length, final: bool) -> np.ndarray:
-        """Periods that fail: ``final`` judged on what was measured (with enough of the
-        period measured), else certain to fail whatever the rest brings."""
-        meas, b1, b2 = (np.asarray(x, np.float64) for x in (meas, b1, b2))
+    def _fails(self, cnt, length, final: bool) -> np.ndarray:
+        """Periods that fail (counters ``cnt``, (n, 3)): ``final`` judged on what was
+        measured (with enough of the period measured), else certain to fail whatever the
+        rest brings."""
+        meas, b1, b2 = np.asarray(cnt, np.float64).T
         outer = (b2 < meas) if self.standard != "gbt12325" else np.zeros(meas.shape, bool)
         if final:
             enough = (meas > 0) & (meas >= self.min_coverage * length)
@@ -429,15 +436,13 @@ class ComplianceDetector:
         cands = []
         if len(done):
             sub = st[done]
-            bad = self._fails(sub["cp_meas"], sub["cp_b1"], sub["cp_b2"],
-                              self._lengths(cur[done]), final=True)
+            bad = self._fails(sub["cp_cnt"], self._lengths(cur[done]), final=True)
             cands = [(int(i), int(cur[i]), "final") for i in done[bad]]
         keep = new & ~reset
-        for f in ("key", "meas", "b1", "b2", "ev"):
-            k = keep[:, None] if f == "ev" else keep
-            st["cp_p" + f] = np.where(k, st["cp_" + f], np.where(reset[:, None] if f == "ev"
-                                                                  else reset, 0, st["cp_p" + f]))
-            st["cp_" + f] = np.where(new[:, None] if f == "ev" else new, 0, st["cp_" + f])
+        for f in ("key", "cnt", "ev"):
+            k = (keep, reset, new) if f == "key" else (keep[:, None], reset[:, None], new[:, None])
+            st["cp_p" + f] = np.where(k[0], st["cp_" + f], np.where(k[1], 0, st["cp_p" + f]))
+            st["cp_" + f] = np.where(k[2], 0, st["cp_" + f])
         st["cp_key"] = np.where(new, key, cur)
         st["cp_flag"] = np.where(new, 0, st["cp_flag"])
         st["cp_std"] = self.code
@@ -450,8 +455,8 @@ class ComplianceDetector:
         if not any_(roll):
             return
         keep = roll & ~reset
-        for f in ("key", "meas", "b1", "b2", "ev", "meters", "fail", "flag"):
-            k = (keep[:, None], roll[:, None], reset[:, None]) if f == "ev" else (keep, roll, reset)
+        for f in ("key", "cnt", "ev", "meters", "fail", "flag"):
+            k = (keep[:, None], roll[:, None], reset[:, None]) if f in ("cnt", "ev") else (keep, roll, reset)
             ast["ca_p" + f] = np.where(k[0], ast["ca_" + f], np.where(k[2], 0, ast["ca_p" + f]))
             ast["ca_" + f] = np.where(k[1], 0, ast["ca_" + f])
         ast["ca_key"] = np.where(roll, a_key, cur)
@@ -461,20 +466,23 @@ class ComplianceDetector:
                   fresh: np.ndarray) -> None:
         """Add customer meters' counters to their area's period (current or last)."""
         ast, pos, na = areas.st, np.asarray(areas.pos, np.intp), len(areas.area)
-        meas, b1, b2, ev = c
+        cnt, ev = c
         for p in ("ca_", "ca_p"):
-            s = sel & (key == ast[p + "key"][pos])
+            # the stream's case, one area per call: no gather of the area's key
+            s = sel & (key == (int(ast[p + "key"][0]) if na == 1 else ast[p + "key"][pos]))
             if not any_(s):
                 continue
-            if na == 1:  # the stream's case: one area per call
-                tot = lambda x: np.array([x[s].sum()])  # noqa: E731
-                sums = [tot(x) for x in (meas, b1, b2, fresh)]
-            else:
-                tot = lambda x: np.bincount(pos, weights=np.where(s, x, 0), minlength=na)  # noqa: E731
-                sums = [tot(x) for x in (meas, b1, b2, fresh)]
-            for f, x in zip(("meas", "b1", "b2"), sums):
-                ast[p + f] += x.astype(np.uint64)
-            ast[p + "meters"] += sums[3].astype(np.uint16)
+            if na == 1:
+                one = s.astype(np.uint64)  # a product sums the rows: 10x a masked sum
+                ast[p + "cnt"] += one @ cnt
+                ast[p + "meters"] += np.uint16(np.count_nonzero(fresh & s))
+                if ev is not None:
+                    ast[p + "ev"] += (one.astype(np.int64) @ ev).astype(np.uint32)
+                continue
+            tot = lambda x: np.bincount(pos, weights=np.where(s, x, 0), minlength=na)  # noqa: E731
+            for j in range(3):
+                ast[p + "cnt"][:, j] += tot(cnt[:, j]).astype(np.uint64)
+            ast[p + "meters"] += tot(fresh).astype(np.uint16)
             if ev is not None:
                 for r in range(EVENT_ROWS):
                     ast[p + "ev"][:, r] += tot(ev[:, r]).astype(np.uint32)
@@ -486,7 +494,7 @@ class ComplianceDetector:
         key = self.key(batch.ts, batch.interval_s)
         cands = self._roll(st, key)
         c = self._counters(batch, fleet)
-        fresh = (st["cp_meas"] == 0) & (c[0] > 0)
+        fresh = (st["cp_cnt"][:, 0] == 0) & (c[0][:, 0] > 0)
         self._add(st, "cp_", c, None, 0xFFFF)
         if len(areas.area):
             a_key = np.zeros(len(areas.area), np.int64)
@@ -494,9 +502,9 @@ class ComplianceDetector:
             self._roll_areas(areas.st, a_key)
             self._area_add(areas, key, c, ~fleet.is_area_meter[batch.meter], fresh)
         open_ = (st["cp_flag"] & 1) == 0
-        if any_(open_ & (st["cp_b1"] < st["cp_meas"])):
-            bad = open_ & self._fails(st["cp_meas"], st["cp_b1"], st["cp_b2"],
-                                      self._lengths(key), final=False)
+        cnt = st["cp_cnt"]
+        if any_(open_ & (cnt[:, 1] < cnt[:, 0])):
+            bad = open_ & self._fails(cnt, self._lengths(key), final=False)
             cands += [(int(i), int(key[i]), "certain") for i in np.flatnonzero(bad)]
             st["cp_flag"] |= bad.astype(np.uint8)
         if cands:

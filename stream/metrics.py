@@ -546,8 +546,8 @@ class AreaMetrics:
             if key == 0 or int(a["ca_std"]) != det.code:
                 continue
             t0, length, _ = det.period(key)
-            out[period] = PeriodStats(t0, length, float(a[p + "meas"]), float(a[p + "b1"]),
-                                      float(a[p + "b2"]), a[p + "ev"].astype(np.int64),
+            meas, b1, b2 = (float(x) for x in a[p + "cnt"])
+            out[period] = PeriodStats(t0, length, meas, b1, b2, a[p + "ev"].astype(np.int64),
                                       int(a[p + "meters"]), int(a[p + "fail"]))
         return out
 

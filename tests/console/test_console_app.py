@@ -637,3 +637,33 @@ def test_area_page_lists_every_meter_of_the_area_for_the_control_room(console):
 def test_area_page_says_so_when_the_worker_does_not_answer(console):
     ((status, html),) = _pages(console, "carol", ["/areas/A1"], worker=False)
     assert status == 200 and "Voltage compliance unavailable (the worker did not answer)." in html
+
+
+def test_a_noncompliant_period_alert_page_shows_its_message_and_figures(console):
+    """The alert as the pipeline writes it (models.alerts.to_alert of the detector's
+    finding) for MTR-A1-0003's February: its message and the period's figures."""
+    from models.alerts import to_alert
+    from models.base import Finding
+    from stream.registry import Registry
+
+    meters, _ = compliance_docs()
+    fig = meters["MTR-A1-0003"]["previous"]
+    ev = {k: v for k, v in fig.items() if k not in ("period_start_ts", "period_s")} | {
+        "verdict": "certain", "required_share": 0.95, "share_within": 0.9256,
+        "period": "2026-02", "nominal_v": 220.0, "scope": "meter"}
+    fleet = console.registry.fleet
+    f = Finding("voltage", "noncompliant_period", "point", "meter",
+                fleet.index["MTR-A1-0003"], fig["period_start_ts"], fig["period_start_ts"] + 86400 * 5,
+                "warning", 2.44, ev)
+    rec = to_alert(f, fleet)
+    console.store.ingest(rec, manager_id="mgr2", now=1_773_000_100.0)
+
+    async def go(c):
+        await login(c, "bob")
+        html = await (await c.get(f"/alerts/{rec['id']}")).text()
+        assert "fails gbt12325 for the period 2026-02: 92.56% of the measured time" in html
+        assert "No chart for this alert" in html and "share within" in html
+        inbox = await (await c.get("/alerts")).text()
+        assert rec["id"] in inbox
+
+    console.run(go)

@@ -54,7 +54,7 @@ import pandas as pd
 
 from models.base import AreaView, Batch, Finding, Fleet, any_
 from models.localtime import LocalCalendar
-from models.voltage import SAG_PU, STANDARDS, SWELL_PU
+from models.voltage import INTERRUPTION_PU, SAG_PU, STANDARDS, SWELL_PU
 
 _EPS_V = 1e-6  # limits are rounded to the microvolt (models.voltage.limits)
 
@@ -66,7 +66,7 @@ _CODE = {"en50160": 1, "gbt12325": 2, "ansi_c84_1": 3}
 DIP_ROWS = ("80-90", "70-80", "40-70", "10-40", "5-10", "0-5")
 SWELL_ROWS = ("110-120", "120+")
 EVENT_ROWS = len(DIP_ROWS) + len(SWELL_ROWS)
-_DIP_EDGES = (0.05, 0.10, 0.40, 0.70, 0.80, SAG_PU)  # ascending; the last is no dip
+_DIP_EDGES = (0.05, INTERRUPTION_PU, 0.40, 0.70, 0.80, SAG_PU)  # ascending; the last: no dip
 _SWELL_EDGE = 1.2
 #: EN 50160's own rows (its 40 > u >= 5 row is our 10-40 and 5-10 together).
 EN50160_DIP_ROWS = {"90>u>=80": ("80-90",), "80>u>=70": ("70-80",), "70>u>=40": ("40-70",),

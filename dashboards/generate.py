@@ -243,7 +243,60 @@ def voltage_dashboard() -> Dashboard:
         Panel("Voltage alerts raised (in window)", "timeseries",
               [Q('sum by (subtype) (increase(meterwatch_alerts_total{type="voltage",status="open"}[$window]))',
                  "{{subtype}}")], "short"),
+        *period_compliance_panels(),
     ])
+
+
+def period_compliance_panels() -> list:
+    """Compliance as the standard states it, over its period (EN 50160: the week;
+    GB/T 12325 and ANSI C84.1: the month), from the areas' accumulators."""
+    cur = f'period="current",{AREA}'
+    ratio = "meterwatch_area_voltage_period_compliance_ratio"
+    return [
+        Row("Compliance over the standard's period"),
+        Panel("Worst area this period", "stat",
+              [Q(f"min({ratio}{{{cur}}})")], "percentunit", w=6, h=6,
+              thresholds=LOW_BAD_RATIO, min=0, max=1,
+              description="Lowest share of an area's measured meter-time within the standard's "
+                          "limits in the current period (EN 50160 requires 95 % a week)."),
+        Panel("Meters failing the standard this period", "stat",
+              [Q(f'sum(meterwatch_area_voltage_period_meters{{state="failing",{cur}}})')],
+              "short", w=6, h=6, thresholds=HIGH_BAD,
+              description="Meters whose period already failed the standard's test "
+                          "(a voltage/noncompliant_period alert each, or one for their area)."),
+        Panel("Meters measured this period", "stat",
+              [Q(f'sum(meterwatch_area_voltage_period_meters{{state="measured",{cur}}})')],
+              "short", w=6, h=6, thresholds=steps(RED, (GREEN, 1))),
+        Panel("Period coverage", "gauge",
+              [Q(f"min(meterwatch_area_voltage_period_coverage_ratio{{{cur}}})")],
+              "percentunit", w=6, h=6, thresholds=LOW_BAD_RATIO, min=0, max=1,
+              description="Lowest measured share of the period so far (gaps, and the period "
+                          "still running, lower it)."),
+        Panel("Worst areas: compliance this period", "bargauge",
+              [Q(f"bottomk(10, min by (area) ({ratio}{{{cur}}}))", "{{area}}", instant=True)],
+              "percentunit", w=8, h=9, thresholds=LOW_BAD_RATIO, min=0, max=1),
+        Panel("Compliance by area and period (current, last completed)", "table",
+              [Q(f"min by (area, standard, period) ({ratio}{{{AREA}}})", "", instant=True,
+                 fmt="table")], "percentunit", w=8, h=9, thresholds=LOW_BAD_RATIO),
+        Panel("Dip table: dips by residual voltage (% of Un)", "table",
+              [Q(f"sum by (residual, period) (meterwatch_area_voltage_period_dips{{{AREA}}})",
+                 "", instant=True, fmt="table")], "short", w=8, h=9, thresholds=HIGH_BAD,
+              description="EN 50160's residual-voltage rows, from interval minima (durations "
+                          "under an interval are not resolved); below 10 % is an IEEE 1159 "
+                          "interruption."),
+        Panel("Compliance by area over the period", "timeseries",
+              [Q(f"min by (area) ({ratio}{{{cur}}})", "{{area}}")],
+              "percentunit", w=12, min=0, max=1, thresholds=LOW_BAD_RATIO),
+        Panel("Time beyond the outer band by area", "timeseries",
+              [Q(f"max by (area) (meterwatch_area_voltage_period_outside_outer_ratio{{{cur}}})",
+                 "{{area}}")], "percentunit", w=12, min=0,
+              thresholds=steps(GREEN, (RED, 0.0001)),
+              description="EN 50160: beyond +10 %/-15 % (none allowed); ANSI C84.1: outside "
+                          "Range B; GB/T 12325: above the upper limit."),
+        Panel("Swells by magnitude (% of Un)", "bargauge",
+              [Q(f"sum by (magnitude) (meterwatch_area_voltage_period_swells{{{cur}}})",
+                 "{{magnitude}}", instant=True)], "short", w=24, h=5, thresholds=HIGH_BAD),
+    ]
 
 
 def losses_dashboard() -> Dashboard:

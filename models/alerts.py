@@ -141,6 +141,16 @@ def message(f: Finding) -> tuple[str, str]:
             "area_loss": f"台区线损率 {_g(ev, 'loss_rate')}，正常为 {_g(ev, 'normal_loss_rate')}",
         }[s]
         return f"{en} (risk {risk}).", f"{zh}（风险 {risk}）。"
+    if (t, s) == ("voltage", "noncompliant_period"):
+        where_en = "across the area" if f.scope == "area" else "at this meter"
+        where_zh = "整个台区" if f.scope == "area" else "该表计"
+        pct = lambda k: round(100 * float(_g(ev, k, 0)), 2)  # noqa: E731
+        return (f"Supply voltage {where_en} fails {_g(ev, 'standard')} for the period "
+                f"{_g(ev, 'period')}: {pct('share_within')}% of the measured time within the "
+                f"limits ({pct('required_share')}% required), {pct('coverage')}% of the period measured.",
+                f"{where_zh}供电电压在 {_g(ev, 'period')} 统计周期内不符合 {_g(ev, 'standard')}："
+                f"合格时间占比 {pct('share_within')}%（要求 {pct('required_share')}%），"
+                f"已测量 {pct('coverage')}%。")
     if t == "voltage":
         where_en = "across the area" if f.scope == "area" else "at this meter"
         where_zh = "整个台区" if f.scope == "area" else "该表计"
@@ -178,6 +188,7 @@ _ZH_NAMES = {
     ("theft", "area_loss"): "台区线损异常", ("voltage", "undervoltage"): "低电压",
     ("voltage", "overvoltage"): "过电压", ("voltage", "sag"): "电压暂降",
     ("voltage", "swell"): "电压暂升", ("voltage", "interruption"): "供电中断",
+    ("voltage", "noncompliant_period"): "电压合格率不达标",
     ("outage", "power_fail"): "停电", ("outage", "area"): "台区停电",
     ("comm_gap", "meter"): "通信中断", ("data_quality", "late"): "数据迟到",
     ("data_quality", "register_reset"): "表码复位", ("inactivity", "care"): "关爱用户无活动",

@@ -164,6 +164,17 @@ class VoltageConfig:
 
 
 @dataclass
+class ComplianceConfig:
+    # a period complies when this share of its measured time is within the standard's
+    # inner band (EN 50160 sets 95 %; GB/T 12325 and ANSI C84.1 leave the target to
+    # the utility), and, for EN 50160 and ANSI C84.1, none of it beyond the outer band
+    required_share: float = 0.95
+    # a completed period is judged on what was measured only if at least this share of
+    # it was (a period certain to fail is reported whatever its coverage)
+    min_coverage: float = 0.5
+
+
+@dataclass
 class AreaConfig:
     loss_alpha: float = 0.05  # learning rate of the area's normal loss rate (per day)
     loss_rise: float = 0.05  # loss rate above normal by this share of area energy
@@ -184,6 +195,7 @@ class DetectorConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     physical: PhysicalConfig = field(default_factory=PhysicalConfig)
     voltage: VoltageConfig = field(default_factory=VoltageConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     area: AreaConfig = field(default_factory=AreaConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 

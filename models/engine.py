@@ -38,6 +38,7 @@ import numpy as np
 
 from models.area import AreaDetector, rollup_outages
 from models.base import AreaView, Batch, Finding, Fleet, any_, compose_dtype
+from models.compliance import ComplianceDetector
 from models.config import DetectorConfig
 from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
@@ -98,9 +99,14 @@ class Engine:
             standard=voltage_standard or vc.standard, min_duration_s=vc.min_duration_s,
             area_share=vc.area_share, area_min_meters=vc.area_min_meters,
             clear_intervals=vc.clear_intervals)
+        cc = self.config.compliance
+        self.compliance = ComplianceDetector(
+            self.voltage.standard, self.calendar, required=cc.required_share,
+            min_coverage=cc.min_coverage, area_share=vc.area_share,
+            area_min_meters=vc.area_min_meters)
         self.area = AreaDetector(self.config.area, self.calendar)
         # Order matters: the area detector reads the habit state of the same step.
-        self.detectors = [self.physical, self.voltage, self.habit, self.area]
+        self.detectors = [self.physical, self.voltage, self.compliance, self.habit, self.area]
         self.dtype = compose_dtype(ENGINE_FIELDS, *(d.fields for d in self.detectors))
         self.area_dtype = compose_dtype(ENGINE_AREA_FIELDS, *(d.area_fields for d in self.detectors))
 

@@ -7,6 +7,7 @@
     meterwatch replay FILE          publish historic readings (CSV/Parquet) in time order
     meterwatch backtest ...         run the detectors over a file, no Kafka
     meterwatch evaluate ...         measure detection quality (report with plots)
+    meterwatch voltage-report ...   voltage compliance per area and period (Markdown/CSV)
     meterwatch kafka start|stop|status   the local single-node KRaft broker
     meterwatch notify [run|check|send-test]   the notifier (stream/notify/cli.py)
     meterwatch console [export-outcomes]      the web console (stream/console/cli.py)
@@ -230,6 +231,12 @@ def run_evaluate(argv: list[str]) -> int:
     from models import evaluate
 
     return evaluate.main(argv)
+
+
+def run_voltage_report(argv: list[str]) -> int:
+    from models import voltage_report
+
+    return voltage_report.main(argv)
 
 
 # -- kafka -----------------------------------------------------------------------------------
@@ -586,6 +593,9 @@ def add_parser(sub) -> None:
     _add_backtest(sub)
     passthrough(sub, "evaluate", "measure detection quality (see `meterwatch evaluate -h`)",
                 lambda argv: run_evaluate(argv))
+    passthrough(sub, "voltage-report", "voltage compliance per area and period of the "
+                "standard, Markdown or CSV (see `meterwatch voltage-report -h`)",
+                lambda argv: run_voltage_report(argv))
     passthrough(sub, "kafka", "local broker: start|stop|status|fetch "
                 "(see `meterwatch kafka -h`)", lambda argv: run_kafka(argv))
 

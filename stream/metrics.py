@@ -39,6 +39,7 @@ disable_created_metrics()
 
 from models import habit as _habit  # noqa: E402
 from models import physical as _phys  # noqa: E402
+from models import compliance as _comp  # noqa: E402
 from models import voltage as _volt  # noqa: E402
 from models.base import ALERT_TYPES, SEVERITIES  # noqa: E402
 from stream.schema import REASONS  # noqa: E402
@@ -234,7 +235,24 @@ class AreaStats:
     open: _Counter = field(default_factory=_Counter)  # (type, subtype, severity) -> n
     theft_meters: int = 0
     theft_open: _Counter = field(default_factory=_Counter)  # indicator -> n
+    # the standard's compliance over its period ("current", "previous"): PeriodStats
+    compliance: dict = field(default_factory=dict)
     partition: int | None = None  # by-area partition, when known (for retain)
+
+
+@dataclass
+class PeriodStats:
+    """An area's compliance counters for one period (models.compliance area state)."""
+
+    start_ts: int
+    length_s: int
+    meas: float  # meter-seconds measured
+    within: float  # ... within the standard's (inner) limits
+    outer: float  # ... within its outer band (EN 50160 +10/-15 %, ANSI Range B; GB/T:
+    #                 not above the upper limit)
+    events: np.ndarray  # the dip and swell table (models.compliance.EVENT_ROWS)
+    meters: int  # customer meters measured in the period
+    failing: int  # meters whose period failed the standard's test
 
 
 class AreaStore:
@@ -407,7 +425,62 @@ class _AreaCollector:
             for ind in THEFT_INDICATORS:
                 topen.add_metric([label, ind], tot.get(ind, 0))
         yield from (expected, reporting, vmeters, compliance, vmean, loss, normal, tmeters, topen)
+        yield from _period_families(by)
         yield VOLTAGE_HIST.family()
+
+
+PERIODS = ("current", "previous")
+
+
+def _period_families(by: dict[str, list[AreaStats]]):
+    """The standard's compliance by area over its period (current and last completed),
+    from the areas' compliance accumulators (models.compliance.ComplianceDetector)."""
+    g = GaugeMetricFamily
+    lab = ["area", "standard", "period"]
+    ratio = g(P + "area_voltage_period_compliance_ratio",
+              "Share of an area's measured meter-time within the voltage standard's limits over "
+              "its period (EN 50160: Un +-10 % per week; GB/T 12325: the monthly compliance "
+              "rate; ANSI C84.1: Range A per month)", labels=lab)
+    outer = g(P + "area_voltage_period_outside_outer_ratio",
+              "Share of an area's measured meter-time beyond the standard's outer band over its "
+              "period (EN 50160: +10/-15 %; ANSI C84.1: outside Range B; GB/T 12325: above the "
+              "upper limit)", labels=lab)
+    cov = g(P + "area_voltage_period_coverage_ratio",
+            "Measured time of an area's meters over the period's length (gaps lower it)",
+            labels=lab)
+    meters = g(P + "area_voltage_period_meters",
+               "Customer meters of an area measured in the period, and those whose period failed "
+               "the standard's test", labels=lab + ["state"])
+    start = g(P + "area_voltage_period_start_timestamp_seconds",
+              "Start of the period (local midnight) the compliance figures are for", labels=lab)
+    dips = g(P + "area_voltage_period_dips",
+             "Voltage dips of an area's meters in the period by residual voltage (% of Un, "
+             "EN 50160's rows; below 10 % is an IEEE 1159 interruption)", labels=lab + ["residual"])
+    swells = g(P + "area_voltage_period_swells",
+               "Voltage swells of an area's meters in the period by magnitude (% of Un)",
+               labels=lab + ["magnitude"])
+    for label in sorted(by):
+        for period in PERIODS:
+            ps = [s.compliance[period] for s in by[label] if period in s.compliance]
+            if not ps:
+                continue
+            std = by[label][0].compliance["standard"]
+            k = [label, std, period]
+            meas = sum(p.meas for p in ps)
+            start.add_metric(k, max(p.start_ts for p in ps))
+            meters.add_metric(k + ["measured"], sum(p.meters for p in ps))
+            meters.add_metric(k + ["failing"], sum(p.failing for p in ps))
+            ev = sum(p.events for p in ps)
+            for j, row in enumerate(_comp.DIP_ROWS):
+                dips.add_metric(k + [row], int(ev[j]))
+            for j, row in enumerate(_comp.SWELL_ROWS):
+                swells.add_metric(k + [row], int(ev[len(_comp.DIP_ROWS) + j]))
+            if meas > 0:
+                ratio.add_metric(k, sum(p.within for p in ps) / meas)
+                outer.add_metric(k, 1.0 - sum(p.outer for p in ps) / meas)
+                span = sum(p.meters * p.length_s for p in ps)
+                cov.add_metric(k, meas / span if span else 0.0)
+    return ratio, outer, cov, meters, start, dips, swells
 
 
 REGISTRY.register(_AreaCollector())
@@ -461,6 +534,23 @@ class AreaMetrics:
             hi = nom * np.where(three, self.std.high[1], self.std.high[0])
             f = self._fleet = (fleet, ~fleet.is_area_meter, nom, lo, hi)
         return f
+
+    def _compliance(self, ast: np.ndarray) -> dict:
+        """The area's compliance counters, current and last completed period."""
+        det = getattr(self.engine, "compliance", None)
+        if det is None or "ca_key" not in (ast.dtype.names or ()):
+            return {}
+        a = ast[0]
+        out: dict = {"standard": det.standard}
+        for period, p in (("current", "ca_"), ("previous", "ca_p")):
+            key = int(a[p + "key"])
+            if key == 0 or int(a["ca_std"]) != det.code:
+                continue
+            t0, length, _ = det.period(key)
+            meas, b1, b2 = (float(x) for x in a[p + "cnt"])
+            out[period] = PeriodStats(t0, length, meas, b1, b2, a[p + "ev"].astype(np.int64),
+                                      int(a[p + "meters"]), int(a[p + "fail"]))
+        return out
 
     def _customer_rows(self, state, fleet) -> np.ndarray:
         """Positions of the state rows that are customer meters still in the registry."""
@@ -528,6 +618,8 @@ class AreaMetrics:
                 coverage = cust_s / max(expected * 86400.0, 1.0)
                 if area_s >= 0.97 * 86400 and coverage >= cfg.min_coverage and area_kwh > 0:
                     st.loss_kwh, st.loss_area_kwh = area_kwh - cust_kwh, area_kwh
+
+        st.compliance = self._compliance(ast)
 
         # Open conditions and theft suspicions: they change only with a finding.
         prev = AREAS.areas.get(area_id)

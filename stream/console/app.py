@@ -52,6 +52,7 @@ from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import IntegrityError
 
 from models.base import ALERT_TYPES
+from stream.console import compliance as CV
 from stream.console import profile as P
 from stream.console import queries as Q
 from stream.console.auth import (CSRF_FIELD, SESSION_TTL_S, ANON_TTL_S, RateLimiter,
@@ -578,6 +579,7 @@ async def _visible_customer(request: web.Request) -> tuple[str, list[MeterRow]]:
 class _MeterProfile:
     meter_id: str | None
     view: P.ProfileView
+    compliance: CV.ComplianceView | None = None
 
 
 async def customer_page(request: web.Request) -> web.Response:
@@ -604,13 +606,32 @@ async def customer_page(request: web.Request) -> web.Response:
                     view = P.ProfileView("alert", charts=[ch])
                 else:
                     view.message = "No alert of this customer carries a day of readings yet."
-        profiles.append(_MeterProfile(mid, view))
+        profiles.append(_MeterProfile(mid, view, CV.compliance_view(
+            doc.get("compliance") if doc else None)))
     if not profiles:
         profiles.append(_MeterProfile(None, P.ProfileView(
             "none", message="No meter known for this customer.")))
     return c.render(request, "customer.html", title=f"Customer {cid}", nav="inbox",
                     customer_id=cid, meters=meters, profiles=profiles, rows=alerts_,
                     notes=notes, lang_url=_lang_url(request))
+
+
+async def area_page(request: web.Request) -> web.Response:
+    """A transformer area's voltage compliance over the standard's period, its dip table
+    and its meters, worst first. A manager sees the areas of their own customers, and
+    only those customers' meters listed; another area is a 404 like an unknown one."""
+    c, user = _c(request), _user(request)
+    area_id = request.match_info["area_id"]
+    by_customer, _ = await c.meters_index()
+    in_area = [m for ms in by_customer.values() for m in ms if m.area_id == area_id]
+    visible = {m.meter_id for m in in_area
+               if user.scope is None or m.account_manager == user.scope}
+    if not visible:
+        raise web.HTTPNotFound()
+    doc = await CV.fetch_area(c.http, c.settings.worker_url, area_id)
+    view = CV.area_view(doc, None if user.scope is None else visible)
+    return c.render(request, "area.html", title=f"Area {area_id}", nav="inbox",
+                    area_id=area_id, cv=view, lang_url=_lang_url(request))
 
 
 async def customer_note(request: web.Request) -> web.Response:
@@ -749,6 +770,7 @@ def make_app(settings: Settings, store: AlertStore, registry=None) -> web.Applic
     r.add_post("/alerts/{alert_id:%s}/resolve" % ID_RE, resolve)
     r.add_post("/alerts/{alert_id:%s}/notes" % ID_RE, alert_note)
     r.add_get("/customers/{customer_id:%s}" % ID_RE, customer_page)
+    r.add_get("/areas/{area_id:%s}" % ID_RE, area_page)
     r.add_post("/customers/{customer_id:%s}/notes" % ID_RE, customer_note)
     r.add_get("/audit", audit_page)
     r.add_get("/admin/users", users_page)

@@ -104,6 +104,8 @@ def voltage_view(alert: dict[str, Any], messages: list[dict[str, Any]], *, phase
     from models.voltage import STANDARDS, limits
 
     ev = alert["record"].get("evidence") or {}
+    if alert["record"].get("subtype") == "noncompliant_period":
+        return None  # figures over a period, not voltages at moments: the evidence says it
     std = ev.get("standard")
     nominal = ev.get("nominal_v") or ev.get("nominal")
     if std not in STANDARDS or not isinstance(nominal, (int, float)) or nominal <= 0:

@@ -195,7 +195,62 @@ ALERT = """{% extends "base.html" %}
 {% endblock %}
 """
 
+
+_COMPLIANCE = """
+{% macro compliance_table(cv) %}
+  {% if cv.periods %}
+  <p class="muted">{{ cv.name }}: compliance over the standard's period, as the worker accumulates it.</p>
+  <table class="compliance">
+    <thead><tr><th>Period</th><th>Starting</th><th>{{ cv.share_label }}</th><th>{{ cv.outer_label }}</th><th>Measured</th><th>Verdict</th></tr></thead>
+    {% for p in cv.periods %}
+    <tr class="period-{{ p.label | replace(' ', '-') }}"><td>{{ p.label }}</td><td>{{ p.period }}</td><td class="share">{{ p.share }}</td><td>{{ p.outer }}</td><td>{{ p.coverage }}</td>
+        <td class="verdict {{ 'ok' if p.ok else ('bad' if p.ok == false else 'running') }}">{{ p.verdict }}{% if p.meters %} · {{ p.meters }}{% endif %}</td></tr>
+    {% endfor %}
+  </table>
+  {% endif %}
+  {% if cv.message %}<p class="muted compliance-message">{{ cv.message }}</p>{% endif %}
+{% endmacro %}
+{% macro dip_table(cv) %}
+  {% if cv.periods %}
+  <table class="dips">
+    <thead><tr><th>Period</th>{% for k, _ in cv.periods[0].dips %}<th>dips {{ k }} %</th>{% endfor %}{% for k, _ in cv.periods[0].swells %}<th>swells {{ k }} %</th>{% endfor %}</tr></thead>
+    {% for p in cv.periods %}
+    <tr><td>{{ p.label }}</td>{% for _, n in p.dips %}<td>{{ n }}</td>{% endfor %}{% for _, n in p.swells %}<td>{{ n }}</td>{% endfor %}</tr>
+    {% endfor %}
+  </table>
+  <p class="muted">Residual voltage rows of EN 50160's dip table (u in % of Un), counted from the interval minima: at most one dip per interval, duration not resolved; below 10 % is an IEEE 1159 interruption.</p>
+  {% endif %}
+{% endmacro %}
+"""
+
+AREA = """{% extends "base.html" %}
+{% from "compliance.html" import compliance_table, dip_table %}
+{% block content %}
+<p class="crumbs"><a href="/alerts{{ lang_q }}">← Inbox</a></p>
+<h1>Area {{ area_id }}</h1>
+<section id="area-compliance">
+  <h2>Voltage compliance</h2>
+  {{ compliance_table(cv) }}
+</section>
+<section id="area-dips">
+  <h2>Dips and swells</h2>
+  {{ dip_table(cv) }}
+</section>
+<section id="area-meters">
+  <h2>Meters this period</h2>
+  <table class="meters">
+    <thead><tr><th>Meter</th><th>Customer</th><th>{{ cv.share_label or 'Share' }}</th><th>Measured</th><th>Failed</th></tr></thead>
+    {% for m in cv.meters %}
+    <tr><td>{{ m.meter_id }}</td><td>{% if m.customer_id %}<a href="/customers/{{ m.customer_id | seg }}">{{ m.customer_id }}</a>{% endif %}</td><td>{{ m.share }}</td><td>{{ m.coverage }}</td><td>{{ 'yes' if m.failed else 'no' }}</td></tr>
+    {% else %}<tr><td colspan="5" class="empty">No meter data from the worker.</td></tr>{% endfor %}
+  </table>
+  {% if cv.hidden %}<p class="muted" id="hidden-meters">{{ cv.hidden }} meter(s) of other managers' customers are counted in the figures but not listed.</p>{% endif %}
+</section>
+{% endblock %}
+"""
+
 CUSTOMER = """{% extends "base.html" %}
+{% from "compliance.html" import compliance_table, dip_table %}
 {% block content %}
 <p class="crumbs"><a href="/alerts{{ lang_q }}">← Inbox</a></p>
 <h1>Customer {{ customer_id }}</h1>
@@ -205,7 +260,7 @@ CUSTOMER = """{% extends "base.html" %}
   <table class="meters">
     <thead><tr><th>Meter</th><th>Area</th><th>Phase</th><th>Nominal</th><th>Tariff</th><th>Solar</th><th>Care</th><th>Account manager</th></tr></thead>
     {% for m in meters %}
-    <tr><td>{{ m.meter_id }}</td><td>{{ m.area_id }}</td><td>{{ '3-phase' if m.phases == 3 else '1-phase' }}</td><td>{{ m.nominal_v }} V</td>
+    <tr><td>{{ m.meter_id }}</td><td><a href="/areas/{{ m.area_id | seg }}">{{ m.area_id }}</a></td><td>{{ '3-phase' if m.phases == 3 else '1-phase' }}</td><td>{{ m.nominal_v }} V</td>
         <td>{{ m.tariff | replace('_', ' ') }}</td><td>{{ 'yes' if m.solar else 'no' }}</td><td>{{ 'yes' if m.care else 'no' }}</td><td>{{ m.account_manager }}</td></tr>
     {% endfor %}
   </table>
@@ -226,6 +281,15 @@ CUSTOMER = """{% extends "base.html" %}
     {% for c in pv.view.charts %}<figure><h3 class="chart-title">{{ c.title }}</h3>{{ c.svg | safe }}<figcaption>{{ c.note }}</figcaption></figure>{% endfor %}
     {% if pv.view.message %}<p class="muted">{{ pv.view.message }}</p>{% endif %}
   {% endfor %}
+</section>
+
+<section id="compliance">
+  <h2>Voltage compliance</h2>
+  {% for pv in profiles %}{% if pv.compliance %}
+    {% if pv.meter_id and meters | length > 1 %}<h3>Meter {{ pv.meter_id }}</h3>{% endif %}
+    {{ compliance_table(pv.compliance) }}
+    {{ dip_table(pv.compliance) }}
+  {% endif %}{% endfor %}
 </section>
 
 <section>
@@ -318,7 +382,7 @@ ERROR = """{% extends "base.html" %}
 
 TEMPLATES = {
     "base.html": BASE, "login.html": LOGIN, "inbox.html": INBOX, "alert.html": ALERT,
-    "customer.html": CUSTOMER, "audit.html": AUDIT, "users.html": USERS, "error.html": ERROR,
+    "customer.html": CUSTOMER, "area.html": AREA, "compliance.html": _COMPLIANCE, "audit.html": AUDIT, "users.html": USERS, "error.html": ERROR,
 }
 
 CSS = """
@@ -374,5 +438,6 @@ h3.chart-title { margin:2px 0 4px; font-size:13px; font-weight:600; }
 section.login { max-width:360px; margin:60px auto; background:#fff; border:1px solid var(--line); padding:20px 24px; }
 section.login form { display:flex; flex-direction:column; gap:12px; }
 .crumbs { margin:0; }
+td.verdict.ok { color:#2e7d32; } td.verdict.bad { color:#c62828; font-weight:600; } td.verdict.running { color:var(--muted); }
 @media (max-width: 800px) { .cols { grid-template-columns: 1fr; } }
 """

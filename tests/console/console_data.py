@@ -161,3 +161,39 @@ async def page_csrf(client, path: str) -> str:
     r = await client.get(path)
     assert r.status == 200, (path, r.status)
     return csrf_from(await r.text())
+
+
+def compliance_docs() -> tuple[dict[str, dict], dict[str, Any]]:
+    """What the worker answers for voltage compliance, made by the worker's own code
+    (``models.compliance``) from February 2026 and March's first half hour of area A1's
+    two meters under GB/T 12325: MTR-A1-0001 within the limits, MTR-A1-0003 above them
+    for 100 half hours (92.6 %: fails the 95 % target) with one dip to 68 % of Un.
+    Returns (meter id -> its ``compliance`` member, the area's document)."""
+    import numpy as np
+
+    from models.base import AreaView, Batch, Fleet, compose_dtype
+    from models.compliance import ComplianceDetector, area_doc, meter_doc
+    from models.localtime import LocalCalendar
+
+    det = ComplianceDetector("gbt12325", LocalCalendar("Asia/Shanghai", None))
+    fleet = Fleet.simple(2, nominal_voltage=220.0)
+    st = np.zeros(2, compose_dtype(det.fields))
+    det.init(st, fleet, np.arange(2))
+    ast = np.zeros(1, compose_dtype(det.area_fields))
+    det.init_area(ast, fleet, np.arange(1))
+    t0 = 1_769_875_200  # 2026-02-01 00:00 +08:00
+    n = 28 * 48 + 1
+    v = np.full((n, 2), 220.0)
+    v[:100, 1] = 240.0
+    vmin = v - 2.0
+    vmin[500, 1] = 150.0
+    out: list = []
+    for k in range(n):
+        b = Batch.from_columns(2, meter=[0, 1], ts=[t0 + 1800 * (k + 1)] * 2, interval_s=[1800] * 2,
+                               voltage=v[k], voltage_min=vmin[k], voltage_max=v[k] + 2.0)
+        det.step(st, b, fleet, AreaView(np.array([0]), np.zeros(2, np.int64), ast), out)
+    ids = ["MTR-A1-0001", "MTR-A1-0003"]
+    meters = {m: meter_doc(det, st[i]) for i, m in enumerate(ids)}
+    area = {"area_id": "A1"} | area_doc(det, ast[0], [(ids[0], "C1001", st[0]),
+                                                      (ids[1], "C2001", st[1])])
+    return meters, area

@@ -10,7 +10,7 @@ import re
 
 from aiohttp import web
 
-from console_data import (PASSWORDS, csrf_from, login, page_csrf, profile_doc, surge_alert,
+from console_data import (PASSWORDS, compliance_docs, csrf_from, login, page_csrf, profile_doc, surge_alert,
                           voltage_alert)
 from stream.console.auth import cookie_name
 
@@ -550,3 +550,120 @@ def test_logs_carry_no_customer_ids_or_secrets(console, caplog):
     for secret in ("C1001", "C2001", "MTR-A1", "wrong-password-1", PASSWORDS["alice"],
                    console.settings.session_secret, "area=A1"):
         assert secret not in text, secret
+
+
+# ---- voltage compliance: the customer page and the area page ------------------------------
+
+def _compliance_worker():
+    """Serves the meters' profiles with their compliance, and area A1's compliance, as
+    the worker does (documents made by models.compliance)."""
+    meters, area = compliance_docs()
+    docs = {m: profile_doc(m, "A1") | {"compliance": d} for m, d in meters.items()}
+
+    async def profile(request):
+        mid = request.match_info["meter_id"]
+        if mid not in docs:
+            raise web.HTTPNotFound()
+        return web.json_response(docs[mid])
+
+    async def area_compliance(request):
+        if request.match_info["area_id"] != "A1":
+            raise web.HTTPNotFound()
+        return web.json_response(area)
+
+    app = web.Application()
+    app.router.add_get("/meters/{meter_id}/profile", profile)
+    app.router.add_get("/areas/{area_id}/compliance", area_compliance)
+    return app
+
+
+def _pages(console, user: str, paths: list[str], *, worker: bool = True) -> list[tuple[int, str]]:
+    async def go():
+        runner = web.AppRunner(_compliance_worker())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}" if worker else "http://127.0.0.1:9"
+        try:
+            async def page(c):
+                await login(c, user)
+                out = []
+                for p in paths:
+                    r = await c.get(p)
+                    out.append((r.status, await r.text()))
+                return out
+
+            return await asyncio.to_thread(console.run, page, app=console.app(worker_url=url))
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(go())
+
+
+def test_customer_page_shows_the_meters_compliance_over_the_standards_period(console):
+    ((status, html),) = _pages(console, "bob", ["/customers/C2001"])
+    assert status == 200
+    sec = html.split('id="compliance"')[1].split("</section>")[0]
+    assert "GB/T 12325" in sec and "Compliance rate" in sec
+    # February: 100 of 1,344 half hours above +7 %: 92.56 %, below the 95 % target
+    assert "2026-02" in sec and "92.56 %" in sec and ">fails<" in sec
+    assert "2026-03" in sec and "running: within so far" in sec
+    assert '<a href="/areas/A1">A1</a>' in html
+    # the dip to 68 % of Un, in EN 50160's 70 > u >= 40 row
+    dips = sec.split('class="dips"')[1].split("</table>")[0]
+    assert "<td>last completed</td><td>0</td><td>0</td><td>1</td>" in dips
+
+
+def test_area_page_shows_compliance_dip_table_and_only_the_managers_own_meters(console):
+    (s1, html), (s2, other), (s3, unknown) = _pages(
+        console, "alice", ["/areas/A1", "/areas/A3", "/areas/NOPE"])
+    assert (s1, s2, s3) == (200, 404, 404)  # A3 holds only bob's customer
+    comp = html.split('id="area-compliance"')[1].split("</section>")[0]
+    # pooled over both meters: (1344 + 1244) / 2688 = 96.28 %, yet one meter failed
+    assert "96.28 %" in comp and "1 meter(s) failed" in comp and "2 measured, 1 failing" in comp
+    assert "<td>last completed</td><td>0</td><td>0</td><td>1</td>" in html
+    listed = html.split('id="area-meters"')[1]
+    assert "MTR-A1-0001" in listed and "MTR-A1-0003" not in listed and "C2001" not in listed
+    assert "1 meter(s) of other managers' customers" in listed
+
+
+def test_area_page_lists_every_meter_of_the_area_for_the_control_room(console):
+    ((status, html),) = _pages(console, "carol", ["/areas/A1"])
+    assert status == 200
+    listed = html.split('id="area-meters"')[1]
+    assert listed.index("MTR-A1-0001") > 0 and "hidden-meters" not in listed
+    assert '<a href="/customers/C2001">C2001</a>' in listed
+
+
+def test_area_page_says_so_when_the_worker_does_not_answer(console):
+    ((status, html),) = _pages(console, "carol", ["/areas/A1"], worker=False)
+    assert status == 200 and "Voltage compliance unavailable (the worker did not answer)." in html
+
+
+def test_a_noncompliant_period_alert_page_shows_its_message_and_figures(console):
+    """The alert as the pipeline writes it (models.alerts.to_alert of the detector's
+    finding) for MTR-A1-0003's February: its message and the period's figures."""
+    from models.alerts import to_alert
+    from models.base import Finding
+    from stream.registry import Registry
+
+    meters, _ = compliance_docs()
+    fig = meters["MTR-A1-0003"]["previous"]
+    ev = {k: v for k, v in fig.items() if k not in ("period_start_ts", "period_s")} | {
+        "verdict": "certain", "required_share": 0.95, "share_within": 0.9256,
+        "period": "2026-02", "nominal_v": 220.0, "scope": "meter"}
+    fleet = console.registry.fleet
+    f = Finding("voltage", "noncompliant_period", "point", "meter",
+                fleet.index["MTR-A1-0003"], fig["period_start_ts"], fig["period_start_ts"] + 86400 * 5,
+                "warning", 2.44, ev)
+    rec = to_alert(f, fleet)
+    console.store.ingest(rec, manager_id="mgr2", now=1_773_000_100.0)
+
+    async def go(c):
+        await login(c, "bob")
+        html = await (await c.get(f"/alerts/{rec['id']}")).text()
+        assert "fails gbt12325 for the period 2026-02: 92.56% of the measured time" in html
+        assert "No chart for this alert" in html and "share within" in html
+        inbox = await (await c.get("/alerts")).text()
+        assert rec["id"] in inbox
+
+    console.run(go)

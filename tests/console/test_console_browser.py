@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from console_data import PASSWORDS, SECRET, profile_doc, seed
+from console_data import PASSWORDS, SECRET, compliance_docs, profile_doc, seed
 from stream.settings import PROJECT_ROOT
 from stream.store import AlertStore
 
@@ -44,16 +44,20 @@ def _free_port() -> int:
 
 
 class _FakeWorker:
-    """Serves ``GET /meters/{id}/profile`` like the worker does (404 for unknown meters)."""
+    """Serves ``GET /meters/{id}/profile`` and ``GET /areas/{id}/compliance`` like the
+    worker does (404 for unknown meters and areas)."""
 
-    def __init__(self, docs: dict[str, dict]) -> None:
-        docs_ = docs
+    def __init__(self, docs: dict[str, dict], areas: dict[str, dict] | None = None) -> None:
+        docs_, areas_ = docs, areas or {}
 
         class H(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 parts = self.path.strip("/").split("/")
-                doc = docs_.get(parts[1]) if len(parts) == 3 and parts[0] == "meters" \
-                    and parts[2] == "profile" else None
+                doc = None
+                if len(parts) == 3 and (parts[0], parts[2]) == ("meters", "profile"):
+                    doc = docs_.get(parts[1])
+                elif len(parts) == 3 and (parts[0], parts[2]) == ("areas", "compliance"):
+                    doc = areas_.get(parts[1])
                 body = json.dumps(doc if doc else {"error": "unknown meter"}).encode()
                 self.send_response(200 if doc else 404)
                 self.send_header("Content-Type", "application/json")
@@ -90,7 +94,9 @@ def running_console(db_url, tmp_path, registry_file):
     seed(store)
     port = _free_port()
     log_path = tmp_path / "console.log"
-    with _FakeWorker({"MTR-A1-0001": profile_doc("MTR-A1-0001", "A1")}) as worker:
+    meters, area = compliance_docs()
+    docs = {"MTR-A1-0001": profile_doc("MTR-A1-0001", "A1") | {"compliance": meters["MTR-A1-0001"]}}
+    with _FakeWorker(docs, {"A1": area}) as worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("METERWATCH_")}
         env.update(METERWATCH_DB_URL=db_url, METERWATCH_REGISTRY=str(registry_file),
                    METERWATCH_SESSION_SECRET=SECRET, METERWATCH_WORKER_URL=worker.url,
@@ -188,7 +194,17 @@ def test_managers_work_their_alerts_in_a_real_browser(running_console, request):
             assert page.inner_text("#profile-source") == "Live profile from the worker."
             assert page.locator("#profile svg.chart").count() == 2
             assert "a new heat pump since Monday" in page.inner_text("#notes")
+            assert "GB/T 12325" in page.inner_text("#compliance")
             shot(page, "06-customer")
+
+            # the customer's area: its compliance over the month, dip table, own meters
+            page.click('table.meters a[href="/areas/A1"]')
+            page.wait_for_url(base + "/areas/A1")
+            assert "96.28 %" in page.inner_text("#area-compliance")
+            assert page.locator("#area-dips table.dips tr").count() == 3
+            listed = page.inner_text("#area-meters")
+            assert "MTR-A1-0001" in listed and "MTR-A1-0003" not in listed
+            shot(page, "06b-area")
 
             page.goto(f"{base}/alerts/{A_SURGE}?lang=zh-CN")
             assert "今日用电" in page.inner_text("#alert-message")
@@ -220,11 +236,12 @@ def test_managers_work_their_alerts_in_a_real_browser(running_console, request):
             assert "customer contacted" not in page.content()
             shot(page, "08-other-managers-alert-404")
             assert page.goto(base + "/customers/C1001").status == 404
+            assert page.goto(base + "/areas/A2").status == 404  # only alice's customer there
             ctx.close()
         finally:
             browser.close()
 
-    for name in ("01-login", "02-inbox", "04-alert", "06-customer"):
+    for name in ("01-login", "02-inbox", "04-alert", "06-customer", "06b-area"):
         assert (shots / f"{name}.png").stat().st_size > 5000
     # The console's own log: routes, no customer ids, no secrets.
     text = log_path.read_text()

@@ -170,6 +170,40 @@ def test_voltage_compliance_counts_and_histogram(run):
     assert under_09 >= 150  # the undervolted meter, from day 8 08:00 on
 
 
+def test_period_compliance_by_area_pools_its_meters_and_counts_the_failing_ones(run):
+    """The area's figures over the standard's period are its customer meters' own
+    accumulators pooled (meter-time), and the meters whose period failed are counted:
+    here the two meters under and over the limits for the last 40 h of March's first
+    nine days (over 5 % of the month: certain to fail the monthly compliance rate)."""
+    fams, _ = run.families()
+    det = run.processor.engine.compliance
+    fleet = run.registry.fleet
+    got = {s.labels["area"]: s for s in samples(
+        fams, "meterwatch_area_voltage_period_compliance_ratio", period="current")}
+    assert set(got) == set(run.states)
+    failing_total = 0
+    for area_id, st in run.states.items():
+        assert got[area_id].labels["standard"] == det.standard == "gbt12325"
+        cust = [i for i, m in enumerate(st.meter_ids) if not fleet.is_area_meter[fleet.index[m]]]
+        figs = [det.meter_figures(st.records[i]) for i in cust]
+        assert {f["month"] for f in figs} == {"2026-03"}
+        meas = sum(f["measured_s"] for f in figs)
+        within = sum(f["compliance_rate"] * f["measured_s"] for f in figs)
+        assert got[area_id].value == pytest.approx(within / meas)
+        m = {s.labels["state"]: s.value for s in samples(
+            fams, "meterwatch_area_voltage_period_meters", area=area_id, period="current")}
+        failing = sum(not f["complies"] and f["coverage"] > 0 for f in figs
+                      if (f["measured_s"] - f["compliance_rate"] * f["measured_s"]) > 0.05 * f["period_s"])
+        assert m == {"measured": len(cust), "failing": failing}
+        failing_total += failing
+        cov = samples(fams, "meterwatch_area_voltage_period_coverage_ratio", area=area_id)[0].value
+        assert 0.2 < cov < 0.35  # nine and a bit days of March's 31
+        rows = samples(fams, "meterwatch_area_voltage_period_dips", area=area_id, period="current")
+        assert [s.labels["residual"] for s in rows] == ["80-90", "70-80", "40-70", "10-40", "5-10", "0-5"]
+    assert failing_total == 2
+    assert not samples(fams, "meterwatch_area_voltage_period_compliance_ratio", period="previous")
+
+
 def test_line_loss_of_each_closed_day_and_the_learned_normal(run):
     fams, _ = run.families()
     loss = {s.labels["area"]: s.value for s in samples(fams, "meterwatch_area_line_loss_ratio")}
@@ -247,3 +281,4 @@ def test_area_stats_cost_stays_small_per_batch(tmp_path):
         r.processor.metrics.after(area_id, st, fleet, cols, rows, 40, before)
     per = (time.perf_counter() - t0) / 200
     assert per < 0.002, per  # 41 meters; O(area), vectorised
+

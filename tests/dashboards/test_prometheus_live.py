@@ -531,6 +531,19 @@ def test_metric_values_make_sense_for_the_simulated_fleet(live):
     assert q("up")[0] == 1
 
 
+def test_period_compliance_by_area_is_live_and_counts_the_failing_meters(live):
+    """The standard's compliance over its period (GB/T 12325: the month) for each of the
+    four areas, every meter measured, and the meters held under / over the limits for
+    days (m5, m8) failing the month: certain once over 5 % of it is outside."""
+    q = lambda e: values(R.query(live.base, e))  # noqa: E731
+    ratios = q('meterwatch_area_voltage_period_compliance_ratio{period="current",standard="gbt12325"}')
+    assert len(ratios) == 4 and all(0.5 < r <= 1 for r in ratios)
+    assert 78 <= q('sum(meterwatch_area_voltage_period_meters{state="measured",period="current"})')[0] <= 80
+    assert q('sum(meterwatch_area_voltage_period_meters{state="failing",period="current"})')[0] >= 1
+    assert len(q('meterwatch_area_voltage_period_dips{period="current"}')) == 4 * 6
+    assert min(ratios) < 1.0
+
+
 def test_render_fleet_overview_to_png(live):
     """The picture for the README: the Fleet overview's queries, drawn by matplotlib."""
     out = ROOT / "out" / "dashboards" / "fleet-overview.png"

@@ -89,7 +89,22 @@ def test_stream_raises_exactly_the_backtest_alerts_and_state(kafka_bootstrap, tm
         prof = json.loads(urllib.request.urlopen(
             f"http://127.0.0.1:{port}/meters/{mid}/profile", timeout=5).read())
         assert prof["profile"] == habit_profile(res.state[reg.fleet.index[mid]])
-        assert prof["area_id"] == reg.fleet.area_id[int(reg.fleet.area[reg.fleet.index[mid]])]
+        area_id = reg.fleet.area_id[int(reg.fleet.area[reg.fleet.index[mid]])]
+        assert prof["area_id"] == area_id
+        # ... and the meter's and its area's voltage compliance (the area page).
+        from models.compliance import area_doc, meter_doc
+
+        assert prof["compliance"] == json.loads(json.dumps(
+            meter_doc(eng.compliance, res.state[reg.fleet.index[mid]])))
+        doc = json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/areas/{area_id}/compliance", timeout=5).read())
+        a = reg.fleet.area_id.index(area_id)
+        mine = [(m, reg.fleet.customer_id[reg.fleet.index[m]] or None, res.state[reg.fleet.index[m]])
+                for m in reg.fleet.meter_id if reg.fleet.area_id[int(reg.fleet.area[reg.fleet.index[m]])]
+                == area_id and not reg.fleet.is_area_meter[reg.fleet.index[m]]]
+        want = area_doc(eng.compliance, res.area_state[a], mine)
+        assert doc["current"] == json.loads(json.dumps(want["current"])) and doc["current"]["meters"] > 0
+        assert sorted(r["meter_id"] for r in doc["meters"]) == sorted(m for m, _, _ in mine)
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/meters/nope/profile", timeout=5)
             raise AssertionError("unknown meter answered")

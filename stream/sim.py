@@ -94,6 +94,7 @@ import numpy as np
 
 from models.attacks import ALERT_SUBTYPE, Attack, local_midnight
 from models.base import EVENT_BITS, event_names
+from stream import supply
 
 REGISTRY_COLUMNS = ("meter_id", "customer_id", "area_id", "phase", "nominal_voltage",
                     "account_manager", "tariff", "solar", "care", "role", "rated_current")
@@ -206,6 +207,9 @@ class FleetSimulator:
     bad_rate
         Probability that a reading (or a message, for message-level classes) is bad input
         in :meth:`iter_messages` (and :meth:`iter_batches` with ``dirty=True``).
+    supply_profile
+        The supply's normal dips and low episodes (:mod:`stream.supply`); None for the
+        clean load-flow voltage alone.
 
     Example
     -------
@@ -222,7 +226,8 @@ class FleetSimulator:
                  start: datetime | str | None = None, interval_s: int = 900,
                  nominal_voltage: float = 220.0, share_small_business: float = 0.1,
                  share_solar: float = 0.05, share_care: float = 0.03,
-                 share_three_phase: float = 0.05, bad_rate: float = 0.0) -> None:
+                 share_three_phase: float = 0.05, bad_rate: float = 0.0,
+                 supply_profile: "supply.SupplyProfile | None" = supply.DEFAULT) -> None:
         if n_customers < n_areas or n_areas < 1:
             raise ValueError("need n_areas >= 1 and at least one customer per area")
         if 86400 % interval_s:
@@ -244,12 +249,13 @@ class FleetSimulator:
         self.share_care = share_care
         self.share_three_phase = share_three_phase
         self.bad_rate = bad_rate
+        self.supply = supply_profile
 
         self.tz = start.tzinfo
         self._t_start = int(start.timestamp())
         ss = np.random.SeedSequence(seed)
         (self._ss_fleet, self._ss_day, self._ss_noise, self._ss_bad, self._ss_inject,
-         self._ss_scenario) = ss.spawn(6)
+         self._ss_scenario, self._ss_supply) = ss.spawn(7)  # the 7th leaves the 6 as they were
         self._rng_inject = np.random.default_rng(self._ss_inject)
         self.injections: list[Injection] = []
         self.bad_counts: dict[str, int] = {}
@@ -616,6 +622,7 @@ class FleetSimulator:
         """Each local day as arrays (meters x intervals), from the start's local day."""
         rng_d = np.random.default_rng(self._ss_day)
         rng_n = np.random.default_rng(self._ss_noise)
+        rng_s = np.random.default_rng(self._ss_supply)
         n, A, dt = self.n_customers, self.n_areas, self.interval_s
         p = self.p
         attacks = {id(j): Attack(j.kind, np.random.default_rng(j.seed),
@@ -761,6 +768,18 @@ class FleetSimulator:
             V3 = V3.transpose(0, 2, 1)  # (M, S, 3)
             V3[:n] += nom * p["v_off"][:, None, None]
             V3 += nom * 0.0012 * z_v
+            # The supply's normal dips and low episodes (stream/supply.py), on every
+            # phase alike; their lowest minute goes into voltage_min below.
+            three = np.r_[self.three, np.ones(A, bool)]
+            ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
+            sup_low = None
+            if self.supply is not None:
+                v_base = np.where(three[:, None], V3.mean(axis=2),
+                                  np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]) / nom
+                ev = supply.draw_day(rng_s, area_of_row=ma, local=np.arange(n + A) < n, S=S,
+                                     interval_s=dt, hours=hgrid, profile=self.supply)
+                v_mean, sup_low = supply.apply(v_base, ev, interval_s=dt)
+                V3 *= (v_mean / v_base)[:, :, None]
             for j in active:
                 if j.kind in ("undervoltage", "overvoltage"):
                     m = masks[id(j)]
@@ -773,8 +792,6 @@ class FleetSimulator:
             p_phase = np.concatenate([p_flow[:n, :, None] * self.phase_share[:, None, :],
                                       np.abs(per_phase).transpose(0, 2, 1)])  # (M, S, 3)
             Ip = p_phase * 1000 / (V3 * pf[:, :, None])
-            three = np.r_[self.three, np.ones(A, bool)]
-            ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
             v_single = np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]
             V = np.where(three[:, None], V3.mean(axis=2), v_single)
             # Three-phase: the mean of the per-phase values as reported, computed the
@@ -791,6 +808,8 @@ class FleetSimulator:
             vlo = np.where(three[:, None], V3.min(axis=2), V) - nom * z_lo * (1 + np.abs(
                 frac[ma].mean(axis=1)))
             vhi = np.where(three[:, None], V3.max(axis=2), V) + nom * z_hi
+            if sup_low is not None:
+                vlo = np.minimum(vlo, sup_low * nom)
 
             present = np.ones((n + A, S), bool)
             for j in active:

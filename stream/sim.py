@@ -37,9 +37,9 @@ bypass             metered kwh x0.2-0.6, current true  theft/energy_mismatch
 tamper             cover/terminal/magnetic event       theft/tamper_event
 reverse_flow       import shown as export + event      theft/reverse_flow
 current_imbalance  neutral current != live current    theft/current_imbalance
-undervoltage,      voltage shifted beyond limits       voltage/<kind>
-overvoltage        (meter or area scope)
-sag, swell         voltage_min/max beyond limits       voltage/<kind>
+undervoltage,      mean held at 0.78-0.86 / 1.12-1.16  voltage/<kind>
+overvoltage        pu for 1-4 h (meter or area scope)
+sag, swell         min 0.4-0.68 / max 1.12-1.3 pu      voltage/<kind>
 interruption       voltage_min 0 inside an interval    voltage/interruption
 outage             power_fail, no readings, restore    outage/power_fail
                                                        (area scope: outage/area)
@@ -503,11 +503,15 @@ class FleetSimulator:
         elif kind == "current_imbalance":
             P.setdefault("ratio", round(float(rng.uniform(0.2, 0.6)), 3))
         elif kind in ("undervoltage", "overvoltage"):
-            lo, hi = (-0.16, -0.11) if kind == "undervoltage" else (0.09, 0.14)
-            P.setdefault("pct", round(float(rng.uniform(lo, hi)), 4))
+            # Levels someone must act on (models/voltage.py): below 0.87 / above 1.10 pu
+            # for an hour or more. ``pct`` (given) shifts the meter's own level instead.
+            if "pct" not in P:
+                lo, hi = (0.78, 0.86) if kind == "undervoltage" else (1.12, 1.16)
+                P.setdefault("pu", round(float(rng.uniform(lo, hi)), 4))
             default_end = t0 + max(dt, hours(1, 4))
         elif kind in ("sag", "swell"):
-            lo, hi = (0.4, 0.85) if kind == "sag" else (1.12, 1.3)
+            # a deep dip (below EN 50160's 70 % row) or a swell beyond 110 %
+            lo, hi = (0.4, 0.68) if kind == "sag" else (1.12, 1.3)
             P.setdefault("v_extreme", round(float(nom * rng.uniform(lo, hi)), 1))
             default_end = t0 + dt
         elif kind == "interruption":
@@ -782,8 +786,11 @@ class FleetSimulator:
                 V3 *= (v_mean / v_base)[:, :, None]
             for j in active:
                 if j.kind in ("undervoltage", "overvoltage"):
-                    m = masks[id(j)]
-                    V3[np.ix_(j.rows, np.flatnonzero(m))] *= 1.0 + j.params["pct"]
+                    idx = np.ix_(j.rows, np.flatnonzero(masks[id(j)]))
+                    if "pct" in j.params:
+                        V3[idx] *= 1.0 + j.params["pct"]
+                    else:
+                        V3[idx] = nom * (j.params["pu"] + 0.0012 * z_v[idx])
 
             # Current from the power that really flows through the meter.
             pf = np.r_[np.clip(p["pf"][:, None] - 0.08 * np.exp(-p_flow[:n] / 0.25), 0.85, 0.99),

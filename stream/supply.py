@@ -59,9 +59,9 @@ class SupplyProfile:
     dip_local_share: float = 0.3  # the rest come through the transformer, area-wide
     dip_scale_pu: float = 0.020
     episodes_per_month: float = 5.0
-    episode_top_pu: float = 0.897
-    episode_scale_pu: float = 0.0105
-    episode_minutes: tuple[int, int] = (15, 75)
+    episode_top_pu: float = 0.892
+    episode_scale_pu: float = 0.008
+    episode_minutes: tuple[int, int] = (40, 150)
     evening_share: float = 0.7  # episodes starting 17:00-21:00 local
     spread_pu: float = 0.004  # per-meter spread of an area event's depth
 
@@ -138,10 +138,11 @@ def draw_day(rng: np.random.Generator, *, area_of_row: np.ndarray, local: np.nda
     return DayEvents(rows.astype(np.intp), t.astype(np.intp), res, episodes)
 
 
-def _ramp(dur: int, ramp: int = 5) -> np.ndarray:
-    """Depth share per minute of an episode: 5-minute ramps around a flat trough."""
+def _bump(dur: int) -> np.ndarray:
+    """Depth share per minute of an episode: a smooth bump (sin^2) whose deepest part
+    is brief, as a load peak is: it holds within 10 % of its depth for 20 % of it."""
     t = np.arange(dur) + 0.5
-    return np.clip(np.minimum(t, dur - t) / ramp, 0.0, 1.0)
+    return np.sin(np.pi * t / dur) ** 2
 
 
 def apply(base: np.ndarray, ev: DayEvents, *, interval_s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +157,7 @@ def apply(base: np.ndarray, ev: DayEvents, *, interval_s: int) -> tuple[np.ndarr
     drop = np.zeros((R, S))
     low = np.full((R, S), np.inf)
     for rows, t0, dur, trough in ev.episodes:
-        w = _ramp(dur)
+        w = _bump(dur)
         t1 = min(t0 + dur, S * m)
         w = w[: t1 - t0]
         if not len(w):

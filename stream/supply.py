@@ -59,11 +59,11 @@ class SupplyProfile:
     dip_local_share: float = 0.3  # the rest come through the transformer, area-wide
     dip_scale_pu: float = 0.020
     episodes_per_month: float = 5.0
-    episode_top_pu: float = 0.892
-    episode_scale_pu: float = 0.008
-    episode_minutes: tuple[int, int] = (40, 150)
+    episode_top_pu: float = 0.893
+    episode_scale_pu: float = 0.006
+    episode_minutes: tuple[int, int] = (60, 200)
     evening_share: float = 0.7  # episodes starting 17:00-21:00 local
-    spread_pu: float = 0.004  # per-meter spread of an area event's depth
+    spread_pu: float = 0.002  # per-meter spread of an area event's depth
 
 
 DEFAULT = SupplyProfile()
@@ -142,7 +142,7 @@ def _bump(dur: int) -> np.ndarray:
     """Depth share per minute of an episode: a smooth bump (sin^2) whose deepest part
     is brief, as a load peak is: it holds within 10 % of its depth for 20 % of it."""
     t = np.arange(dur) + 0.5
-    return np.sin(np.pi * t / dur) ** 2
+    return np.sin(np.pi * t / dur) ** 4
 
 
 def apply(base: np.ndarray, ev: DayEvents, *, interval_s: int) -> tuple[np.ndarray, np.ndarray]:

@@ -193,15 +193,17 @@ def test_current_matches_energy_voltage_and_power_factor(week):
 
 
 def test_voltages_stay_within_limits_and_bracket_the_mean(week):
+    # the supply's normal low episodes and shallow dips (stream/supply.py) included:
+    # compliant, but no longer within 0.9-1.07 pu at every minute
     sim, by = week
     nom = sim.nominal_voltage
     for m, rs in by.items():
         for r in rs[::5]:
             v = np.mean(r["voltage"])
-            assert 0.92 * nom < v < 1.06 * nom
+            assert 0.85 * nom < v < 1.06 * nom
             assert r["voltage_min"] <= np.min(r["voltage"]) + 0.05
             assert r["voltage_max"] >= np.max(r["voltage"]) - 0.05
-            assert r["voltage_min"] > 0.9 * nom and r["voltage_max"] < 1.07 * nom
+            assert r["voltage_min"] > 0.7 * nom and r["voltage_max"] < 1.07 * nom
             assert 0.85 <= r["power_factor"] <= 0.99
 
 

@@ -1,14 +1,20 @@
-"""Voltage quality: steady-state limits by standard, IEEE 1159 short-duration events.
+"""Voltage quality: limits by standard, IEEE 1159 events, alerts only when someone must act.
 
 Two kinds of condition come out of the same interval readings:
 
 * **steady state** (``undervoltage`` / ``overvoltage``) from the interval *mean*,
-  judged against the selected standard (:data:`STANDARDS`) and opened only once it has
-  lasted ``min_duration_s`` over consecutive intervals;
+  judged against the selected standard (:data:`STANDARDS`): beyond its absolute band
+  at once, beyond a deep band for ``deep_duration_s``, beyond its normal band for
+  ``min_duration_s`` (the rules and why each default: :class:`VoltageDetector`);
 * **events** (``sag`` / ``swell`` / ``interruption``) from the interval extremes
-  ``voltage_min`` / ``voltage_max`` with the IEEE 1159 magnitudes (0.9 / 1.1 / 0.1 pu),
-  opened at once. ``interruption`` also comes from a mean below 0.1 pu while the meter
-  still reports (battery-backed or measuring on a live phase).
+  ``voltage_min`` / ``voltage_max``: a deep dip below ``dip_pu`` (0.7), a swell above
+  ``swell_pu`` (1.1), an interruption below 0.1 pu, opened at once. ``interruption``
+  also comes from a mean below 0.1 pu while the meter still reports (battery-backed or
+  measuring on a live phase). Shallow dips (0.7-0.9 pu) are normal on a real supply
+  and are left to the compliance statistics (:mod:`models.compliance`).
+
+Each condition alerts once per episode: it closes after clean readings, and a
+recurrence within ``cool_down_s`` reopens the same alert (same start, same id).
 
 When enough of an area's meters share a condition at once it is the transformer's or
 feeder's problem: one area-scope finding replaces the meter findings (see

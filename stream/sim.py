@@ -772,18 +772,9 @@ class FleetSimulator:
             V3 = V3.transpose(0, 2, 1)  # (M, S, 3)
             V3[:n] += nom * p["v_off"][:, None, None]
             V3 += nom * 0.0012 * z_v
-            # The supply's normal dips and low episodes (stream/supply.py), on every
-            # phase alike; their lowest minute goes into voltage_min below.
             three = np.r_[self.three, np.ones(A, bool)]
             ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
-            sup_low = None
-            if self.supply is not None:
-                v_base = np.where(three[:, None], V3.mean(axis=2),
-                                  np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]) / nom
-                ev = supply.draw_day(rng_s, area_of_row=ma, local=np.arange(n + A) < n, S=S,
-                                     interval_s=dt, hours=hgrid, profile=self.supply)
-                v_mean, sup_low = supply.apply(v_base, ev, interval_s=dt)
-                V3 *= (v_mean / v_base)[:, :, None]
+            sup_low = self._supply_voltage(V3, three, ph, rng_s, S, hgrid)
             for j in active:
                 if j.kind in ("undervoltage", "overvoltage"):
                     idx = np.ix_(j.rows, np.flatnonzero(masks[id(j)]))
@@ -816,7 +807,7 @@ class FleetSimulator:
                 frac[ma].mean(axis=1)))
             vhi = np.where(three[:, None], V3.max(axis=2), V) + nom * z_hi
             if sup_low is not None:
-                vlo = np.minimum(vlo, sup_low * nom)
+                vlo = np.minimum(vlo, sup_low)
 
             present = np.ones((n + A, S), bool)
             for j in active:
@@ -865,6 +856,22 @@ class FleetSimulator:
                    "events": events, "present": present,
                    "true_kwh": np.round(imp_true, 4), "true_export": np.round(exp_true, 4)}
             d += 1
+
+    def _supply_voltage(self, V3: np.ndarray, three: np.ndarray, ph: np.ndarray,
+                        rng: np.random.Generator, S: int, hgrid: np.ndarray) -> np.ndarray | None:
+        """The supply's normal dips and low episodes (stream/supply.py) on one day's
+        (meters x intervals x phases) voltage, every phase alike, in place; returns each
+        interval's lowest minute (V, inf where none) for voltage_min, or None."""
+        if self.supply is None:
+            return None
+        nom, n = self.nominal_voltage, self.n_customers
+        v_base = np.where(three[:, None], V3.mean(axis=2),
+                          np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]) / nom
+        ev = supply.draw_day(rng, area_of_row=self.meter_area, local=np.arange(len(V3)) < n, S=S,
+                             interval_s=self.interval_s, hours=hgrid, profile=self.supply)
+        v_mean, low = supply.apply(v_base, ev, interval_s=self.interval_s)
+        V3 *= (v_mean / v_base)[:, :, None]
+        return low * nom
 
     @staticmethod
     def _pv(h: np.ndarray, doy: int) -> np.ndarray:

@@ -48,10 +48,14 @@ class SupplyProfile:
     Dips: a flat 1-2 minute drop to a residual ``0.9 - Exp(dip_scale_pu)`` pu, so the
     share below 0.8 pu is ``exp(-0.1 / dip_scale_pu)``: 0.007, i.e. ~2 of the ~290 a
     year. ``shallow_dips_per_month`` more stay within 0.9-0.96 pu (seen, never counted).
-    Episodes: the level falls (5-minute ramps) to a trough ``episode_top_pu -
-    Exp(episode_scale_pu)`` for 15-75 minutes, mostly at the evening peak (about one in
-    five never holds a whole interval below 0.9 pu, hence 5 a month for ~4 seen); the share
-    of troughs below 0.87 pu is ``exp(-0.027 / 0.0105)`` = 0.08, ~0.3 a month.
+    Episodes: the level sinks in a smooth bump (``sin^4`` over 60-200 minutes, mostly
+    at the evening peak) towards a trough ``episode_top_pu - Exp(episode_scale_pu)``,
+    with meters further down the feeder (a lower level to start from) sinking further.
+    The deepest part is brief, as a load peak is: 15-minute means stay below 0.9 pu for
+    up to 60-90 minutes, and a whole quarter hour below 0.87 pu takes a trough below
+    ~0.865 pu (``exp(-0.028 / 0.006)``: 1 % of episodes), so such means come a few
+    times a year and two in a row about never. About one episode in seven never holds
+    a whole interval below 0.9 pu, hence 5 a month for ~4 seen.
     """
 
     dips_per_month: float = 24.0  # below 0.9 pu; with the episodes' ~4 that is ~28

@@ -53,9 +53,11 @@ class SupplyProfile:
     with meters further down the feeder (a lower level to start from) sinking further.
     The deepest part is brief, as a load peak is: 15-minute means stay below 0.9 pu for
     up to 60-90 minutes, and a whole quarter hour below 0.87 pu takes a trough below
-    ~0.865 pu (``exp(-0.028 / 0.006)``: 1 % of episodes), so such means come a few
-    times a year and two in a row about never. About one episode in seven never holds
-    a whole interval below 0.9 pu, hence 5 a month for ~4 seen.
+    ~0.865 pu (``exp(-0.028 / 0.0045)``: 0.2 % of episodes), so two such means in a
+    row come about never. About one episode in seven never holds
+    a whole interval below 0.9 pu, hence 5 a month for ~4 seen. Brief deep sags (a big
+    motor starting, an MV fault cleared slowly: 12-20 minutes flat at 0.83-0.865 pu) are
+    the rest of the means below 0.87 pu, ~0.1 a month, never two quarter hours in a row.
     """
 
     dips_per_month: float = 24.0  # below 0.9 pu; with the episodes' ~4 that is ~28
@@ -64,9 +66,12 @@ class SupplyProfile:
     dip_scale_pu: float = 0.020
     episodes_per_month: float = 5.0
     episode_top_pu: float = 0.893
-    episode_scale_pu: float = 0.006
+    episode_scale_pu: float = 0.0045
     episode_minutes: tuple[int, int] = (60, 200)
     evening_share: float = 0.7  # episodes starting 17:00-21:00 local
+    brief_per_month: float = 0.15  # brief deep sags: one quarter hour near 0.84-0.87 pu
+    brief_minutes: tuple[int, int] = (12, 20)
+    brief_pu: tuple[float, float] = (0.83, 0.865)
     spread_pu: float = 0.002  # per-meter spread of an area event's depth
 
 
@@ -78,12 +83,13 @@ class DayEvents:
     """One day's events, already expanded to meter rows.
 
     Dips: ``dip_row``, ``dip_minute`` (minute of the day), ``dip_res`` (pu). Episodes:
-    a list of (rows, first minute, minutes, trough pu per row)."""
+    a list of (rows, first minute, minutes, trough pu per row, shape power: 4 a smooth
+    bump, 0 flat)."""
 
     dip_row: np.ndarray
     dip_minute: np.ndarray
     dip_res: np.ndarray
-    episodes: list[tuple[np.ndarray, int, int, np.ndarray]]
+    episodes: list[tuple[np.ndarray, int, int, np.ndarray, int]]
 
 
 def _dips(rng: np.random.Generator, area_of_row: np.ndarray, local: np.ndarray,
@@ -138,15 +144,20 @@ def draw_day(rng: np.random.Generator, *, area_of_row: np.ndarray, local: np.nda
                 t0 = int(rng.integers(0, minutes))
             rows_a = np.flatnonzero(area_of_row == a)
             trough = p.episode_top_pu - rng.exponential(p.episode_scale_pu)
-            episodes.append((rows_a, t0, dur, trough + rng.normal(0.0, p.spread_pu, len(rows_a))))
+            episodes.append((rows_a, t0, dur, trough + rng.normal(0.0, p.spread_pu, len(rows_a)), 4))
+        for _ in range(rng.poisson(p.brief_per_month * day)):
+            rows_a = np.flatnonzero(area_of_row == a)
+            dur, t0 = int(rng.integers(*p.brief_minutes)), int(rng.integers(0, minutes))
+            level = rng.uniform(*p.brief_pu) + rng.normal(0.0, p.spread_pu, len(rows_a))
+            episodes.append((rows_a, t0, dur, level, 0))
     return DayEvents(rows.astype(np.intp), t.astype(np.intp), res, episodes)
 
 
-def _bump(dur: int) -> np.ndarray:
-    """Depth share per minute of an episode: a smooth bump (sin^2) whose deepest part
-    is brief, as a load peak is: it holds within 10 % of its depth for 20 % of it."""
+def _bump(dur: int, power: int = 4) -> np.ndarray:
+    """Depth share per minute of an episode: a smooth bump (``sin^power``) whose deepest
+    part is brief, as a load peak is; ``power`` 0 is flat."""
     t = np.arange(dur) + 0.5
-    return np.sin(np.pi * t / dur) ** 4
+    return np.sin(np.pi * t / dur) ** power
 
 
 def apply(base: np.ndarray, ev: DayEvents, *, interval_s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +171,8 @@ def apply(base: np.ndarray, ev: DayEvents, *, interval_s: int) -> tuple[np.ndarr
     m = max(1, interval_s // 60)
     drop = np.zeros((R, S))
     low = np.full((R, S), np.inf)
-    for rows, t0, dur, trough in ev.episodes:
-        w = _bump(dur)
+    for rows, t0, dur, trough, power in ev.episodes:
+        w = _bump(dur, power)
         t1 = min(t0 + dur, S * m)
         w = w[: t1 - t0]
         if not len(w):

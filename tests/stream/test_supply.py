@@ -96,7 +96,7 @@ def test_apply_lowers_means_by_the_dip_share_of_the_interval_and_reports_the_min
 
 def test_overlapping_episodes_do_not_stack_below_their_troughs():
     rows = np.arange(1)
-    ep = (rows, 0, 120, np.array([0.88]))
+    ep = (rows, 0, 120, np.array([0.88]), 4)
     ev = supply.DayEvents(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0), [ep, ep])
     mean, low = supply.apply(np.full((1, 8), 1.0), ev, interval_s=900)
     assert mean.min() >= 0.88 - 1e-9 and low.min() >= 0.88 - 1e-9

@@ -68,7 +68,7 @@ def _conditions(subtype: str, pu: np.ndarray, pmin: np.ndarray, pmax: np.ndarray
         if subtype == "sag":
             ev = (pmin < th.dip) & (pmin >= INTERRUPTION_PU) & ~(pu < th.abs_low)
         elif subtype == "swell":
-            ev = (pmax > th.swell) & ~(pu > th.abs_high)
+            ev = (pmax > th.swell) & ~(pu > th.deep_high)
         else:
             ev = (pmin < INTERRUPTION_PU) | intr
     return ev, np.zeros_like(ev), ev

@@ -285,9 +285,12 @@ class VoltageDetector:
     turns critical. ``score`` is how far beyond the normal band (or the event
     magnitude), in % of nominal.
 
-    A sag/swell is read from ``voltage_min``/``voltage_max`` only when the interval mean
-    is not itself beyond the absolute band (then the voltage held low or high for most
-    of the interval: an under/overvoltage). An interruption takes precedence.
+    A sag is read from ``voltage_min`` only when the interval mean is not itself beyond
+    the absolute band, a swell from ``voltage_max`` only when the mean is not beyond the
+    deep band (then the voltage held low or high for most of the interval: an
+    under/overvoltage, not a second alert for it). The sag's edge is the lower one
+    because a deep dip of a few minutes pulls a 15-minute mean down to ~0.88 pu, where a
+    swell rarely lifts it past 1.1. An interruption takes precedence.
     """
 
     fields: tuple[tuple[str, str], ...] = (
@@ -412,7 +415,7 @@ class VoltageDetector:
         act = np.stack([
             under_in, over_in,
             (pmin < e.dip) & (pmin >= INTERRUPTION_PU) & ~under_abs & ~intr_mean,
-            (pmax > e.swell) & ~over_abs,
+            (pmax > e.swell) & ~(pu > e.deep_high),
             (pmin < INTERRUPTION_PU) | intr_mean,
         ], 1) & self._alerting
         deep = np.stack([(pu < e.deep_low) & ~intr_mean, pu > e.deep_high, no, no, no], 1)

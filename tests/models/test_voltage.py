@@ -479,3 +479,9 @@ def test_a_realistic_month_of_supply_raises_no_voltage_alert():
     for std in ("en50160", "gbt12325", "ansi_c84_1"):
         res = run(df, fleet, tz="Europe/London", country="GB", voltage_standard=std)
         assert [a for a in res.alerts if a["type"] == "voltage"] == [], std
+
+
+def test_a_swell_during_an_overvoltage_is_not_a_second_alert():
+    r = Rig(Fleet.simple(1), policy=True, standard="gbt12325")
+    found = r.series([1.14 * 220] * 3, voltage_max=1.18 * 220)
+    assert [(f.subtype, f.action) for f in flat(found)] == [("overvoltage", "open")]

@@ -169,7 +169,7 @@ class VoltageConfig:
     dip_pu: float = 0.7
     swell_pu: float = 1.1
     cool_down_s: int = 86400
-    alerts: list = field(default_factory=lambda: ["undervoltage", "overvoltage", "sag", "swell",
+    alerts: list[str] = field(default_factory=lambda: ["undervoltage", "overvoltage", "sag", "swell",
                                                   "interruption"])
 
 

@@ -9,8 +9,8 @@ Two test beds, one scoring:
   vacancy, a lasting increase or decrease), each with one labelled anomaly.
 * **A simulated fleet** (:class:`stream.sim.FleetSimulator`): a random scenario plus
   extra meter-level voltage events; labels are the simulator's ground truth. Voltage
-  labels are checked against the readings (beyond the standard's limits for the
-  required duration, and whether the area or only single meters qualify).
+  labels are checked against the readings (an event the alert policy acts on, see
+  models/evaluate_voltage.py, and whether the area or only single meters qualify).
 
 Scoring (:func:`match`). Only alert *openings* (status ``open``) count. An opening on a
 labelled meter (or, for area labels, in the labelled area) is
@@ -1467,7 +1467,7 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                f"plus {sm['extra_voltage']} meter-level voltage events; {sm['labels']} labels, "
                f"{sm['readings']:,} readings; backtest {sm['backtest_seconds']:.0f} s with the "
                f"registry's fleet. Voltage labels are checked against the readings: an event counts "
-               f"only if beyond the standard's limits for the required duration, and its expected "
+               f"only if it is one the alert policy acts on (models/voltage.py), and its expected "
                f"scope is `area` only if enough of the area's meters qualified at once.", ""]
         h, rows = detection_table(s.by_type, scope=True)
         md += [_md_table(h, rows), ""]

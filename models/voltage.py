@@ -453,6 +453,7 @@ class VoltageDetector:
             qual(per_area(on & imm)), qual(per_area(on & crit)), a_ts, a_isec, self, np.zeros((na, _K), bool),
         )
         _store(areas.st, "va", ar)
+        a_why = np.where(qual(per_area(on & (why == 1))), 1, 2)  # opened at once: which rule
         isec = batch.interval_s.astype(np.int64)
         mr = _advance(_load(st, "v"), valid, act, deep, imm, crit, batch.ts, isec, self, ar.open[pos])
         _store(st, "v", mr)
@@ -471,7 +472,7 @@ class VoltageDetector:
                                     ar.duration(a, k, action, a_isec[a]), "area", mean_based=False)
                 ev["meters_affected"] = int(aff[a, k])
                 ev["meters_reporting"] = int(rep[a, k])
-                ar.annotate(ev, a, k, action, None)
+                ar.annotate(ev, a, k, action, a_why)
                 out.append(ar.finding(a, k, action, "area", int(areas.area[a]), int(a_ts[a]),
                                       o, a_lim[a, k], ev))
         if mr.any:
@@ -626,13 +627,13 @@ class _Advance:
             end -= self.clean_f[i, k] * 60  # back to the end of the last bad interval
         return int(end - self.start_f[i, k] + isec)
 
-    def annotate(self, ev: dict[str, Any], i: int, k: int, action: str, why: np.ndarray | None) -> None:
+    def annotate(self, ev: dict[str, Any], i: int, k: int, action: str, why: np.ndarray) -> None:
         """Which rule opened it, and whether it is a recurrence within the cool-down."""
         if action != "open":
             return
         if k in (UV, OV):
             if self.imm[i, k]:
-                rule = 1 if why is None or why[i, k] == 1 else 4
+                rule = 1 if why[i, k] == 1 else 4
             else:
                 rule = 3 if self.deep_long[i, k] else 2
         else:

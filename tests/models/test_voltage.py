@@ -485,3 +485,9 @@ def test_a_swell_during_an_overvoltage_is_not_a_second_alert():
     r = Rig(Fleet.simple(1), policy=True, standard="gbt12325")
     found = r.series([1.14 * 220] * 3, voltage_max=1.18 * 220)
     assert [(f.subtype, f.action) for f in flat(found)] == [("overvoltage", "open")]
+
+
+def test_an_area_alert_says_which_rule_opened_it():
+    r = en(5, area_min_meters=3)
+    found = r.feed(T0, voltage=0.84 * 230)
+    assert [(f.scope, f.evidence["rule"], f.severity) for f in found] == [("area", "absolute_band", "critical")]

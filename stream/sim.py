@@ -14,6 +14,7 @@ driven by a shared daily temperature (climatology for Shanghai + AR(1) weather);
 slowly mean-reverting daily level; multiplicative noise; Poisson appliance spikes;
 rooftop PV for solar customers. Electrical model: per-area transformer voltage,
 feeder drop growing with the area's phase load and the meter's position, service-drop,
+the normal dips and low episodes of a real LV supply (``stream/supply.py``),
 power factor falling at light load, current = P / (V pf), neutral current as the
 phasor sum for three-phase meters.
 

@@ -156,11 +156,21 @@ class PhysicalConfig:
 
 @dataclass
 class VoltageConfig:
+    """Voltage alert policy (models/voltage.py; why each default: config/detectors.toml)."""
+
     standard: str = "gbt12325"
-    min_duration_s: int = 900
+    min_duration_s: int = 7200  # beyond the normal band this long
     area_share: float = 0.5
     area_min_meters: int = 3
     clear_intervals: int = 2
+    deep_low_pu: float = 0.87
+    deep_high_pu: float = 1.10
+    deep_duration_s: int = 1800
+    dip_pu: float = 0.7
+    swell_pu: float = 1.1
+    cool_down_s: int = 86400
+    alerts: list[str] = field(default_factory=lambda: ["undervoltage", "overvoltage", "sag", "swell",
+                                                  "interruption"])
 
 
 @dataclass

@@ -95,10 +95,7 @@ class Engine:
         vc = self.config.voltage
         self.habit = HabitDetector(self.config.habit, self.calendar, self.config.budget)
         self.physical = PhysicalDetector(self.config.physical)
-        self.voltage = VoltageDetector(
-            standard=voltage_standard or vc.standard, min_duration_s=vc.min_duration_s,
-            area_share=vc.area_share, area_min_meters=vc.area_min_meters,
-            clear_intervals=vc.clear_intervals)
+        self.voltage = VoltageDetector.from_config(vc, voltage_standard)
         cc = self.config.compliance
         self.compliance = ComplianceDetector(
             self.voltage.standard, self.calendar, required=cc.required_share,

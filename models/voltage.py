@@ -1,14 +1,20 @@
-"""Voltage quality: steady-state limits by standard, IEEE 1159 short-duration events.
+"""Voltage quality: limits by standard, IEEE 1159 events, alerts only when someone must act.
 
 Two kinds of condition come out of the same interval readings:
 
 * **steady state** (``undervoltage`` / ``overvoltage``) from the interval *mean*,
-  judged against the selected standard (:data:`STANDARDS`) and opened only once it has
-  lasted ``min_duration_s`` over consecutive intervals;
+  judged against the selected standard (:data:`STANDARDS`): beyond its absolute band
+  at once, beyond a deep band for ``deep_duration_s``, beyond its normal band for
+  ``min_duration_s`` (the rules and why each default: :class:`VoltageDetector`);
 * **events** (``sag`` / ``swell`` / ``interruption``) from the interval extremes
-  ``voltage_min`` / ``voltage_max`` with the IEEE 1159 magnitudes (0.9 / 1.1 / 0.1 pu),
-  opened at once. ``interruption`` also comes from a mean below 0.1 pu while the meter
-  still reports (battery-backed or measuring on a live phase).
+  ``voltage_min`` / ``voltage_max``: a deep dip below ``dip_pu`` (0.7), a swell above
+  ``swell_pu`` (1.1), an interruption below 0.1 pu, opened at once. ``interruption``
+  also comes from a mean below 0.1 pu while the meter still reports (battery-backed or
+  measuring on a live phase). Shallow dips (0.7-0.9 pu) are normal on a real supply
+  and are left to the compliance statistics (:mod:`models.compliance`).
+
+Each condition alerts once per episode: it closes after clean readings, and a
+recurrence within ``cool_down_s`` reopens the same alert (same start, same id).
 
 When enough of an area's meters share a condition at once it is the transformer's or
 feeder's problem: one area-scope finding replaces the meter findings (see
@@ -195,6 +201,12 @@ _SHORT = ("uv", "ov", "sag", "swl", "int")
 _BITS = (1 << np.arange(_K)).astype(np.uint8)
 _LOWSIDE = np.array([True, False, True, False, True])  # score = limit - observed
 
+# EN 50160 (Table 1 of its dip and swell classification): residual voltage rows
+# 90-70 %, 70-40 %, 40-5 %, < 5 % (an interruption); swell rows 110-120 %, >= 120 %.
+DIP_CRITICAL_PU = 0.4
+SWELL_CRITICAL_PU = 1.2
+_CLEAN_MAX = 65535  # minutes (u2): 45 days
+
 
 def _fields(p: str) -> tuple[tuple[str, str], ...]:
     return (
@@ -203,50 +215,82 @@ def _fields(p: str) -> tuple[tuple[str, str], ...]:
         # end ts of the condition's first anomalous interval (0 = no run); u4 epoch s
         # holds until 2106 at half the bytes of int64
         *((f"{p}_start_{s}", "u4") for s in _SHORT),
-        *((f"{p}_clean_{s}", "u1") for s in _SHORT),  # consecutive clean intervals
+        # minutes of clean readings since the last anomalous one, while open or cooling
+        *((f"{p}_clean_{s}", "u2") for s in _SHORT),
+        # the run beyond the deep band (under/overvoltage only)
+        *((f"{p}_deep_{s}", "u4") for s in _SHORT[:2]),
+        # start of the last closed episode while it cools down: a recurrence reopens it
+        *((f"{p}_prev_{s}", "u4") for s in _SHORT),
     )
 
 
+class Thresholds(NamedTuple):
+    """Edges in per unit for one meter class: the normal band (a deviation beyond it
+    must last ``min_duration_s``), the deep band (``deep_duration_s``), the absolute
+    band (one reading), the standard's critical band, and the event magnitudes."""
+
+    low: float
+    high: float
+    deep_low: float
+    deep_high: float
+    abs_low: float
+    abs_high: float
+    crit_low: float
+    crit_high: float
+    dip: float
+    swell: float
+
+
 class VoltageDetector:
-    """Under/overvoltage by standard, IEEE 1159 sag/swell/interruption, area roll-up.
+    """Voltage alerts only when someone must act (issue 15), with area roll-up.
 
-    Parameters
-    ----------
-    standard
-        Key of :data:`STANDARDS` (``gbt12325``, ``en50160``, ``ansi_c84_1``).
-    min_duration_s
-        A steady-state under/overvoltage opens once it has lasted this long over
-        consecutive intervals (from the start of its first interval to the end of the
-        current one; a NaN interval neither extends nor breaks the run). Events open at
-        once, and so does an EN 50160 excursion once the weekly budget is spent.
-    area_share, area_min_meters
-        An area condition needs at least ``area_share`` of the area's meters reporting
-        in the batch, and at least ``area_min_meters`` of them, in the condition in the
-        same interval (and, for steady state, for ``min_duration_s``).
-    clear_intervals
-        An open condition closes after this many consecutive clean intervals.
+    A real LV supply dips below 0.9 pu for a minute ~28 times a month and has ~4
+    episodes a month with 15-minute means below 0.9 pu lasting up to 90 minutes, all
+    normal and compliant (:mod:`models.evaluate.supply`). So a condition opens only when:
 
-    Area coverage: while an area condition is open its meters open nothing of that
-    subtype; a meter already open is **closed with** ``evidence["covered_by_area"]`` (not
-    silently, so its alert does not dangle downstream), and its run restarts, so a meter
-    still bad after the area clears opens a new alert after ``min_duration_s``.
+    * **absolute band**: one interval mean beyond the standard's absolute band
+      (EN 50160 -15 % / +10 %; ANSI C84.1 outside Range B; GB/T 12325's critical band
+      0.8 / 1.2 pu), with its low edge no higher than ``deep_low_pu`` (GB/T's and
+      ANSI's low edges, 0.90 and 0.917 pu, are crossed by every normal episode);
+    * **deep deviation**: the mean beyond ``deep_low_pu`` / ``deep_high_pu`` (capped
+      by the absolute high edge) for ``deep_duration_s`` consecutively: means below
+      0.87 pu come well under once a month on a real supply;
+    * **sustained deviation**: the mean beyond the standard's normal band (EN 50160
+      +-10 %, GB/T 12325 +7 % / -10 % (three-phase +-7 %), ANSI Range A) for
+      ``min_duration_s`` (default 2 h: the normal low episodes last up to 90 min);
+    * **EN 50160 week**: the trailing week has spent its 5 % outside +-10 %, so the
+      week fails the standard: each further interval outside +-10 % opens at once;
+    * **deep dip** (``sag``): an interval's 1-minute minimum below ``dip_pu``
+      (0.7: EN 50160's dip-table row; real minima below 0.8 come twice a year),
+      critical below 0.4; **swell**: maximum above ``swell_pu``, critical from 1.2;
+      **interruption**: below 0.1 pu (IEEE 1159), critical.
 
-    Severity is ``critical`` beyond the standard's outer band (and for interruptions),
-    else ``warning``; ``update`` is emitted once when an open warning turns critical.
-    ``score`` is how far beyond the (inner) limit, in % of nominal.
+    Shallow short dips (0.7-0.9 pu) never alert: the compliance statistics count them.
+    ``alerts`` lists the subtypes that alert at all.
 
-    EN 50160 week budget: seconds outside +-10% are counted in the current and the
-    previous epoch week (two counters); the trailing week is estimated as
-    ``current + previous * (1 - elapsed share of current week)``. The budget is spent
-    when that exceeds 5 % of a full week (8.4 h): unreported intervals count as
-    compliant, and a new meter cannot breach on its first bad hours. After that every
-    interval outside +-10% is an undervoltage/overvoltage (warning); outside
-    -15%/+10% is one regardless of budget (critical, after ``min_duration_s``).
+    Once per episode: an open condition closes after ``clear_intervals`` consecutive
+    clean intervals (a run's clean reading is one within the normal band, or no event:
+    the hysteresis between the deep and the normal band), and a recurrence within
+    ``cool_down_s`` of its last anomalous reading reopens it with the same start (the
+    same alert id), ``evidence["recurrence"]`` set.
 
-    A sag/swell is read from ``voltage_min``/``voltage_max`` only when the interval mean
-    is itself within 0.9-1.1 pu: otherwise the low/high voltage held for most of the
-    interval and is a long-duration under/overvoltage, not a short-duration event.
-    An interruption (< 0.1 pu) takes precedence over undervoltage.
+    Area coverage: when at least ``area_share`` of an area's reporting meters, and at
+    least ``area_min_meters``, are in a condition at once (and, for the timed rules,
+    long enough), one area-scope finding replaces the meter findings; meters already
+    open are **closed with** ``evidence["covered_by_area"]``, and their runs restart.
+
+    Severity is ``critical`` beyond the standard's critical band (EN 50160 -15 %/+10 %,
+    ANSI Range B, GB/T 0.8/1.2 pu), for dips below 0.4, swells from 1.2 and
+    interruptions; else ``warning``. ``update`` is emitted once when an open warning
+    turns critical. ``score`` is how far beyond the normal band (or the event
+    magnitude), in % of nominal.
+
+    A sag is read from ``voltage_min`` only when the interval mean is not itself beyond
+    the absolute band, a swell from ``voltage_max`` only when the mean is not beyond the
+    deep band (then the voltage held low or high for most of the interval: an
+    under/overvoltage, not a second alert for it). The sag's edge is the lower one
+    because a deep dip of a few minutes pulls a 15-minute mean down to ~0.88 pu, where a
+    swell rarely lifts it past 1.1. An interruption takes precedence.
     """
 
     fields: tuple[tuple[str, str], ...] = (
@@ -260,21 +304,66 @@ class VoltageDetector:
     def __init__(
         self,
         standard: str = "gbt12325",
-        min_duration_s: int = 900,
+        min_duration_s: int = 7200,
         area_share: float = 0.5,
         area_min_meters: int = 3,
         clear_intervals: int = 2,
+        *,
+        deep_low_pu: float = 0.87,
+        deep_high_pu: float = 1.10,
+        deep_duration_s: int = 1800,
+        dip_pu: float = 0.7,
+        swell_pu: float = 1.1,
+        cool_down_s: int = 86400,
+        alerts: tuple[str, ...] | list[str] = SUBTYPES,
     ) -> None:
         self.standard = standard
         self.min_duration_s = min_duration_s
         self.area_share = area_share
         self.area_min_meters = area_min_meters
         self.clear_intervals = clear_intervals
+        self.deep_low_pu, self.deep_high_pu = deep_low_pu, deep_high_pu
+        self.deep_duration_s = deep_duration_s
+        self.dip_pu, self.swell_pu = dip_pu, swell_pu
+        self.cool_down_s = cool_down_s
+        self.alerts = tuple(alerts)
         self._std = _standard(standard)
         if not 0 < area_share <= 1:
             raise ValueError("area_share must be in (0, 1]")
         if not 1 <= clear_intervals <= 255:
-            raise ValueError("clear_intervals must be in 1..255 (a u1 counter)")
+            raise ValueError("clear_intervals must be in 1..255")
+        if not 0 <= cool_down_s <= _CLEAN_MAX * 60:
+            raise ValueError(f"cool_down_s must be in 0..{_CLEAN_MAX * 60} (a u2 minute count)")
+        if not INTERRUPTION_PU <= dip_pu <= SAG_PU or swell_pu < SWELL_PU:
+            raise ValueError("dip_pu must be in 0.1..0.9 and swell_pu >= 1.1")
+        bad = set(self.alerts) - set(SUBTYPES)
+        if bad:
+            raise ValueError(f"unknown voltage alert subtypes {sorted(bad)}; of {SUBTYPES}")
+        self._alerting = np.array([k in self.alerts for k in SUBTYPES])
+
+    @classmethod
+    def from_config(cls, vc: Any, standard: str | None = None) -> "VoltageDetector":
+        """From a :class:`models.config.VoltageConfig` (``standard`` overrides its own)."""
+        kw = {f: getattr(vc, f) for f in (
+            "min_duration_s", "area_share", "area_min_meters", "clear_intervals", "deep_low_pu",
+            "deep_high_pu", "deep_duration_s", "dip_pu", "swell_pu", "cool_down_s", "alerts")}
+        return cls(standard=standard or vc.standard, **kw)
+
+    def thresholds(self, phases: int = 1) -> Thresholds:
+        """The edges this detector judges a meter of ``phases`` by, in per unit.
+
+        >>> VoltageDetector("en50160").thresholds()
+        Thresholds(low=0.9, high=1.1, deep_low=0.87, deep_high=1.1, abs_low=0.85, abs_high=1.1, crit_low=0.85, crit_high=1.1, dip=0.7, swell=1.1)
+        >>> t = VoltageDetector("ansi_c84_1").thresholds()
+        >>> t.abs_low, round(t.abs_high, 4), round(t.deep_high, 4)
+        (0.87, 1.0583, 1.0583)
+        """
+        s, j = self._std, 0 if phases == 1 else 1
+        lo, hi = s.low[j], s.high[j]
+        abs_hi = s.crit_high
+        return Thresholds(lo, hi, min(self.deep_low_pu, lo), max(hi, min(self.deep_high_pu, abs_hi)),
+                          min(s.crit_low, self.deep_low_pu), abs_hi, s.crit_low, s.crit_high,
+                          self.dip_pu, self.swell_pu)
 
     # -- state ---------------------------------------------------------------------
 
@@ -288,6 +377,10 @@ class VoltageDetector:
 
     # -- step ----------------------------------------------------------------------
 
+    def _edges(self, three: np.ndarray) -> Thresholds:
+        t1, t3 = self.thresholds(1), self.thresholds(3)
+        return Thresholds(*(np.where(three, b, a) for a, b in zip(t1, t3)))
+
     def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
              out: list[Finding]) -> None:
         n = len(batch)
@@ -296,53 +389,52 @@ class VoltageDetector:
         s = self._std
         m = batch.meter
         nom = fleet.nominal_voltage[m].astype(np.float64)
-        three = fleet.phases[m] == 3
-        lo = np.where(three, s.low[1], s.low[0])
-        hi = np.where(three, s.high[1], s.high[0])
+        e = self._edges(fleet.phases[m] == 3)
         with np.errstate(invalid="ignore", divide="ignore"):
             pu = batch.voltage / nom
             pmin = batch.voltage_min / nom
             pmax = batch.voltage_max / nom
         ok_mean = np.isfinite(pu)
-
         intr_mean = pu < INTERRUPTION_PU
-        under_in, over_in = (pu < lo) & ~intr_mean, pu > hi
+        under_in, over_in = (pu < e.low) & ~intr_mean, pu > e.high
+        under_abs, over_abs = (pu < e.abs_low) & ~intr_mean, pu > e.abs_high
         week = None
+        spent = np.zeros(n, bool)
         if s.budget is not None:
-            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
             week = self._week_budget(st, batch, ok_mean, under_in | over_in)
             spent = week > s.budget * WEEK_S
-            under_imm, over_imm = under_in & spent, over_in & spent
-            under_act, over_act = under_out | under_imm, over_out | over_imm
-        else:
-            under_act, over_act = under_in, over_in
         # Fast path: a clean interval with nothing open or counting changes no state.
         # Most intervals of most meters are clean, so this is most calls (and what only
         # the slow path needs is computed after it).
-        anything = any_(under_act | over_act | (pmin < SAG_PU) | (pmax > SWELL_PU) | intr_mean)
+        anything = any_(under_in | over_in | (pmin < e.dip) | (pmax > e.swell) | intr_mean)
         if not anything and not self._busy(st) and not self._busy(areas.st, "va"):
             return
         ok_min, ok_max = np.isfinite(pmin), np.isfinite(pmax)
-        if s.budget is None:
-            under_out, over_out = (pu < s.crit_low) & ~intr_mean, pu > s.crit_high
-            under_imm = over_imm = np.zeros(n, bool)
-        yes = np.ones(n, bool)
-
+        yes, no = np.ones(n, bool), np.zeros(n, bool)
         valid = np.stack([ok_mean, ok_mean, ok_min, ok_max, ok_min | ok_mean], 1)
         act = np.stack([
-            under_act, over_act,
-            (pmin < SAG_PU) & (pmin >= INTERRUPTION_PU) & ~(pu < SAG_PU),
-            (pmax > SWELL_PU) & ~(pu > SWELL_PU),
+            under_in, over_in,
+            (pmin < e.dip) & (pmin >= INTERRUPTION_PU) & ~under_abs & ~intr_mean,
+            (pmax > e.swell) & ~(pu > e.deep_high),
             (pmin < INTERRUPTION_PU) | intr_mean,
-        ], 1)
-        imm = np.stack([under_imm, over_imm, yes, yes, yes], 1)
-        crit = np.stack([under_out, over_out, pmin < s.crit_low, pmax > s.crit_high, yes], 1)
+        ], 1) & self._alerting
+        deep = np.stack([(pu < e.deep_low) & ~intr_mean, pu > e.deep_high, no, no, no], 1)
+        imm = np.stack([under_abs | (under_in & spent), over_abs | (over_in & spent), yes, yes, yes], 1)
+        crit = np.stack([(pu < e.crit_low) & ~intr_mean, pu > e.crit_high, pmin < DIP_CRITICAL_PU,
+                         pmax >= SWELL_CRITICAL_PU, yes], 1)
         obs = np.stack([pu, pu, pmin, pmax, np.fmin(pmin, pu)], 1)
         ones = np.ones(n)
-        lim = np.stack([lo, hi, SAG_PU * ones, SWELL_PU * ones, INTERRUPTION_PU * ones], 1)
-        clim = np.stack([s.crit_low * ones, s.crit_high * ones, s.crit_low * ones,
-                         s.crit_high * ones, INTERRUPTION_PU * ones], 1)
+        lim = np.stack([e.low, e.high, e.dip, e.swell, INTERRUPTION_PU * ones], 1)
+        clim = np.stack([e.crit_low, e.crit_high, DIP_CRITICAL_PU * ones,
+                         SWELL_CRITICAL_PU * ones, INTERRUPTION_PU * ones], 1)
+        why = np.stack([np.where(under_abs, 1, 2), np.where(over_abs, 1, 2), yes, yes, yes], 1)
+        self._step_rest(st, batch, fleet, areas, out, valid, act, deep, imm, crit, obs, lim, clim,
+                        why, nom, intr_mean, week)
 
+    def _step_rest(self, st, batch, fleet, areas, out, valid, act, deep, imm, crit, obs, lim, clim,
+                   why, nom, intr_mean, week) -> None:
+        """Advance area and meter state machines, emit their findings."""
+        m = batch.meter
         # Areas first: their open conditions decide which meter findings are covered.
         pos = np.asarray(areas.pos, dtype=np.intp)
         na = len(areas.area)
@@ -357,16 +449,13 @@ class VoltageDetector:
         a_isec = np.zeros(na, np.int64)
         np.maximum.at(a_isec, pos, batch.interval_s.astype(np.int64))
         ar = _advance(
-            _load(areas.st, "va"), rep >= self.area_min_meters, qual(aff), qual(per_area(on & imm)),
-            qual(per_area(on & crit)), a_ts, a_isec, self.min_duration_s, self.clear_intervals,
-            np.zeros((na, _K), bool),
+            _load(areas.st, "va"), rep >= self.area_min_meters, qual(aff), qual(per_area(on & deep)),
+            qual(per_area(on & imm)), qual(per_area(on & crit)), a_ts, a_isec, self, np.zeros((na, _K), bool),
         )
         _store(areas.st, "va", ar)
-
-        mr = _advance(
-            _load(st, "v"), valid, act, imm, crit, batch.ts, batch.interval_s.astype(np.int64),
-            self.min_duration_s, self.clear_intervals, ar.open[pos],
-        )
+        a_why = np.where(qual(per_area(on & (why == 1))), 1, 2)  # opened at once: which rule
+        isec = batch.interval_s.astype(np.int64)
+        mr = _advance(_load(st, "v"), valid, act, deep, imm, crit, batch.ts, isec, self, ar.open[pos])
         _store(st, "v", mr)
 
         if ar.any:
@@ -383,10 +472,10 @@ class VoltageDetector:
                                     ar.duration(a, k, action, a_isec[a]), "area", mean_based=False)
                 ev["meters_affected"] = int(aff[a, k])
                 ev["meters_reporting"] = int(rep[a, k])
+                ar.annotate(ev, a, k, action, a_why)
                 out.append(ar.finding(a, k, action, "area", int(areas.area[a]), int(a_ts[a]),
                                       o, a_lim[a, k], ev))
         if mr.any:
-            isec = batch.interval_s.astype(np.int64)
             for i, k, action in mr.findings():
                 ev = self._evidence(k, action, obs[i, k], lim[i, k], clim[i, k], nom[i],
                                     mr.duration(i, k, action, isec[i]), "meter",
@@ -397,27 +486,32 @@ class VoltageDetector:
                     ev["week_share"] = round(float(week[i]) / WEEK_S, 6)
                 if mr.cover_close[i, k]:
                     ev["covered_by_area"] = int(areas.area[pos[i]])
+                mr.annotate(ev, i, k, action, why)
                 out.append(mr.finding(i, k, action, "meter", int(m[i]), int(batch.ts[i]),
                                       obs[i, k], lim[i, k], ev))
 
     @staticmethod
     def _busy(st: np.ndarray, p: str = "v") -> bool:
-        """Any condition open, or a run or a clear-count in progress."""
+        """Any condition open or cooling down, or a run or a clear-count in progress."""
         if len(st) == 0:
             return False
         spans = _busy_spans(st.dtype, p)
         if spans is not None and st.flags.c_contiguous:
-            # Checked as raw bytes: the fields are adjacent in the record, so two
-            # byte-span checks replace eleven per-field ones (any nonzero byte is a
+            # Checked as raw bytes: the fields are adjacent in the record, so a few
+            # byte-span checks replace many per-field ones (any nonzero byte is a
             # nonzero field). Mostly all clean, so this runs on nearly every call.
             raw = st.view(np.uint8).reshape(len(st), st.dtype.itemsize)
             return any(np.count_nonzero(raw[:, a:b]) > 0 for a, b in spans)
-        if st[f"{p}_open"].any():
-            return True
-        return any(st[f"{p}_start_{x}"].any() or st[f"{p}_clean_{x}"].any() for x in _SHORT)
+        return any(st[f].any() for f in _busy_names(p))
 
     def _week_budget(self, st: np.ndarray, batch: Batch, ok: np.ndarray, outside: np.ndarray) -> np.ndarray:
-        """Roll the two weekly counters, add this interval, return trailing-week seconds."""
+        """Roll the two weekly counters, add this interval, return trailing-week seconds.
+
+        The EN 50160 week budget: seconds outside +-10% are counted in the current and
+        the previous epoch week; the trailing week is estimated as ``current + previous
+        * (1 - elapsed share of current week)``, spent beyond 5 % of a full week (8.4 h):
+        unreported intervals count as compliant, and a new meter cannot breach on its
+        first bad hours."""
         ts = batch.ts.astype(np.int64)
         wk = ts // WEEK_S
         cur = st["v_wk_out"].astype(np.int64)
@@ -451,14 +545,19 @@ class VoltageDetector:
         return ev
 
 
+def _busy_names(p: str) -> list[str]:
+    return [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT), *(f"{p}_clean_{x}" for x in _SHORT),
+            *(f"{p}_deep_{x}" for x in _SHORT[:2]), *(f"{p}_prev_{x}" for x in _SHORT)]
+
+
 _SPANS: dict[tuple[np.dtype, str], list[tuple[int, int]] | None] = {}
 _SPANS_BY_ID: dict[tuple[int, str], tuple[np.dtype, list[tuple[int, int]] | None]] = {}
 
 
 def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
-    """Byte ranges of the record holding ``{p}_open``, ``{p}_start_*`` and
-    ``{p}_clean_*`` (``{p}_crit`` left out), merged where adjacent; None if a field is
-    missing or not a plain integer."""
+    """Byte ranges of the record holding the fields :func:`_busy_names` lists
+    (``{p}_crit`` left out), merged where adjacent; None if a field is missing or not a
+    plain integer."""
     # Hashing a record dtype of a hundred fields costs ~20 us, more than the check it
     # serves: look the dtype object up by identity first (it is almost always the
     # engine's own), keeping it referenced so its id cannot be reused.
@@ -467,8 +566,7 @@ def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
         return hit[1]
     key = (dtype, p)
     if key not in _SPANS:
-        names = [f"{p}_open", *(f"{p}_start_{x}" for x in _SHORT),
-                 *(f"{p}_clean_{x}" for x in _SHORT)]
+        names = _busy_names(p)
         fl = dtype.fields or {}
         if not all(n in fl and fl[n][0].kind in "ui" and fl[n][0].shape == () for n in names):
             _SPANS[key] = None
@@ -489,9 +587,10 @@ def _busy_spans(dtype: np.dtype, p: str) -> list[tuple[int, int]] | None:
 def _load(st: np.ndarray, p: str) -> tuple[np.ndarray, ...]:
     open_ = (st[f"{p}_open"][:, None] & _BITS) != 0
     crit_ = (st[f"{p}_crit"][:, None] & _BITS) != 0
-    start = np.stack([st[f"{p}_start_{s}"].astype(np.int64) for s in _SHORT], 1)
-    clean = np.stack([st[f"{p}_clean_{s}"].astype(np.int64) for s in _SHORT], 1)
-    return open_, crit_, start, clean
+    col = lambda name, keys: np.stack([st[f"{p}_{name}_{s}"].astype(np.int64) for s in keys], 1)  # noqa: E731
+    deep = np.zeros((len(st), _K), np.int64)
+    deep[:, :2] = col("deep", _SHORT[:2])
+    return open_, crit_, col("start", _SHORT), col("clean", _SHORT), deep, col("prev", _SHORT)
 
 
 def _store(st: np.ndarray, p: str, r: "_Advance") -> None:
@@ -500,6 +599,12 @@ def _store(st: np.ndarray, p: str, r: "_Advance") -> None:
     for k, s in enumerate(_SHORT):
         st[f"{p}_start_{s}"] = r.start[:, k]
         st[f"{p}_clean_{s}"] = r.clean[:, k]
+        st[f"{p}_prev_{s}"] = r.prev[:, k]
+        if k < 2:
+            st[f"{p}_deep_{s}"] = r.deep[:, k]
+
+
+_RULES = ("event", "absolute_band", "sustained", "deep", "week_budget")
 
 
 class _Advance:
@@ -519,8 +624,23 @@ class _Advance:
     def duration(self, i: int, k: int, action: str, isec: int) -> int:
         end = self.ts[i]
         if action == "close" and not self.cover_close[i, k]:
-            end -= self.clean_f[i, k] * isec  # back to the end of the last bad interval
+            end -= self.clean_f[i, k] * 60  # back to the end of the last bad interval
         return int(end - self.start_f[i, k] + isec)
+
+    def annotate(self, ev: dict[str, Any], i: int, k: int, action: str, why: np.ndarray) -> None:
+        """Which rule opened it, and whether it is a recurrence within the cool-down."""
+        if action != "open":
+            return
+        if k in (UV, OV):
+            if self.imm[i, k]:
+                rule = 1 if why[i, k] == 1 else 4
+            else:
+                rule = 3 if self.deep_long[i, k] else 2
+        else:
+            rule = 0
+        ev["rule"] = _RULES[rule]
+        if self.reopened[i, k]:
+            ev["recurrence"] = True
 
     def finding(self, i: int, k: int, action: str, scope: str, subject: int, ts: int,
                 o: float, lim_pu: float, ev: dict[str, Any]) -> Finding:
@@ -534,29 +654,41 @@ class _Advance:
                        score=score, evidence=ev)
 
 
-def _advance(state: tuple[np.ndarray, ...], valid: np.ndarray, act: np.ndarray, imm: np.ndarray,
-             crit: np.ndarray, ts: np.ndarray, isec: np.ndarray, min_dur: int, clear_n: int,
-             covered: np.ndarray) -> _Advance:
-    open_, crit_, start, clean = state
+def _advance(state: tuple[np.ndarray, ...], valid: np.ndarray, act: np.ndarray, deep: np.ndarray,
+             imm: np.ndarray, crit: np.ndarray, ts: np.ndarray, isec: np.ndarray,
+             det: VoltageDetector, covered: np.ndarray) -> _Advance:
+    open_, crit_, start, clean, dstart, prev = state
     t = np.asarray(ts, np.int64)[:, None]
     dt = np.asarray(isec, np.int64)[:, None]
+    dmin = np.maximum(dt // 60, 1)
     on, off = valid & act, valid & ~act  # invalid (NaN / too few meters): no change
+    cooling = prev > 0
     start = np.where(on & (start == 0), t, start)
     start = np.where(off & ~open_, 0, start)  # a pending run must be consecutive
-    clean = np.where(on, 0, np.where(off & open_, np.minimum(clean + 1, 255), clean))
+    # the deep run is strict: every reading of it beyond the deep band
+    dstart = np.where(on & deep, np.where(dstart == 0, t, dstart), np.where(valid, 0, dstart))
+    clean = np.where(on, 0, np.where(off & (open_ | cooling), np.minimum(clean + dmin, _CLEAN_MAX), clean))
     dur = np.where(start > 0, t - start + dt, 0)
+    deep_long = (dstart > 0) & (t - dstart + dt >= det.deep_duration_s)
     cov = covered & valid
-    opening = on & ~open_ & (imm | (dur >= min_dur)) & ~cov
-    closing = open_ & off & (clean >= clear_n) & ~cov
+    opening = on & ~open_ & (imm | (dur >= det.min_duration_s) | deep_long) & ~cov
+    closing = open_ & off & (clean >= det.clear_intervals * dmin) & ~cov
     cover_close = open_ & cov
     escalate = open_ & on & crit & ~crit_ & ~cov
+    reopened = opening & cooling
+    start = np.where(reopened, prev, start)  # the same episode: the same alert id
     new_open = (open_ | opening) & ~closing & ~cover_close
     new_crit = (crit_ | ((opening | escalate) & crit)) & new_open
+    # a closed episode cools down until cool_down_s after its last anomalous reading
+    new_prev = np.where(closing, start, np.where(opening | cov, 0, prev))
+    expired = ~new_open & (new_prev > 0) & (clean * 60 >= det.cool_down_s)
+    new_prev = np.where(expired, 0, new_prev)
     # a covered subject's run restarts: the area owns the condition meanwhile
     reset = closing | cover_close | cov
+    new_clean = np.where(cover_close | cov | expired | (~new_open & (new_prev == 0)), 0, clean)
     return _Advance(
         open=new_open, crit=new_crit, start=np.where(reset, 0, start),
-        clean=np.where(reset, 0, clean), opening=opening, closing=closing,
-        cover_close=cover_close, escalate=escalate, start_f=start, clean_f=clean,
-        crit_f=crit_, ts=np.asarray(ts, np.int64),
+        clean=new_clean, deep=np.where(reset, 0, dstart), prev=new_prev, opening=opening,
+        closing=closing, cover_close=cover_close, escalate=escalate, start_f=start, clean_f=clean,
+        crit_f=crit_, ts=np.asarray(ts, np.int64), imm=imm, deep_long=deep_long, reopened=reopened,
     )

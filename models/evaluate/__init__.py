@@ -9,8 +9,8 @@ Two test beds, one scoring:
   vacancy, a lasting increase or decrease), each with one labelled anomaly.
 * **A simulated fleet** (:class:`models.evaluate.sim.FleetSimulator`): a random scenario plus
   extra meter-level voltage events; labels are the simulator's ground truth. Voltage
-  labels are checked against the readings (beyond the standard's limits for the
-  required duration, and whether the area or only single meters qualify).
+  labels are checked against the readings (an event the alert policy acts on, see
+  :mod:`models.evaluate.voltage`, and whether the area or only single meters qualify).
 
 Scoring (:func:`match`). Only alert *openings* (status ``open``) count. An opening on a
 labelled meter (or, for area labels, in the labelled area) is

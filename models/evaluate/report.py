@@ -150,7 +150,7 @@ def write_report(results: Evaluation, out_dir: str | Path) -> Path:
                f"plus {sm['extra_voltage']} meter-level voltage events; {sm['labels']} labels, "
                f"{sm['readings']:,} readings; backtest {sm['backtest_seconds']:.0f} s with the "
                f"registry's fleet. Voltage labels are checked against the readings: an event counts "
-               f"only if beyond the standard's limits for the required duration, and its expected "
+               f"only if it is one the alert policy acts on (models/voltage.py), and its expected "
                f"scope is `area` only if enough of the area's meters qualified at once.", ""]
         h, rows = detection_table(s.by_type, scope=True)
         md += [_md_table(h, rows), ""]

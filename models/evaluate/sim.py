@@ -14,6 +14,7 @@ driven by a shared daily temperature (climatology for Shanghai + AR(1) weather);
 slowly mean-reverting daily level; multiplicative noise; Poisson appliance spikes;
 rooftop PV for solar customers. Electrical model: per-area transformer voltage,
 feeder drop growing with the area's phase load and the meter's position, service-drop,
+the normal dips and low episodes of a real LV supply (``models/evaluate/supply.py``),
 power factor falling at light load, current = P / (V pf), neutral current as the
 phasor sum for three-phase meters.
 
@@ -37,9 +38,9 @@ bypass             metered kwh x0.2-0.6, current true  theft/energy_mismatch
 tamper             cover/terminal/magnetic event       theft/tamper_event
 reverse_flow       import shown as export + event      theft/reverse_flow
 current_imbalance  neutral current != live current    theft/current_imbalance
-undervoltage,      voltage shifted beyond limits       voltage/<kind>
-overvoltage        (meter or area scope)
-sag, swell         voltage_min/max beyond limits       voltage/<kind>
+undervoltage,      mean held at 0.78-0.86 / 1.12-1.16  voltage/<kind>
+overvoltage        pu for 1-4 h (meter or area scope)
+sag, swell         min 0.4-0.68 / max 1.12-1.3 pu      voltage/<kind>
 interruption       voltage_min 0 inside an interval    voltage/interruption
 outage             power_fail, no readings, restore    outage/power_fail
                                                        (area scope: outage/area)
@@ -94,6 +95,7 @@ import numpy as np
 
 from models.attacks import ALERT_SUBTYPE, Attack, local_midnight
 from models.base import EVENT_BITS, event_names
+from models.evaluate import supply
 
 REGISTRY_COLUMNS = ("meter_id", "customer_id", "area_id", "phase", "nominal_voltage",
                     "account_manager", "tariff", "solar", "care", "role", "rated_current")
@@ -206,6 +208,9 @@ class FleetSimulator:
     bad_rate
         Probability that a reading (or a message, for message-level classes) is bad input
         in :meth:`iter_messages` (and :meth:`iter_batches` with ``dirty=True``).
+    supply_profile
+        The supply's normal dips and low episodes (:mod:`models.evaluate.supply`); None for the
+        clean load-flow voltage alone.
 
     Example
     -------
@@ -222,7 +227,8 @@ class FleetSimulator:
                  start: datetime | str | None = None, interval_s: int = 900,
                  nominal_voltage: float = 220.0, share_small_business: float = 0.1,
                  share_solar: float = 0.05, share_care: float = 0.03,
-                 share_three_phase: float = 0.05, bad_rate: float = 0.0) -> None:
+                 share_three_phase: float = 0.05, bad_rate: float = 0.0,
+                 supply_profile: "supply.SupplyProfile | None" = supply.DEFAULT) -> None:
         if n_customers < n_areas or n_areas < 1:
             raise ValueError("need n_areas >= 1 and at least one customer per area")
         if 86400 % interval_s:
@@ -244,12 +250,13 @@ class FleetSimulator:
         self.share_care = share_care
         self.share_three_phase = share_three_phase
         self.bad_rate = bad_rate
+        self.supply = supply_profile
 
         self.tz = start.tzinfo
         self._t_start = int(start.timestamp())
         ss = np.random.SeedSequence(seed)
         (self._ss_fleet, self._ss_day, self._ss_noise, self._ss_bad, self._ss_inject,
-         self._ss_scenario) = ss.spawn(6)
+         self._ss_scenario, self._ss_supply) = ss.spawn(7)  # the 7th leaves the 6 as they were
         self._rng_inject = np.random.default_rng(self._ss_inject)
         self.injections: list[Injection] = []
         self.bad_counts: dict[str, int] = {}
@@ -497,11 +504,15 @@ class FleetSimulator:
         elif kind == "current_imbalance":
             P.setdefault("ratio", round(float(rng.uniform(0.2, 0.6)), 3))
         elif kind in ("undervoltage", "overvoltage"):
-            lo, hi = (-0.16, -0.11) if kind == "undervoltage" else (0.09, 0.14)
-            P.setdefault("pct", round(float(rng.uniform(lo, hi)), 4))
+            # Levels someone must act on (models/voltage.py): below 0.87 / above 1.10 pu
+            # for an hour or more. ``pct`` (given) shifts the meter's own level instead.
+            if "pct" not in P:
+                lo, hi = (0.78, 0.86) if kind == "undervoltage" else (1.12, 1.16)
+                P.setdefault("pu", round(float(rng.uniform(lo, hi)), 4))
             default_end = t0 + max(dt, hours(1, 4))
         elif kind in ("sag", "swell"):
-            lo, hi = (0.4, 0.85) if kind == "sag" else (1.12, 1.3)
+            # a deep dip (below EN 50160's 70 % row) or a swell beyond 110 %
+            lo, hi = (0.4, 0.68) if kind == "sag" else (1.12, 1.3)
             P.setdefault("v_extreme", round(float(nom * rng.uniform(lo, hi)), 1))
             default_end = t0 + dt
         elif kind == "interruption":
@@ -616,6 +627,7 @@ class FleetSimulator:
         """Each local day as arrays (meters x intervals), from the start's local day."""
         rng_d = np.random.default_rng(self._ss_day)
         rng_n = np.random.default_rng(self._ss_noise)
+        rng_s = np.random.default_rng(self._ss_supply)
         n, A, dt = self.n_customers, self.n_areas, self.interval_s
         p = self.p
         attacks = {id(j): Attack(j.kind, np.random.default_rng(j.seed),
@@ -761,10 +773,16 @@ class FleetSimulator:
             V3 = V3.transpose(0, 2, 1)  # (M, S, 3)
             V3[:n] += nom * p["v_off"][:, None, None]
             V3 += nom * 0.0012 * z_v
+            three = np.r_[self.three, np.ones(A, bool)]
+            ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
+            sup_low = self._supply_voltage(V3, three, ph, rng_s, S, hgrid)
             for j in active:
                 if j.kind in ("undervoltage", "overvoltage"):
-                    m = masks[id(j)]
-                    V3[np.ix_(j.rows, np.flatnonzero(m))] *= 1.0 + j.params["pct"]
+                    idx = np.ix_(j.rows, np.flatnonzero(masks[id(j)]))
+                    if "pct" in j.params:
+                        V3[idx] *= 1.0 + j.params["pct"]
+                    else:
+                        V3[idx] = nom * (j.params["pu"] + 0.0012 * z_v[idx])
 
             # Current from the power that really flows through the meter.
             pf = np.r_[np.clip(p["pf"][:, None] - 0.08 * np.exp(-p_flow[:n] / 0.25), 0.85, 0.99),
@@ -773,8 +791,6 @@ class FleetSimulator:
             p_phase = np.concatenate([p_flow[:n, :, None] * self.phase_share[:, None, :],
                                       np.abs(per_phase).transpose(0, 2, 1)])  # (M, S, 3)
             Ip = p_phase * 1000 / (V3 * pf[:, :, None])
-            three = np.r_[self.three, np.ones(A, bool)]
-            ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
             v_single = np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]
             V = np.where(three[:, None], V3.mean(axis=2), v_single)
             # Three-phase: the mean of the per-phase values as reported, computed the
@@ -791,6 +807,8 @@ class FleetSimulator:
             vlo = np.where(three[:, None], V3.min(axis=2), V) - nom * z_lo * (1 + np.abs(
                 frac[ma].mean(axis=1)))
             vhi = np.where(three[:, None], V3.max(axis=2), V) + nom * z_hi
+            if sup_low is not None:
+                vlo = np.minimum(vlo, sup_low)
 
             present = np.ones((n + A, S), bool)
             for j in active:
@@ -839,6 +857,22 @@ class FleetSimulator:
                    "events": events, "present": present,
                    "true_kwh": np.round(imp_true, 4), "true_export": np.round(exp_true, 4)}
             d += 1
+
+    def _supply_voltage(self, V3: np.ndarray, three: np.ndarray, ph: np.ndarray,
+                        rng: np.random.Generator, S: int, hgrid: np.ndarray) -> np.ndarray | None:
+        """The supply's normal dips and low episodes (models/evaluate/supply.py) on one day's
+        (meters x intervals x phases) voltage, every phase alike, in place; returns each
+        interval's lowest minute (V, inf where none) for voltage_min, or None."""
+        if self.supply is None:
+            return None
+        nom, n = self.nominal_voltage, self.n_customers
+        v_base = np.where(three[:, None], V3.mean(axis=2),
+                          np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]) / nom
+        ev = supply.draw_day(rng, area_of_row=self.meter_area, local=np.arange(len(V3)) < n, S=S,
+                             interval_s=self.interval_s, hours=hgrid, profile=self.supply)
+        v_mean, low = supply.apply(v_base, ev, interval_s=self.interval_s)
+        V3 *= (v_mean / v_base)[:, :, None]
+        return low * nom
 
     @staticmethod
     def _pv(h: np.ndarray, doy: int) -> np.ndarray:

@@ -84,66 +84,13 @@ def prepare_sim(*, customers: int = 300, areas: int = 20, days: int = 120, seed:
                      "prepare_seconds": time.perf_counter() - t0})
 
 
-def _runs_long(flag: np.ndarray, need: int) -> bool:
-    """A run of >= need consecutive True."""
-    if need <= 1:
-        return bool(flag.any())
-    run_ = 0
-    for f in flag:
-        run_ = run_ + 1 if f else 0
-        if run_ >= need:
-            return True
-    return False
-
-
 def _voltage_truth(inp: SimInput, tg: Target, by_meter: dict[str, pd.DataFrame],
                    cfg: DetectorConfig) -> tuple[bool, str]:
-    """(event really beyond the standard's limits for the required duration, which scope
-    qualifies) from the readings, by the standard's rules (not the detector's code)."""
-    from models.voltage import INTERRUPTION_PU, SAG_PU, SWELL_PU, STANDARDS
+    """(event one the voltage alert policy must raise, which scope qualifies): see
+    :func:`models.evaluate.voltage.voltage_truth`."""
+    from models.evaluate.voltage import voltage_truth
 
-    std = STANDARDS[cfg.voltage.standard]
-    fl = inp.fleet
-    if tg.scope == "area":
-        a = fl.area_id.index(tg.area_id)
-        meters = [fl.meter_id[i] for i in np.flatnonzero(fl.area == a)]
-    else:
-        meters = [tg.meter_id]
-    end = tg.end if tg.end is not None else inp.end
-    need = max(1, -(-cfg.voltage.min_duration_s // inp.interval_s)) if tg.subtype in (
-        "undervoltage", "overvoltage") else 1
-    frames = []
-    any_meter = False
-    for m in meters:
-        g = by_meter.get(m)
-        if g is None:
-            continue
-        g = g[(g["ts"] > tg.onset) & (g["ts"] <= end)]
-        if not len(g):
-            continue
-        i = fl.index[m]
-        nom, ph = float(fl.nominal_voltage[i]), int(fl.phases[i])
-        j = 0 if ph == 1 else 1
-        pu = g["voltage"].to_numpy() / nom
-        pmin = g["voltage_min"].to_numpy() / nom
-        pmax = g["voltage_max"].to_numpy() / nom
-        with np.errstate(invalid="ignore"):
-            cond = {
-                "undervoltage": (pu < std.low[j]) & (pu >= INTERRUPTION_PU),
-                "overvoltage": pu > std.high[j],
-                "sag": (pmin < SAG_PU) & (pmin >= INTERRUPTION_PU) & (pu >= SAG_PU),
-                "swell": (pmax > SWELL_PU) & (pu <= SWELL_PU),
-                "interruption": (pmin < INTERRUPTION_PU) | (pu < INTERRUPTION_PU),
-            }[tg.subtype]
-        any_meter |= _runs_long(cond, need)
-        frames.append(pd.DataFrame({"ts": g["ts"].to_numpy(), "c": cond}))
-    if not any_meter:
-        return False, tg.scope
-    if tg.scope != "area" or not frames:
-        return True, "meter"
-    f = pd.concat(frames).groupby("ts")["c"].agg(["sum", "size"]).sort_index()
-    ok = (f["sum"] >= cfg.voltage.area_min_meters) & (f["sum"] >= cfg.voltage.area_share * f["size"])
-    return True, "area" if _runs_long(ok.to_numpy(), need) else "meter"
+    return voltage_truth(inp, tg, by_meter, cfg)
 
 
 def sim_targets(inp: SimInput, cfg: DetectorConfig) -> list[Target]:

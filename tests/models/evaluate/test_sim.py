@@ -193,15 +193,17 @@ def test_current_matches_energy_voltage_and_power_factor(week):
 
 
 def test_voltages_stay_within_limits_and_bracket_the_mean(week):
+    # the supply's normal low episodes and shallow dips (models/evaluate/supply.py) included:
+    # compliant, but no longer within 0.9-1.07 pu at every minute
     sim, by = week
     nom = sim.nominal_voltage
     for m, rs in by.items():
         for r in rs[::5]:
             v = np.mean(r["voltage"])
-            assert 0.92 * nom < v < 1.06 * nom
+            assert 0.85 * nom < v < 1.06 * nom
             assert r["voltage_min"] <= np.min(r["voltage"]) + 0.05
             assert r["voltage_max"] >= np.max(r["voltage"]) - 0.05
-            assert r["voltage_min"] > 0.9 * nom and r["voltage_max"] < 1.07 * nom
+            assert r["voltage_min"] > 0.7 * nom and r["voltage_max"] < 1.07 * nom
             assert 0.85 <= r["power_factor"] <= 0.99
 
 
@@ -586,3 +588,19 @@ def test_clean_output_passes_the_stream_validator(tmp_path):
         assert not v.rejects, v.rejects[:3]
         n += len(v.rows)
     assert n == sim.emitted["readings"]
+
+
+def test_injected_voltage_events_are_ones_the_alert_policy_acts_on():
+    # undervoltage/overvoltage hold the mean at a drawn level beyond 0.87 / 1.10 pu; a sag
+    # is a deep dip (below EN 50160's 70 % row), not a shallow one a real supply has daily
+    sim = FleetSimulator(n_customers=10, n_areas=1, seed=3, share_three_phase=0.0)
+    uv = sim.inject("undervoltage", "M000002", "2026-01-05T10:00:00+08:00")
+    ov = sim.inject("overvoltage", "M000003", "2026-01-05T10:00:00+08:00")
+    sag = sim.inject("sag", "M000004", "2026-01-05T10:00:00+08:00")
+    assert 0.78 <= uv.params["pu"] <= 0.86 and 1.12 <= ov.params["pu"] <= 1.16
+    nom = sim.nominal_voltage
+    assert 0.4 * nom <= sag.params["v_extreme"] <= 0.68 * nom
+    by = readings_by_meter(sim, days=1)
+    for inj, m in ((uv, "M000002"), (ov, "M000003")):
+        assert by[m][40]["voltage"] / nom == pytest.approx(inj.params["pu"], abs=0.005)
+    assert by["M000004"][40]["voltage_min"] == sag.params["v_extreme"]

@@ -661,11 +661,69 @@ def evaluate_real(df: pd.DataFrame, *, config: DetectorConfig | None = None, see
     t0 = time.perf_counter()
     vs = vs or build_virtual(df, kinds=kinds, seed=seed, tz=tz)
     t1 = time.perf_counter()
-    bt = run(vs.readings, vs.fleet, config=config, tz=tz, country=country, progress=progress)
+    eng = _theft_recording_engine(vs, config, tz, country)
+    bt = run(vs.readings, vs.fleet, config=config, tz=tz, country=country, progress=progress,
+             engine=eng)
     res = score_real(vs, bt)
+    if eng is not None:
+        res.meta["theft_auc"] = theft_day_auc(vs, eng.theft.model.record)
     res.meta["inject_seconds"] = t1 - t0
     res.meta["seconds"] = time.perf_counter() - t0
     return res
+
+
+# -- the theft model's daily score (issue 14) ------------------------------------------------
+
+def _theft_recording_engine(vs: VirtualSet, config: DetectorConfig | None, tz: str,
+                            country: str | None):
+    """An engine whose fleet theft model records every day's score, when it runs."""
+    from models.engine import Engine
+
+    if config is None or not config.theft.model:
+        return None
+    eng = Engine(vs.fleet, config, tz=tz, country=country)
+    eng.theft.model.record = []
+    return eng
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """ROC AUC of scores ``pos`` against ``neg`` (Mann-Whitney, ties counted half)."""
+    if not len(pos) or not len(neg):
+        return None
+    ranks = pd.Series(np.r_[pos, neg]).rank(method="average").to_numpy()
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def theft_day_auc(vs: VirtualSet, record: list[tuple[int, int, float]]) -> dict[str, Any]:
+    """ROC AUC of the theft model's daily log-odds: days of attacked copies from their
+    onset day on, against every scored day of the clean copies; overall and per shape.
+    (The attacked copies' days before onset equal their clean copies' and are left out.)"""
+    if not record:
+        return {"all": None, "by_shape": {}, "attacked_days": 0, "clean_days": 0}
+    rec = np.array(record, dtype=[("m", "<i8"), ("d", "<i8"), ("s", "<f8")])
+    clean = np.isin(rec["m"], [vs.fleet.index[m] for m in vs.clean_ids if m in vs.fleet.index])
+    zone = ZoneInfo(vs.tz)
+    pos: dict[str, list[np.ndarray]] = defaultdict(list)
+    for lab in vs.labels:
+        if lab.kind not in SHAPE_KINDS or lab.meter_id not in vs.fleet.index:
+            continue
+        d0 = datetime.fromtimestamp(lab.onset, zone).date().toordinal()
+        d1 = datetime.fromtimestamp(lab.end, zone).date().toordinal() if lab.end else 10**9
+        sel = (rec["m"] == vs.fleet.index[lab.meter_id]) & (rec["d"] >= d0) & (rec["d"] <= d1)
+        pos[lab.kind].append(rec["s"][sel])
+    neg = rec["s"][clean]
+    allpos = np.concatenate([np.concatenate(v) for v in pos.values()]) if pos else np.zeros(0)
+    return {"all": _auc(allpos, neg), "attacked_days": int(len(allpos)), "clean_days": int(len(neg)),
+            "by_shape": {k: _auc(np.concatenate(pos[k]), neg) for k in sorted(pos)}}
+
+
+def theft_auc_text(auc: dict[str, Any]) -> str:
+    shapes = " ".join(f"{k} {_fmt(v, 3)}" for k, v in auc["by_shape"].items())
+    return (f"Theft model: daily score ROC AUC (attacked vs clean days) {_fmt(auc['all'], 3)} "
+            f"({auc['attacked_days']} attacked, {auc['clean_days']} clean days); {shapes}")
+
+
+SHAPE_KINDS = ("h1", "h2", "h3", "h4", "h5", "h6")
 
 
 # -- simulated fleet ---------------------------------------------------------------------
@@ -1172,6 +1230,8 @@ def summary_text(ev: Evaluation) -> str:
                      f"theft alert on {_fmt(c['theft_share'], 3)} of households\n"
                      + _text_table(["type/subtype", "openings", "per cust-month", "households",
                                     "natural"], pt))
+        if r.meta.get("theft_auc") is not None:
+            parts.append(theft_auc_text(r.meta["theft_auc"]))
         if ev.meta.get("budget") is not None:
             parts.append("Clean households against the false-alarm budgets\n"
                          + _text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))

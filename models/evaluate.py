@@ -667,6 +667,7 @@ def evaluate_real(df: pd.DataFrame, *, config: DetectorConfig | None = None, see
     res = score_real(vs, bt)
     if eng is not None:
         res.meta["theft_auc"] = theft_day_auc(vs, eng.theft.model.record)
+        res.meta["_rec"] = eng.theft.model.record
     res.meta["inject_seconds"] = t1 - t0
     res.meta["seconds"] = time.perf_counter() - t0
     return res
@@ -700,7 +701,7 @@ def theft_day_auc(vs: VirtualSet, record: list[tuple[int, int, float]]) -> dict[
     (The attacked copies' days before onset equal their clean copies' and are left out.)"""
     if not record:
         return {"all": None, "by_shape": {}, "attacked_days": 0, "clean_days": 0}
-    rec = np.array(record, dtype=[("m", "<i8"), ("d", "<i8"), ("s", "<f8")])
+    rec = np.array([r[:3] for r in record], dtype=[("m", "<i8"), ("d", "<i8"), ("s", "<f8")])
     clean = np.isin(rec["m"], [vs.fleet.index[m] for m in vs.clean_ids if m in vs.fleet.index])
     zone = ZoneInfo(vs.tz)
     pos: dict[str, list[np.ndarray]] = defaultdict(list)

@@ -66,7 +66,13 @@ SHAPE_WORDS = {"h1": "scaled down", "h2": "hours zeroed", "h3": "each reading sc
                "h6": "reversed", "bypass": "part of the load bypassed"}
 FEATURES = ("level", "level_slow", "level_z", "base", "minimum", "shape_cor", "reversed_cor",
             "reversal_gain", "flatness", "zero_active", "zero_run", "const_run", "roughness",
-            "cor_drop", "peak", "over_base")
+            "cor_drop", "peak", "over_base", "autocorr")
+_PAIRS = [(i, j) for i in range(len(FEATURES)) for j in range(i, len(FEATURES))]
+# What the classifiers see: the features and their pairwise products (a quadratic
+# boundary: "lower AND flatter AND below the base load", which a linear one cannot say).
+MODEL_COLUMNS = (*FEATURES, *(f"{FEATURES[i]}*{FEATURES[j]}" for i, j in _PAIRS))
+_PI = np.array([p[0] for p in _PAIRS])
+_PJ = np.array([p[1] for p in _PAIRS])
 N_RAND = 4 + SLOTS  # uniforms per example: shape, h1/bypass factor, h2 start, h2 length, g_t
 _C_KWH = 1.0  # stabiliser of level log ratios (tiny homes), as the habit CUSUM's
 _EPS_KW = 0.04
@@ -98,6 +104,12 @@ class DayRef:
         lv = mu.sum(axis=1) * HOURS_PER_SLOT
         return cls(mu, mu.min(axis=1), lv, lv, np.full(k, 0.2), np.zeros(k),
                    _roughness(mu), np.full(k, 0.8))
+
+
+def expand(X: np.ndarray) -> np.ndarray:
+    """Features and their pairwise products: the columns :data:`MODEL_COLUMNS`."""
+    X = np.asarray(X, np.float64)
+    return np.concatenate([X, X[:, _PI] * X[:, _PJ]], axis=1)
 
 
 def _roughness(vec: np.ndarray) -> np.ndarray:
@@ -134,9 +146,12 @@ def day_features(vec: np.ndarray, ref: DayRef) -> np.ndarray:
     rough = np.log((_roughness(vec) + 0.02) / (ref.rough + 0.02))
     peak = np.log((srt[:, -1] + 0.05) / (mu.max(axis=1) + 0.05))
     over_base = np.log((E + 0.1) / (ref.base * 24 + 0.1))
+    # Half hours of a real day follow each other (appliances run for a while); factors
+    # drawn per reading (h3, h4) break that.
+    autocorr = _rowcorr(vec[:, :-1], vec[:, 1:])
     return np.stack([level, slow, z, base, minimum, cor, cor_rev, cor_rev - cor, flat,
                      zero_active, zero_run, const_run, rough, ref.dcor - cor, peak,
-                     over_base], axis=1)
+                     over_base, autocorr], axis=1)
 
 
 # -- self-supervised examples ---------------------------------------------------------------
@@ -206,13 +221,20 @@ def attacked_days(vec: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarra
 # -- the fleet-level model -------------------------------------------------------------------
 
 class FleetTheftModel:
-    """The classifier every meter's days are scored with, and what it learns from.
+    """The classifiers every meter's days are scored with, and what they learn from.
 
-    ``score`` gives each day's log-odds of "tampered"; ``shape_posterior`` which attack
-    a day resembles; ``add_examples`` queues a day's labelled examples and ``flush``
-    learns every queued day before a given one (in order of day, then meter key), so
-    the learning order is canonical. ``record`` (a list, off by default) collects every
-    scored (meter, day, log-odds) for offline measurement.
+    river's ``StandardScaler`` over all examples, then one river ``LogisticRegression``
+    per attack shape, each taught that shape's rewritten days against the normal days:
+    one linear model per attack signature (a flattened day and a scaled day move
+    different features, which one linear model for "any attack" would average away).
+    A day's log-odds of tampering is that of the shape it resembles most.
+
+    ``add_examples`` queues a day's labelled examples and ``flush`` learns every queued
+    day before a given one (in order of day, then meter key), so the learning order is
+    canonical. Scoring uses the learned weights as numpy arrays (refreshed at each
+    flush; the same arithmetic as river's ``predict_proba_many``, without a DataFrame
+    per call). ``record`` (a list, off by default) collects every scored
+    (meter, day, log-odds) for offline measurement.
     """
 
     VERSION = 1
@@ -223,46 +245,39 @@ class FleetTheftModel:
 
         self.seed = int(seed)
         self.minibatch = int(minibatch)
-        self.clf = preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate)
-        n_cls, f = len(SHAPES) + 1, len(FEATURES)
-        self.cls_n = np.zeros(n_cls)  # examples per class (0: normal, 1..: SHAPES)
-        self.cls_sum = np.zeros((n_cls, f))
-        self.cls_sq = np.zeros((n_cls, f))
-        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.scaler = preprocessing.StandardScaler()
+        self.clfs = [linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2,
+                                                     intercept_lr=learning_rate)
+                     for _ in SHAPES]
+        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self.days_learned = 0
         self.examples = 0
         self.record: list | None = None
+        self._refresh()
 
     # -- scoring ----------------------------------------------------------------------
-    def _frame(self, X: np.ndarray):
-        import pandas as pd
+    def _refresh(self) -> None:
+        """The learned scaler and weights as arrays, for scoring."""
+        f = list(MODEL_COLUMNS)
+        self._mean = np.array([self.scaler.means.get(c, 0.0) for c in f])
+        self._std = np.array([self.scaler.vars.get(c, 0.0) ** 0.5 for c in f])
+        self._w = np.array([[m.weights.get(c, 0.0) for m in self.clfs] for c in f])
+        self._b = np.array([m.intercept for m in self.clfs])
 
-        return pd.DataFrame(X, columns=list(FEATURES))
+    def shape_log_odds(self, X: np.ndarray) -> np.ndarray:
+        """(k, len(SHAPES)): log-odds that each day is each attack shape rather than a
+        normal day (0 before any learning)."""
+        Xt = expand(X) - self._mean
+        np.divide(Xt, self._std, where=self._std > 0, out=Xt)
+        return Xt @ self._w + self._b
 
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """Log-odds of tampering per row of features (0 before any learning)."""
-        if len(X) == 0 or self.examples == 0:
-            return np.zeros(len(X))
-        p = self.clf.predict_proba_many(self._frame(X))
-        p1 = p[True].to_numpy(np.float64) if True in p.columns else np.zeros(len(X))
-        p1 = np.clip(p1, 1e-6, 1 - 1e-6)
-        return np.log(p1 / (1 - p1))
-
-    def shape_posterior(self, X: np.ndarray) -> np.ndarray:
-        """(k, len(SHAPES)) probability that each day is each attack shape, from
-        per-shape Gaussian models sharing one diagonal spread (uniform where untaught)."""
-        n = self.cls_n[1:]
-        if len(X) == 0 or (n < 2).any():
-            return np.full((len(X), len(SHAPES)), 1 / len(SHAPES))
-        m = self.cls_sum[1:] / n[:, None]
-        within = (self.cls_sq[1:] - n[:, None] * m * m).sum(axis=0) / max(n.sum() - len(n), 1)
-        sd = np.sqrt(np.maximum(within, 1e-4))
-        d = ((X[:, None, :] - m[None]) / sd) ** 2
-        ll = -0.5 * d.sum(axis=2)
-        ll -= ll.max(axis=1, keepdims=True)
-        p = np.exp(ll)
-        return p / p.sum(axis=1, keepdims=True)
+    def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log-odds of tampering, most likely shape index) per row of features."""
+        if len(X) == 0:
+            return np.zeros(0), np.zeros(0, np.int64)
+        lo = np.clip(self.shape_log_odds(np.asarray(X, np.float64)), -30, 30)
+        best = lo.argmax(axis=1)
+        return lo[np.arange(len(lo)), best], best
 
     # -- learning ---------------------------------------------------------------------
     def add_examples(self, day: int, keys: np.ndarray, X: np.ndarray, label: np.ndarray) -> None:
@@ -272,27 +287,35 @@ class FleetTheftModel:
 
     def flush(self, before_day: int) -> None:
         """Learn every queued day before ``before_day``, each in canonical order."""
-        import pandas as pd
-
-        for d in sorted(x for x in self.pending if x < before_day):
+        days = sorted(x for x in self.pending if x < before_day)
+        for d in days:
             parts = self.pending.pop(d)
             keys = np.concatenate([p[0] for p in parts])
             X = np.concatenate([p[1] for p in parts])
             lab = np.concatenate([p[2] for p in parts])
             order = np.lexsort((lab, keys))
-            X, lab = X[order], lab[order]
-            # Shuffled by a hash of the day so that minibatches mix classes and meters.
+            # then shuffled by a hash of the day, so that minibatches mix meters
             perm = np.argsort(uniforms(self.seed, d, np.arange(len(X), dtype=np.uint64), 1)[:, 0],
                               kind="stable")
-            X, lab = X[perm], lab[perm]
-            for i in range(0, len(X), self.minibatch):
-                xb, yb = X[i:i + self.minibatch], lab[i:i + self.minibatch] > 0
-                self.clf.learn_many(self._frame(xb), pd.Series(yb))
-            np.add.at(self.cls_n, lab, 1)
-            np.add.at(self.cls_sum, lab, X)
-            np.add.at(self.cls_sq, lab, X * X)
+            self._learn(X[order][perm], lab[order][perm])
             self.days_learned += 1
             self.examples += len(X)
+        if days:
+            self._refresh()
+
+    def _learn(self, X: np.ndarray, lab: np.ndarray) -> None:
+        import pandas as pd
+
+        for i in range(0, len(X), self.minibatch):
+            xb = pd.DataFrame(expand(X[i:i + self.minibatch]), columns=list(MODEL_COLUMNS))
+            lb = lab[i:i + self.minibatch]
+            self.scaler.learn_many(xb)
+            xt = self.scaler.transform_many(xb)
+            for k, clf in enumerate(self.clfs):
+                sel = (lb == 0) | (lb == k + 1)
+                if sel.any() and (lb[sel] > 0).any():
+                    clf.learn_many(xt[sel].reset_index(drop=True),
+                                   pd.Series(lb[sel] > 0))
 
     # -- state ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -317,6 +340,17 @@ class FleetTheftModel:
 
 # -- the detector ------------------------------------------------------------------------------
 
+def _quiet(vec: np.ndarray, E: np.ndarray, s: np.ndarray, lv: np.ndarray,
+           hc: HabitConfig) -> np.ndarray:
+    """Days at the base load (out, away, asleep), as the habit detector's shape check
+    sees them: no shape to judge and no attack either, since attacks push readings well
+    below the base load where such a day stays at it. Neither scored nor taught."""
+    base = s["h_base"].astype(np.float64)
+    low = np.quantile(vec, 0.1, axis=1)
+    return ((E <= hc.quiet_factor * base * 24 + 0.3) & (E <= 0.6 * lv)
+            & (low >= hc.quiet_low * base))
+
+
 class TheftDetector:
     """Scores each completed meter-day with the fleet model and accumulates the evidence.
 
@@ -328,6 +362,7 @@ class TheftDetector:
         ("t_lm", "<f4"), ("t_ld", "<f4"),  # the meter's calm-day log-odds: mean, abs dev
         ("t_ln", "<i2"),  # calm days learned into them
         ("t_rough", "<f4"), ("t_dcor", "<f4"),  # usual roughness, usual day-profile corr
+        ("t_zm", "<f4"), ("t_zv", "<f4"),  # the calm days' capped z: mean, mean square
         ("t_cu", "<f4"),  # CUSUM of standardised log-odds
         ("t_run", "<i4"),  # local day ordinal the current run began (0: none)
         ("t_open", "<u1"), ("t_clr", "<u1"),  # alert open; calm days since
@@ -347,17 +382,25 @@ class TheftDetector:
 
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
         st["t_ld"] = 1.0
+        st["t_zv"] = 1.0  # a prior of unit spread until the meter's own days say otherwise
         st["t_rough"] = 0.3
         st["t_dcor"] = 0.7
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
         pass
 
-    def limits(self) -> tuple[float, float]:
-        """CUSUM reference k and decision interval h (in standardised log-odds), h
-        from the budget: chance runs reach it ``budget.theft`` times a year."""
+    def limits(self, s: np.ndarray) -> tuple[float, np.ndarray]:
+        """CUSUM reference k and each meter's decision interval h, from the budget:
+        chance runs reach h ``budget.theft`` times a year (Siegmund's approximation,
+        :func:`models.calibrate.cusum_h`, for the mean and spread the meter's own calm
+        days' capped z really have: a home whose days often look odd gets a higher h)."""
         k = self.config.k
-        return k, float(cusum_h(k, DAYS_PER_YEAR / max(self.budget.theft, 1e-6)))
+        if self.config.limit > 0:
+            return k, np.full(len(s), self.config.limit)
+        zm = s["t_zm"].astype(np.float64)
+        zsd = np.sqrt(np.maximum(s["t_zv"] - zm * zm, 0.0)).clip(min=0.5)
+        arl = DAYS_PER_YEAR / max(self.budget.theft, 1e-6)
+        return k, zsd * cusum_h(np.maximum(k - zm, 0.05) / zsd, arl)
 
     def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
              out: list[Finding]) -> None:
@@ -399,26 +442,25 @@ class TheftDetector:
         trusted = ((s["h_ndays"].sum(axis=1) >= hc.min_days) & ~fleet.is_area_meter[meters])
         ri = np.arange(len(s))
         lv = s["h_lv"][ri, s["h_dtype"].astype(np.int64)].astype(np.float64)
-        ev = complete & trusted & (lv >= hc.min_home_day_kwh)
+        ev = complete & trusted & (lv >= hc.min_home_day_kwh) & ~_quiet(vec, E, s, lv, hc)
         if not any_(ev):
             st[rows] = s
             return
         ref = self._reference(s, rows, areas, E, ev)
         X = day_features(vec, ref)
-        lo = np.where(ev, self.model.score(X), 0.0)
-        if self.model.record is not None:
-            for j in np.flatnonzero(ev):
-                self.model.record.append((int(meters[j]), int(s["h_day"][j]), float(lo[j])))
-        calm = self._evidence(s, rows, batch, X, lo, ev, out)
+        lo, best = self.model.score(X)
+        lo = np.where(ev, lo, 0.0)
+        calm = self._evidence(s, rows, batch, X, lo, best, ev, out)
         self._teach(s, meters, fleet, vec, ref, X, ev & calm, day)
         st[rows] = s
 
     def _evidence(self, s: np.ndarray, rows: np.ndarray, batch: Batch, X: np.ndarray,
-                  lo: np.ndarray, ev: np.ndarray, out: list[Finding]) -> np.ndarray:
+                  lo: np.ndarray, best: np.ndarray, ev: np.ndarray,
+                  out: list[Finding]) -> np.ndarray:
         """CUSUM on the day's log-odds in the meter's own calm-day spread; open, track
         and close alerts. Returns the days that are calm (fit to teach as normal)."""
         cfg = self.config
-        k, h = self.limits()
+        k, h = self.limits(s)
         ready = ev & (s["t_ln"] >= cfg.min_days)
         sd = np.maximum(1.25 * s["t_ld"].astype(np.float64), cfg.sd_floor)
         z = np.clip((lo - s["t_lm"]) / sd, -cfg.z_cap, cfg.z_cap)
@@ -428,14 +470,19 @@ class TheftDetector:
         started = ready & (prev == 0) & (cu > 0)
         s["t_run"] = np.where(started, day, np.where(cu > 0, s["t_run"], 0))
         s["t_shape"] = np.where((started | (cu == 0))[:, None], 0, s["t_shape"])
+        # Which shape the run's days resemble: each day's evidence goes to its best shape.
         in_run = np.flatnonzero(ready & (cu > 0))
-        if len(in_run):
-            post = self.model.shape_posterior(X[in_run])
-            s["t_shape"][in_run] = np.minimum(s["t_shape"][in_run].astype(np.float64) + post, 6e4)
+        s["t_shape"][in_run, best[in_run]] = np.minimum(
+            s["t_shape"][in_run, best[in_run]].astype(np.float64) + np.maximum(z[in_run], 0), 6e4)
+        if self.model.record is not None:
+            m = batch.meter[rows]
+            self.model.record.extend(
+                (int(m[j]), int(day[j]), float(lo[j]), float(z[j]) if ready[j] else np.nan,
+                 float(cu[j]), int(best[j]), X[j].tolist()) for j in np.flatnonzero(ev))
         is_open = s["t_open"] > 0
         fire = ready & (cu > h) & ~is_open
         for j in np.flatnonzero(fire):
-            self._open(s, j, rows, batch, X, lo, z, cu, h, out)
+            self._open(s, j, rows, batch, X, lo, z, cu, float(h[j]), out)
         # Open: closes after clear_days calm days in a row (the CUSUM back at zero).
         s["t_clr"] = np.where(is_open & ready & (z < k), np.minimum(s["t_clr"] + 1, 200),
                               np.where(is_open & ready, 0, s["t_clr"]))
@@ -457,6 +504,10 @@ class TheftDetector:
         s["t_lm"] = lm + a * resid
         s["t_ld"] = s["t_ld"] + a * (np.abs(resid) - s["t_ld"])
         s["t_ln"] = np.where(calm, np.minimum(n + 1, 30000), n)
+        zc = np.where(calm & ready, z, 0.0)
+        az = np.where(calm & ready, cfg.alpha, 0.0)
+        s["t_zm"] = s["t_zm"] + az * (zc - s["t_zm"])
+        s["t_zv"] = s["t_zv"] + az * (zc * zc - s["t_zv"])
         return calm
 
     def _subtype(self, s: np.ndarray, j: int) -> str:

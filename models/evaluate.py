@@ -667,7 +667,6 @@ def evaluate_real(df: pd.DataFrame, *, config: DetectorConfig | None = None, see
     res = score_real(vs, bt)
     if eng is not None:
         res.meta["theft_auc"] = theft_day_auc(vs, eng.theft.model.record)
-        res.meta["_rec"] = eng.theft.model.record
     res.meta["inject_seconds"] = t1 - t0
     res.meta["seconds"] = time.perf_counter() - t0
     return res
@@ -705,6 +704,7 @@ def theft_day_auc(vs: VirtualSet, record: list[tuple[int, int, float]]) -> dict[
     clean = np.isin(rec["m"], [vs.fleet.index[m] for m in vs.clean_ids if m in vs.fleet.index])
     zone = ZoneInfo(vs.tz)
     pos: dict[str, list[np.ndarray]] = defaultdict(list)
+    week: list[np.ndarray] = []  # the days a detection within 7 days can use
     for lab in vs.labels:
         if lab.kind not in SHAPE_KINDS or lab.meter_id not in vs.fleet.index:
             continue
@@ -712,16 +712,19 @@ def theft_day_auc(vs: VirtualSet, record: list[tuple[int, int, float]]) -> dict[
         d1 = datetime.fromtimestamp(lab.end, zone).date().toordinal() if lab.end else 10**9
         sel = (rec["m"] == vs.fleet.index[lab.meter_id]) & (rec["d"] >= d0) & (rec["d"] <= d1)
         pos[lab.kind].append(rec["s"][sel])
+        week.append(rec["s"][sel & (rec["d"] < d0 + 7)])
     neg = rec["s"][clean]
     allpos = np.concatenate([np.concatenate(v) for v in pos.values()]) if pos else np.zeros(0)
     return {"all": _auc(allpos, neg), "attacked_days": int(len(allpos)), "clean_days": int(len(neg)),
+            "first_week": _auc(np.concatenate(week), neg) if week else None,
             "by_shape": {k: _auc(np.concatenate(pos[k]), neg) for k in sorted(pos)}}
 
 
 def theft_auc_text(auc: dict[str, Any]) -> str:
     shapes = " ".join(f"{k} {_fmt(v, 3)}" for k, v in auc["by_shape"].items())
     return (f"Theft model: daily score ROC AUC (attacked vs clean days) {_fmt(auc['all'], 3)} "
-            f"({auc['attacked_days']} attacked, {auc['clean_days']} clean days); {shapes}")
+            f"({auc['attacked_days']} attacked, {auc['clean_days']} clean days); {shapes}; "
+            f"attacks' first 7 days only {_fmt(auc.get('first_week'), 3)}")
 
 
 SHAPE_KINDS = ("h1", "h2", "h3", "h4", "h5", "h6")

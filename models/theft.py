@@ -40,7 +40,6 @@ True
 
 from __future__ import annotations
 
-import io
 import math
 import pickle
 import zlib
@@ -322,11 +321,13 @@ class FleetTheftModel:
         """The whole model (classifier, shape statistics, queued days) as bytes."""
         rec, self.record = self.record, None
         try:
-            buf = io.BytesIO()
-            pickle.Pickler(buf, protocol=5).dump((self.VERSION, self.__dict__))
-            return buf.getvalue()
+            raw = pickle.dumps((self.VERSION, self.__dict__), protocol=5)
         finally:
             self.record = rec
+        # Pickled once more from its own copy: objects the live model happens to share
+        # (interned names) are shared as a loaded copy shares them, so a state that went
+        # through bytes gives the very same bytes again.
+        return pickle.dumps(pickle.loads(raw), protocol=5)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "FleetTheftModel":

@@ -40,7 +40,6 @@ True
 
 from __future__ import annotations
 
-import math
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -431,9 +430,9 @@ class TheftDetector:
 
     def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
                     areas: AreaView, out: list[Finding]) -> None:
-        cfg, hc = self.config, self.habit
+        hc = self.habit
         s = st[rows]
-        day = int(s["h_day"].max())
+        # Every day before the oldest one closing now is complete: learn them first.
         self.model.flush(int(s["h_day"].min()))
         complete = s["h_dsec"] >= 0.85 * 86400
         vec = s["h_dvec"].astype(np.float64) / HOURS_PER_SLOT
@@ -452,7 +451,7 @@ class TheftDetector:
         lo, best = self.model.score(X)
         lo = np.where(ev, lo, 0.0)
         calm = self._evidence(s, rows, batch, X, lo, best, ev, out)
-        self._teach(s, meters, fleet, vec, ref, X, ev & calm, day)
+        self._teach(s, meters, fleet, vec, ref, X, ev & calm)
         st[rows] = s
 
     def _evidence(self, s: np.ndarray, rows: np.ndarray, batch: Batch, X: np.ndarray,
@@ -537,7 +536,7 @@ class TheftDetector:
         s["t_open"][j], s["t_clr"][j] = 1, 0
 
     def _teach(self, s: np.ndarray, meters: np.ndarray, fleet: Fleet, vec: np.ndarray,
-               ref: DayRef, X: np.ndarray, calm: np.ndarray, day: int) -> None:
+               ref: DayRef, X: np.ndarray, calm: np.ndarray) -> None:
         """A seeded sample of calm days teaches the model as normal, and each of them
         rewritten by an attack as tampered; calm days also teach the meter's usual
         roughness and day-to-profile correlation."""

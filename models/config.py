@@ -149,6 +149,9 @@ class TheftConfig:
     seed: int = 0  # examples' sampling and attack parameters
     sample_share: float = 0.5  # share of calm meter-days that teach the model each day
     learning_rate: float = 0.05
+    # examples learned per day at most (a seeded subset of a big fleet's), which keeps
+    # learning at ~0.5 s a day whatever the fleet's size
+    max_examples: int = 1024
     k: float = 2.0  # CUSUM reference, in the meter's own calm-day spreads of log-odds
     # the CUSUM's decision interval; 0: from budget.theft and the meter's own calm days
     # (Siegmund), which under-states real homes' false alarms (heavy-tailed days): on

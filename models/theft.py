@@ -238,11 +238,12 @@ class FleetTheftModel:
     VERSION = 1
 
     def __init__(self, seed: int = 0, *, learning_rate: float = 0.05, l2: float = 1e-4,
-                 minibatch: int = 32) -> None:
+                 minibatch: int = 32, max_examples: int = 1024) -> None:
         from river import linear_model, optim, preprocessing
 
         self.seed = int(seed)
         self.minibatch = int(minibatch)
+        self.max_examples = int(max_examples)
         self.scaler = preprocessing.StandardScaler()
         self.clfs = [linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2,
                                                      intercept_lr=learning_rate)
@@ -292,12 +293,18 @@ class FleetTheftModel:
             X = np.concatenate([p[1] for p in parts])
             lab = np.concatenate([p[2] for p in parts])
             order = np.lexsort((lab, keys))
+            if len(order) > self.max_examples:
+                # A big fleet's day teaches a seeded subset: learning costs the same
+                # whatever the fleet's size (chosen from the whole day, so canonical).
+                u = uniforms(self.seed + 1, d, keys[order] * np.uint64(16) + lab[order].astype(np.uint64), 1)
+                order = np.sort(order[np.argsort(u[:, 0], kind="stable")[:self.max_examples]])
+                order = order[np.lexsort((lab[order], keys[order]))]
             # then shuffled by a hash of the day, so that minibatches mix meters
-            perm = np.argsort(uniforms(self.seed, d, np.arange(len(X), dtype=np.uint64), 1)[:, 0],
+            perm = np.argsort(uniforms(self.seed, d, np.arange(len(order), dtype=np.uint64), 1)[:, 0],
                               kind="stable")
             self._learn(X[order][perm], lab[order][perm])
             self.days_learned += 1
-            self.examples += len(X)
+            self.examples += len(order)
         if days:
             self._refresh()
 
@@ -378,7 +385,8 @@ class TheftDetector:
         self.budget = budget or BudgetConfig()
         self.habit = habit or HabitConfig()
         self.model = model or FleetTheftModel(self.config.seed,
-                                              learning_rate=self.config.learning_rate)
+                                              learning_rate=self.config.learning_rate,
+                                              max_examples=self.config.max_examples)
 
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
         st["t_ld"] = 1.0

@@ -125,6 +125,19 @@ def test_a_day_is_learned_only_once_a_later_day_closes():
     assert m.examples == 4 and not m.pending and m.days_learned == 1
 
 
+def test_a_big_fleets_day_teaches_a_canonical_subset_of_its_examples():
+    rng = np.random.default_rng(2)
+    X, lab = rng.normal(size=(60, len(FEATURES))), rng.integers(0, 8, 60)
+    keys = np.arange(60, dtype=np.uint64)
+    a, b = FleetTheftModel(seed=1, max_examples=10), FleetTheftModel(seed=1, max_examples=10)
+    a.add_examples(4, keys, X, lab)
+    for part in (slice(40, 60), slice(0, 40)):  # the same day arriving in other calls
+        b.add_examples(4, keys[part], X[part], lab[part])
+    a.flush(5), b.flush(5)
+    assert a.examples == b.examples == 10
+    assert a.to_bytes() == b.to_bytes()
+
+
 def test_the_model_state_round_trips_through_bytes_exactly():
     rng = np.random.default_rng(1)
     m = FleetTheftModel(seed=3)

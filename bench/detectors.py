@@ -44,6 +44,22 @@ def synthetic_columns(fleet: Fleet, ts: int, rng: np.random.Generator, rows: np.
     return c
 
 
+def _time_detectors(eng: Engine) -> dict[str, float]:
+    """Seconds each detector's ``step`` takes, accumulated while the bench runs (the
+    stream-shaped pass only: the dict is read before the fleet-shaped one)."""
+    spent: dict[str, float] = {}
+    for d in eng.detectors:
+        name = type(d).__name__
+        spent[name] = 0.0
+
+        def timed(*args, _step=d.step, _name=name):
+            t = time.perf_counter()
+            _step(*args)
+            spent[_name] += time.perf_counter() - t
+        d.step = timed
+    return spent
+
+
 def _learned(st: np.ndarray, rows: np.ndarray, days: int) -> None:
     """Mark meters (initialised by their first reading) as having ``days`` of history."""
     st["h_ndays"][rows] = (days - days // 2, days // 2)
@@ -67,6 +83,7 @@ def main(argv=None) -> dict:
     # Contiguous areas, as a registry lists them.
     fleet.area = (np.arange(a.meters) // a.area_size).clip(max=n_areas - 1).astype(np.int32)
     eng = Engine(fleet, load_config(a.config) if a.config else None)
+    spent = _time_detectors(eng)
     st_all = eng.new_state(a.meters)
     ast_all = eng.new_area_state(n_areas)
     rng = np.random.default_rng(0)
@@ -96,6 +113,7 @@ def main(argv=None) -> dict:
             findings += len(out.findings)
     wall = time.perf_counter() - wall0
     per_area = t_engine / n * 1e6
+    shares = {k: round(v / n * 1e6, 3) for k, v in spent.items()}
 
     # Backtest-shaped: one call per timestamp for the whole fleet (state gathered once).
     st2 = eng.new_state(a.meters)
@@ -123,10 +141,13 @@ def main(argv=None) -> dict:
         "area_state_bytes": eng.area_dtype.itemsize,
         "state_mb_total": round(eng.state_bytes * a.meters / 1e6, 1),
         "wall_s": round(wall, 1),
+        "us_per_reading_by_detector_area_batches": shares,
     }
     print(f"engine over {n:,} readings of {a.meters:,} meters in {n_areas} areas of {a.area_size}:")
     print(f"  area batches  (stream shape)  : {per_area:6.2f} us/reading")
     print(f"  fleet batches (backtest shape): {per_fleet:6.2f} us/reading")
+    print("  of which, per detector (stream shape): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()) + " us/reading")
     print(f"  state: {eng.state_bytes} B/meter ({res['state_mb_total']} MB for the fleet), "
           f"{eng.area_dtype.itemsize} B/area; {findings} findings")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

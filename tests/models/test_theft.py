@@ -276,3 +276,29 @@ def test_the_model_off_adds_no_state_and_on_stays_within_its_share():
     extra = on.state_bytes - off.state_bytes
     assert 0 < extra <= 60 and on.state_bytes <= 2048
     assert isinstance(on.theft, TheftDetector)
+
+
+# -- the evaluation's daily-score AUC ------------------------------------------------------------
+
+def test_the_daily_score_auc_counts_attacked_days_from_onset_against_clean_days():
+    from datetime import date
+
+    from models.base import Fleet
+    from models.evaluate import theft_day_auc
+    from models.inject import Label, VirtualSet
+
+    fleet = Fleet.simple(2)
+    fleet.meter_id = ["H1", "H1~h5"]
+    fleet.index = {"H1": 0, "H1~h5": 1}
+    d0 = date(2013, 3, 1).toordinal()
+    onset = (d0 - date(1970, 1, 1).toordinal()) * 86400
+    lab = Label("h5", "H1~h5", "H1", onset, None, onset + 30 * 86400, 1800, "UTC")
+    vs = VirtualSet(pd.DataFrame(), fleet, [lab], ["H1"], {}, "UTC")
+    record = [(0, d0 + i, -1.0 - 0.01 * i) for i in range(-10, 20)]  # the clean copy
+    record += [(1, d0 - 1, 50.0)]  # before onset: the clean copy's day, left out
+    record += [(1, d0 + i, 2.0 if i < 7 else -1.5) for i in range(20)]  # adapted later
+    auc = theft_day_auc(vs, record)
+    assert auc["first_week"] == 1.0
+    assert auc["attacked_days"] == 20 and auc["clean_days"] == 30
+    assert 0.3 < auc["all"] < 1.0 and auc["by_shape"] == {"h5": auc["all"]}
+    assert _auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5  # ties count half

@@ -20,9 +20,11 @@ Here that happens online and for the whole fleet at once:
    the backtest and an in-order stream build the same model. A per-shape Gaussian
    model over the same features tells which attack a day resembles.
 3. **Evidence per meter** (:class:`TheftDetector`): the day's log-odds, standardised by
-   the meter's own log-odds on its calm days, feed a one-sided CUSUM whose decision
-   interval follows from the ``[budget] theft`` false-alarm budget
-   (:func:`models.calibrate.cusum_h`). Crossing it opens ``theft/consumption_drop``
+   the meter's own log-odds on its calm days, feed a one-sided CUSUM. Its decision
+   interval is ``[theft] limit`` (the design half's choice), or with ``limit = 0`` follows
+   from the ``[budget] theft`` false-alarm budget (:func:`models.calibrate.cusum_h` on the
+   meter's own calm days; it under-states real homes' false alarms, whose daily
+   log-odds have heavy tails). Crossing it opens ``theft/consumption_drop``
    (the days resemble h1-h3 or a bypass) or ``theft/profile_distortion`` (h4-h6), with
    the attack shape, since when, and the day's indicators.
 

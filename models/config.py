@@ -134,6 +134,36 @@ class BudgetConfig:
     surge_interval: float = 0.5
     habit_change: float = 0.6  # increases and decreases together
     vacancy: float = 0.4
+    # the fleet theft model's evidence (models.theft): chance runs of its CUSUM
+    theft: float = 0.05
+
+
+@dataclass
+class TheftConfig:
+    """The self-supervised fleet theft model (:mod:`models.theft`)."""
+
+    model: bool = False  # run the fleet model and its evidence CUSUM
+    # habit's rule-based theft/consumption_drop and theft/profile_distortion findings
+    # (habit keeps its state either way; this says whether its findings are raised)
+    rules: bool = True
+    seed: int = 0  # examples' sampling and attack parameters
+    sample_share: float = 0.5  # share of calm meter-days that teach the model each day
+    learning_rate: float = 0.05
+    # examples learned per day at most (a seeded subset of a big fleet's), which keeps
+    # learning at ~0.5 s a day whatever the fleet's size
+    max_examples: int = 1024
+    k: float = 2.0  # CUSUM reference, in the meter's own calm-day spreads of log-odds
+    # the CUSUM's decision interval; 0: from budget.theft and the meter's own calm days
+    # (Siegmund), which under-states real homes' false alarms (heavy-tailed days): on
+    # the design half budget 0.05 still alerted 0.96 of clean homes. 8 is the design
+    # half's choice (see README)
+    limit: float = 8.0
+    z_cap: float = 6.0  # one day adds at most this much evidence
+    sd_floor: float = 1.0  # log-odds spread floor (a steady meter's tiny spread)
+    min_days: int = 14  # calm days scored before a meter's evidence counts
+    alpha: float = 0.05  # slowest learning rate of the meter's calm-day statistics
+    clip_learning: bool = True  # clip a day's residual at 3 spreads while learning
+    clear_days: int = 3  # calm days in a row that close an open alert
 
 
 @dataclass
@@ -207,6 +237,7 @@ class DetectorConfig:
     voltage: VoltageConfig = field(default_factory=VoltageConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     area: AreaConfig = field(default_factory=AreaConfig)
+    theft: TheftConfig = field(default_factory=TheftConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def replace(self, **sections: dict[str, Any]) -> "DetectorConfig":

@@ -43,6 +43,7 @@ from models.config import DetectorConfig
 from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
 from models.physical import PhysicalDetector
+from models.theft import FleetTheftModel, TheftDetector
 from models.voltage import VoltageDetector
 
 ENGINE_FIELDS = (
@@ -102,8 +103,12 @@ class Engine:
             min_coverage=cc.min_coverage, area_share=vc.area_share,
             area_min_meters=vc.area_min_meters)
         self.area = AreaDetector(self.config.area, self.calendar)
-        # Order matters: the area detector reads the habit state of the same step.
-        self.detectors = [self.physical, self.voltage, self.compliance, self.habit, self.area]
+        # Order matters: the area detector reads the habit state of the same step, and
+        # the theft model reads the day habit closes in it (so it runs before habit).
+        self.theft = (TheftDetector(self.config.theft, self.calendar, self.config.budget,
+                                    self.config.habit) if self.config.theft.model else None)
+        self.detectors = [self.physical, self.voltage, self.compliance,
+                          *([self.theft] if self.theft else []), self.habit, self.area]
         self.dtype = compose_dtype(ENGINE_FIELDS, *(d.fields for d in self.detectors))
         self.area_dtype = compose_dtype(ENGINE_AREA_FIELDS, *(d.area_fields for d in self.detectors))
 
@@ -122,6 +127,15 @@ class Engine:
     @property
     def state_bytes(self) -> int:
         return self.dtype.itemsize
+
+    def fleet_state(self) -> bytes:
+        """The fleet-level state (the theft model) as bytes; empty when it is off."""
+        return self.theft.model.to_bytes() if self.theft else b""
+
+    def load_fleet_state(self, data: bytes) -> None:
+        """Carry on from :meth:`fleet_state`'s bytes (a restart, a copy of the engine)."""
+        if self.theft and data:
+            self.theft.model = FleetTheftModel.from_bytes(data)
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
         new = st["e_init"] == 0
@@ -296,7 +310,10 @@ class Engine:
         apos = np.searchsorted(areas, fleet.area[meter])
         view = AreaView(areas, apos, ast)
         for d in self.detectors:
+            n_before = len(findings)
             d.step(sa, b, fleet, view, findings)
+            if d is self.habit and not self.config.theft.rules:
+                findings[n_before:] = _without_rule_theft(findings[n_before:])
         findings = rollup_outages(findings, b, fleet, view, self.config.area.outage_share)
         # The state as of this round, not of the end of the message: a catch-up upload
         # holds many rounds, and the backtest sees each on its own.
@@ -360,6 +377,14 @@ class Engine:
         from zoneinfo import ZoneInfo
 
         return ZoneInfo(self.tz) if self.tz else timezone.utc
+
+
+# habit's rule-based theft checks, replaced by the fleet model when [theft] rules = false
+_RULE_THEFT = frozenset({"consumption_drop", "profile_distortion"})
+
+
+def _without_rule_theft(found: list[Finding]) -> list[Finding]:
+    return [f for f in found if not (f.type == "theft" and f.subtype in _RULE_THEFT)]
 
 
 def _batch(meter: np.ndarray, c: np.ndarray) -> Batch:

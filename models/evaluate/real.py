@@ -14,10 +14,12 @@ import pandas as pd
 
 from models.backtest import BacktestResult, load_readings, run
 from models.config import DetectorConfig
-from models.evaluate.inject import DAY_S, KINDS, VirtualSet, build_virtual, daily_energy, local_clock
+from models.evaluate.inject import (DAY_S, KINDS, VirtualSet, build_virtual, daily_energy,
+                                    local_clock)
 from models.evaluate.scoring import (Matching, _epoch, alert_rows, clean_rates,
                                      detection_rows, mark_open_at_onset, match, pooled)
 from models.evaluate.targets import GROUP_ORDER, WARMUP_S, targets_from_labels
+from models.evaluate.theft import _theft_recording_engine, theft_day_auc
 
 
 # -- real readings -----------------------------------------------------------------------
@@ -212,8 +214,12 @@ def evaluate_real(df: pd.DataFrame, *, config: DetectorConfig | None = None, see
     t0 = time.perf_counter()
     vs = vs or build_virtual(df, kinds=kinds, seed=seed, tz=tz)
     t1 = time.perf_counter()
-    bt = run(vs.readings, vs.fleet, config=config, tz=tz, country=country, progress=progress)
+    eng = _theft_recording_engine(vs, config, tz, country)
+    bt = run(vs.readings, vs.fleet, config=config, tz=tz, country=country, progress=progress,
+             engine=eng)
     res = score_real(vs, bt)
+    if eng is not None:
+        res.meta["theft_auc"] = theft_day_auc(vs, eng.theft.model.record)
     res.meta["inject_seconds"] = t1 - t0
     res.meta["seconds"] = time.perf_counter() - t0
     return res

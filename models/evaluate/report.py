@@ -15,6 +15,7 @@ from models.evaluate.plots import (pick_examples, plot_delays, plot_example, plo
                                    plot_sweep)
 from models.evaluate.tables import (BUDGET_HEADER, _dur, _first_alerts, _fmt, _md_table,
                                     _text_table, alerts_table, budget_rows, detection_table)
+from models.evaluate.theft import theft_auc_text
 
 
 
@@ -230,6 +231,8 @@ def summary_text(ev: Evaluation) -> str:
                      f"theft alert on {_fmt(c['theft_share'], 3)} of households\n"
                      + _text_table(["type/subtype", "openings", "per cust-month", "households",
                                     "natural"], pt))
+        if r.meta.get("theft_auc") is not None:
+            parts.append(theft_auc_text(r.meta["theft_auc"]))
         if ev.meta.get("budget") is not None:
             parts.append("Clean households against the false-alarm budgets\n"
                          + _text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))

@@ -8,6 +8,7 @@ import pytest
 
 from models.backtest import run, to_columns
 from models.base import ALERT_TYPES, SEVERITIES, AreaView, Batch, Fleet, compose_dtype
+from models.config import DetectorConfig
 from models.engine import Engine
 from models.evaluate import prepare_sim
 
@@ -21,17 +22,25 @@ def sim():
     return prepare_sim(customers=40, areas=4, days=30, seed=3, rate=0.3, extra_voltage=10)
 
 
+# Every detector on: the fleet theft model too (off by default), next to the rules.
+ALL_ON = DetectorConfig().replace(theft={"model": True})
+
+
 @pytest.fixture(scope="module")
 def engine(sim):
-    return Engine(sim.fleet, tz=sim.tz, country=sim.country)
+    return Engine(sim.fleet, ALL_ON, tz=sim.tz, country=sim.country)
 
 
 def detectors(engine):
     return {type(d).__name__: d for d in engine.detectors}
 
 
-# Every detector the engine runs, so a newly registered one is covered without a change here.
-@pytest.mark.parametrize("name", [type(d).__name__ for d in Engine(Fleet.simple(1)).detectors])
+# Every detector the engine runs with everything on, so a newly registered one is covered
+# without a change here.
+ALL_DETECTORS = [type(d).__name__ for d in Engine(Fleet.simple(1), ALL_ON).detectors]
+
+
+@pytest.mark.parametrize("name", ALL_DETECTORS)
 def test_a_detector_declares_its_state_and_finds_nothing_in_an_empty_batch(engine, sim, name):
     det = detectors(engine)[name]
     others = {f[0] for d in engine.detectors if d is not det for f in (*d.fields, *d.area_fields)}
@@ -48,7 +57,7 @@ def test_a_detector_declares_its_state_and_finds_nothing_in_an_empty_batch(engin
 
 
 def test_every_finding_is_in_the_closed_vocabulary(sim, engine):
-    res = run(sim.readings, sim.fleet, tz=sim.tz, country=sim.country)
+    res = run(sim.readings, sim.fleet, config=ALL_ON, tz=sim.tz, country=sim.country)
     assert res.alerts, "the scenario raises alerts"
     seen = set()
     for a in res.alerts:
@@ -62,7 +71,7 @@ def test_every_finding_is_in_the_closed_vocabulary(sim, engine):
 def test_a_replayed_day_changes_no_state_and_finds_nothing(sim):
     """Read again from the same source messages (as after a restart), a whole day of
     readings is recognised as duplicates: nothing applied, found or changed."""
-    eng = Engine(sim.fleet, tz=sim.tz, country=sim.country)
+    eng = Engine(sim.fleet, ALL_ON, tz=sim.tz, country=sim.country)
     rows, cols = to_columns(sim.readings, sim.fleet)
     st = eng.new_state(len(sim.fleet))
     ast = eng.new_area_state(len(sim.fleet.area_id))
@@ -71,15 +80,16 @@ def test_a_replayed_day_changes_no_state_and_finds_nothing(sim):
     source = np.zeros(int(day.sum()), [("partition", "<i4"), ("offset", "<i8")])
     source["offset"] = np.arange(len(source))
     eng.process(rows[day], cols[day], st, ast, meters, areas, source=source)
-    st_bytes, ast_bytes = st.tobytes(), ast.tobytes()
+    st_bytes, ast_bytes, model_bytes = st.tobytes(), ast.tobytes(), eng.fleet_state()
     again = eng.process(rows[day], cols[day], st, ast, meters, areas, source=source)
+    assert eng.fleet_state() == model_bytes
     assert again.findings == [] and again.applied == 0
     assert again.duplicates == int(day.sum())
     assert st.tobytes() == st_bytes and ast.tobytes() == ast_bytes
 
 
 def test_a_state_round_trip_through_bytes_is_exact_and_carries_on_identically(sim):
-    eng = Engine(sim.fleet, tz=sim.tz, country=sim.country)
+    eng = Engine(sim.fleet, ALL_ON, tz=sim.tz, country=sim.country)
     rows, cols = to_columns(sim.readings, sim.fleet)
     meters, areas = np.arange(len(sim.fleet)), np.arange(len(sim.fleet.area_id))
     st = eng.new_state(len(sim.fleet))
@@ -88,11 +98,14 @@ def test_a_state_round_trip_through_bytes_is_exact_and_carries_on_identically(si
     eng.process(rows[half], cols[half], st, ast, meters, areas)
     st2 = np.frombuffer(st.tobytes(), eng.dtype).copy()
     ast2 = np.frombuffer(ast.tobytes(), eng.area_dtype).copy()
-    assert st2.tobytes() == st.tobytes() and ast2.tobytes() == ast.tobytes()
+    fleet_bytes = eng.fleet_state()  # the fleet-level model's state goes along
+    assert st2.tobytes() == st.tobytes() and ast2.tobytes() == ast.tobytes() and fleet_bytes
     rest = ~half
     a = eng.process(rows[rest], cols[rest], st, ast, meters, areas)
-    b = Engine(sim.fleet, tz=sim.tz, country=sim.country).process(rows[rest], cols[rest], st2,
-                                                                  ast2, meters, areas)
+    eng2 = Engine(sim.fleet, ALL_ON, tz=sim.tz, country=sim.country)
+    eng2.load_fleet_state(fleet_bytes)
+    b = eng2.process(rows[rest], cols[rest], st2, ast2, meters, areas)
     key = lambda f: (f.type, f.subtype, f.action, f.subject, f.start, f.ts)  # noqa: E731
     assert [key(f) for f in a.findings] == [key(f) for f in b.findings] and a.findings
     assert st.tobytes() == st2.tobytes() and ast.tobytes() == ast2.tobytes()
+    assert eng.fleet_state() == eng2.fleet_state()

@@ -1,0 +1,574 @@
+"""Theft as a self-supervised, online, fleet-level model (issue 14, first slice).
+
+Jokar et al. (2016) observed that a customer's own clean days, rewritten by the attack
+functions h1-h6 (:mod:`models.attacks`), are labelled examples of tampering for free.
+Here that happens online and for the whole fleet at once:
+
+1. **Features per meter-day** (:func:`day_features`), once per completed local day, from
+   the state the habit detector already keeps (its usual slot profile, usual and slow
+   reference day, base load, daily spread) plus two numbers of this detector's own (the
+   meter's usual roughness and usual correlation of a day with its profile): the level
+   against the usual day net of the area's peers, the base and minimum load against the
+   usual base, correlation with the usual shape and with the reversed usual shape,
+   flatness, zeroed and constant runs, roughness.
+2. **One fleet-level classifier** (:class:`FleetTheftModel`): river's
+   ``StandardScaler | LogisticRegression``. Each completed day a seeded sample of calm
+   meter-days teaches it as "normal", and the same days rewritten by h1-h6 or a bypass
+   (the meter sees only part of the load) as "tampered". A day's examples are learned
+   in one canonical order when the first meter closes a later day, so the model that
+   scores day d has learned every day before d whatever way the readings were batched:
+   the backtest and an in-order stream build the same model. A per-shape Gaussian
+   model over the same features tells which attack a day resembles.
+3. **Evidence per meter** (:class:`TheftDetector`): the day's log-odds, standardised by
+   the meter's own log-odds on its calm days, feed a one-sided CUSUM. Its decision
+   interval is ``[theft] limit`` (the design half's choice), or with ``limit = 0`` follows
+   from the ``[budget] theft`` false-alarm budget (:func:`models.calibrate.cusum_h` on the
+   meter's own calm days; it under-states real homes' false alarms, whose daily
+   log-odds have heavy tails). Crossing it opens ``theft/consumption_drop``
+   (the days resemble h1-h3 or a bypass) or ``theft/profile_distortion`` (h4-h6), with
+   the attack shape, since when, and the day's indicators.
+
+Everything random is a hash of (seed, day, meter id), so results do not depend on how
+the readings were split into calls. The model's state is :meth:`FleetTheftModel.to_bytes`
+(a deterministic pickle); the stream's persistence of it is a later slice.
+
+>>> import numpy as np
+>>> flat = np.full((1, 48), 0.5)
+>>> usual = np.tile(0.2 + np.sin(np.linspace(0, np.pi, 48)), (1, 1))
+>>> f = day_features(flat, DayRef.simple(usual))
+>>> round(float(f[0, FEATURES.index("flatness")]), 2) < -2
+True
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from models.base import AreaView, Batch, Finding, Fleet, any_
+from models.calibrate import DAYS_PER_YEAR, cusum_h
+from models.config import BudgetConfig, HabitConfig, TheftConfig
+from models.habit.common import _longest_run, _peer_median, _rowcorr
+from models.localtime import SLOTS, LocalCalendar
+
+HOURS_PER_SLOT = 24 / SLOTS
+SHAPES = ("h1", "h2", "h3", "h4", "h5", "h6", "bypass")
+# The alert subtype each shape reports under (the closed vocabulary of models.base).
+SHAPE_SUBTYPE = {"h1": "consumption_drop", "h2": "consumption_drop", "h3": "consumption_drop",
+                 "bypass": "consumption_drop", "h4": "profile_distortion",
+                 "h5": "profile_distortion", "h6": "profile_distortion"}
+SHAPE_WORDS = {"h1": "scaled down", "h2": "hours zeroed", "h3": "each reading scaled down",
+               "h4": "random readings around the mean", "h5": "flattened",
+               "h6": "reversed", "bypass": "part of the load bypassed"}
+FEATURES = ("level", "level_slow", "level_z", "base", "minimum", "shape_cor", "reversed_cor",
+            "reversal_gain", "flatness", "zero_active", "zero_run", "const_run", "roughness",
+            "cor_drop", "peak", "over_base", "autocorr")
+_PAIRS = [(i, j) for i in range(len(FEATURES)) for j in range(i, len(FEATURES))]
+# What the classifiers see: the features and their pairwise products (a quadratic
+# boundary: "lower AND flatter AND below the base load", which a linear one cannot say).
+MODEL_COLUMNS = (*FEATURES, *(f"{FEATURES[i]}*{FEATURES[j]}" for i, j in _PAIRS))
+_PI = np.array([p[0] for p in _PAIRS])
+_PJ = np.array([p[1] for p in _PAIRS])
+N_RAND = 4 + SLOTS  # uniforms per example: shape, h1/bypass factor, h2 start, h2 length, g_t
+_C_KWH = 1.0  # stabiliser of level log ratios (tiny homes), as the habit CUSUM's
+_EPS_KW = 0.04
+
+
+# -- features -----------------------------------------------------------------------------
+
+@dataclass
+class DayRef:
+    """What a day is judged against, per row: the usual slot power for its day type
+    (kW, (k, SLOTS)), the base load (kW), the usual and the slow reference day (kWh),
+    the daily log-ratio spread, the area peers' median level log ratio today, and the
+    meter's usual roughness and day-to-profile correlation."""
+
+    mu: np.ndarray
+    base: np.ndarray
+    lv: np.ndarray
+    tlv: np.ndarray
+    rdev: np.ndarray
+    peer: np.ndarray
+    rough: np.ndarray
+    dcor: np.ndarray
+
+    @classmethod
+    def simple(cls, mu: np.ndarray) -> "DayRef":
+        """A reference from a usual profile alone (tests, examples)."""
+        mu = np.asarray(mu, np.float64)
+        k = len(mu)
+        lv = mu.sum(axis=1) * HOURS_PER_SLOT
+        return cls(mu, mu.min(axis=1), lv, lv, np.full(k, 0.2), np.zeros(k),
+                   _roughness(mu), np.full(k, 0.8))
+
+
+def expand(X: np.ndarray) -> np.ndarray:
+    """Features and their pairwise products: the columns :data:`MODEL_COLUMNS`."""
+    X = np.asarray(X, np.float64)
+    return np.concatenate([X, X[:, _PI] * X[:, _PJ]], axis=1)
+
+
+def _roughness(vec: np.ndarray) -> np.ndarray:
+    """Mean absolute step between half hours, relative to the day's mean power."""
+    return np.abs(np.diff(vec, axis=1)).mean(axis=1) / np.maximum(vec.mean(axis=1), 1e-6)
+
+
+def day_features(vec: np.ndarray, ref: DayRef) -> np.ndarray:
+    """Features of days ``vec`` (kW per half-hour slot, (k, SLOTS)) against ``ref``:
+    one row per day, columns :data:`FEATURES`. Every feature is a ratio or a correlation,
+    so homes of any size share one scale."""
+    vec = np.maximum(np.asarray(vec, np.float64), 0.0)
+    mu = ref.mu
+    E = vec.sum(axis=1) * HOURS_PER_SLOT
+    level = np.log((E + _C_KWH) / (ref.lv + _C_KWH)) - ref.peer
+    slow = np.log((E + _C_KWH) / (ref.tlv + _C_KWH)) - ref.peer
+    z = np.clip(level / np.maximum(1.25 * ref.rdev, 0.12), -6, 6)
+    srt = np.sort(vec, axis=1)
+    q10 = srt[:, SLOTS // 10]
+    base = np.log((q10 + _EPS_KW) / (ref.base + _EPS_KW))
+    minimum = np.log((srt[:, 0] + 0.5 * _EPS_KW) / (ref.base + 0.5 * _EPS_KW))
+    cor = _rowcorr(vec, mu)
+    cor_rev = _rowcorr(vec, mu[:, ::-1])
+    mean = np.maximum(vec.mean(axis=1), 1e-6)
+    cv = vec.std(axis=1) / mean
+    cv_mu = mu.std(axis=1) / np.maximum(mu.mean(axis=1), 1e-6)
+    flat = np.log((cv + 0.02) / (cv_mu + 0.02))
+    active = mu > np.maximum(2 * ref.base[:, None], ref.base[:, None] + 0.1)
+    zero = vec <= 1e-9
+    zero_active = (zero & active).sum(axis=1) / np.maximum(active.sum(axis=1), 1)
+    zero_run = _longest_run(zero) * HOURS_PER_SLOT / 24
+    same = np.abs(np.diff(vec, axis=1)) <= 0.02 * mean[:, None] + 1e-6
+    const_run = _longest_run(same) * HOURS_PER_SLOT / 24
+    rough = np.log((_roughness(vec) + 0.02) / (ref.rough + 0.02))
+    peak = np.log((srt[:, -1] + 0.05) / (mu.max(axis=1) + 0.05))
+    over_base = np.log((E + 0.1) / (ref.base * 24 + 0.1))
+    # Half hours of a real day follow each other (appliances run for a while); factors
+    # drawn per reading (h3, h4) break that.
+    autocorr = _rowcorr(vec[:, :-1], vec[:, 1:])
+    return np.stack([level, slow, z, base, minimum, cor, cor_rev, cor_rev - cor, flat,
+                     zero_active, zero_run, const_run, rough, ref.dcor - cor, peak,
+                     over_base, autocorr], axis=1)
+
+
+# -- self-supervised examples ---------------------------------------------------------------
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-mixed 64-bit hash of each value."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def uniforms(seed: int, day: int, keys: np.ndarray, n: int) -> np.ndarray:
+    """(len(keys), n) uniforms in [0, 1) that depend only on (seed, day, key, column):
+    the same meter-day draws the same numbers whatever call it arrives in."""
+    with np.errstate(over="ignore"):
+        h = _mix64(np.asarray(keys, np.uint64) ^ _mix64(np.uint64(seed) * np.uint64(1_000_003)
+                                                        + np.uint64(day)))
+        cols = _mix64(h[:, None] + np.arange(1, n + 1, dtype=np.uint64)[None, :])
+    return (cols >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def meter_keys(fleet: Fleet, meters: np.ndarray) -> np.ndarray:
+    """A stable key per meter (crc32 of its id): the same in every worker and run."""
+    cache = getattr(fleet, "_theft_keys", None)
+    if cache is None or len(cache) != len(fleet):
+        cache = np.fromiter((zlib.crc32(m.encode()) for m in fleet.meter_id), np.uint64,
+                            len(fleet))
+        fleet._theft_keys = cache  # Fleet is a plain dataclass: a cached derived column
+    return cache[meters]
+
+
+def attacked_days(vec: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each day of ``vec`` rewritten by one attack drawn from ``u`` (:func:`uniforms`,
+    N_RAND columns): (attacked days, index into :data:`SHAPES`). The attacks and their
+    parameter ranges are models.attacks' (h1-h6); ``bypass`` keeps a share U(0.2, 0.6)
+    of the load, as the simulator's bypassed meter."""
+    from models.attacks import HIGH, LOW, MAX_OFF_H, MIN_OFF_H
+
+    k = len(vec)
+    shape = np.minimum((u[:, 0] * len(SHAPES)).astype(np.int64), len(SHAPES) - 1)
+    g = LOW + (HIGH - LOW) * u[:, 4:]
+    mean = vec.mean(axis=1, keepdims=True)
+    a = LOW + (HIGH - LOW) * u[:, 1:2]
+    dur = MIN_OFF_H + (MAX_OFF_H - MIN_OFF_H) * u[:, 3]
+    start = u[:, 2] * (24.0 - dur)
+    i0 = np.round(start / HOURS_PER_SLOT).astype(np.int64)
+    i1 = np.round((start + dur) / HOURS_PER_SLOT).astype(np.int64)
+    t = np.arange(SLOTS)[None, :]
+    window = (t >= i0[:, None]) & (t < i1[:, None])
+    options = np.stack([
+        vec * a,  # h1
+        np.where(window, 0.0, vec),  # h2
+        vec * g,  # h3
+        mean * g,  # h4
+        np.broadcast_to(mean, vec.shape),  # h5
+        vec[:, ::-1],  # h6
+        vec * (0.2 + 0.4 * u[:, 1:2]),  # bypass
+    ])
+    return options[shape, np.arange(k)], shape
+
+
+# -- the fleet-level model -------------------------------------------------------------------
+
+class FleetTheftModel:
+    """The classifiers every meter's days are scored with, and what they learn from.
+
+    river's ``StandardScaler`` over all examples, then one river ``LogisticRegression``
+    per attack shape, each taught that shape's rewritten days against the normal days:
+    one linear model per attack signature (a flattened day and a scaled day move
+    different features, which one linear model for "any attack" would average away).
+    A day's log-odds of tampering is that of the shape it resembles most.
+
+    ``add_examples`` queues a day's labelled examples and ``flush`` learns every queued
+    day before a given one (in order of day, then meter key), so the learning order is
+    canonical. Scoring uses the learned weights as numpy arrays (refreshed at each
+    flush; the same arithmetic as river's ``predict_proba_many``, without a DataFrame
+    per call). ``record`` (a list, off by default) collects every scored
+    (meter, day, log-odds) for offline measurement.
+    """
+
+    VERSION = 1
+
+    def __init__(self, seed: int = 0, *, learning_rate: float = 0.05, l2: float = 1e-4,
+                 minibatch: int = 32, max_examples: int = 1024) -> None:
+        from river import linear_model, optim, preprocessing
+
+        self.seed = int(seed)
+        self.minibatch = int(minibatch)
+        self.max_examples = int(max_examples)
+        self.scaler = preprocessing.StandardScaler()
+        self.clfs = [linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2,
+                                                     intercept_lr=learning_rate)
+                     for _ in SHAPES]
+        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.days_learned = 0
+        self.examples = 0
+        self.record: list | None = None
+        self._refresh()
+
+    # -- scoring ----------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """The learned scaler and weights as arrays, for scoring."""
+        f = list(MODEL_COLUMNS)
+        self._mean = np.array([self.scaler.means.get(c, 0.0) for c in f])
+        self._std = np.array([self.scaler.vars.get(c, 0.0) ** 0.5 for c in f])
+        self._w = np.array([[m.weights.get(c, 0.0) for m in self.clfs] for c in f])
+        self._b = np.array([m.intercept for m in self.clfs])
+
+    def shape_log_odds(self, X: np.ndarray) -> np.ndarray:
+        """(k, len(SHAPES)): log-odds that each day is each attack shape rather than a
+        normal day (0 before any learning)."""
+        Xt = expand(X) - self._mean
+        np.divide(Xt, self._std, where=self._std > 0, out=Xt)
+        return Xt @ self._w + self._b
+
+    def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log-odds of tampering, most likely shape index) per row of features."""
+        if len(X) == 0:
+            return np.zeros(0), np.zeros(0, np.int64)
+        lo = np.clip(self.shape_log_odds(np.asarray(X, np.float64)), -30, 30)
+        best = lo.argmax(axis=1)
+        return lo[np.arange(len(lo)), best], best
+
+    # -- learning ---------------------------------------------------------------------
+    def add_examples(self, day: int, keys: np.ndarray, X: np.ndarray, label: np.ndarray) -> None:
+        """Queue examples of local day ``day``: ``label`` 0 normal, 1 + shape index."""
+        if len(X):
+            self.pending.setdefault(int(day), []).append((np.asarray(keys, np.uint64), X, label))
+
+    def flush(self, before_day: int) -> None:
+        """Learn every queued day before ``before_day``, each in canonical order."""
+        days = sorted(x for x in self.pending if x < before_day)
+        for d in days:
+            parts = self.pending.pop(d)
+            keys = np.concatenate([p[0] for p in parts])
+            X = np.concatenate([p[1] for p in parts])
+            lab = np.concatenate([p[2] for p in parts])
+            order = np.lexsort((lab, keys))
+            if len(order) > self.max_examples:
+                # A big fleet's day teaches a seeded subset: learning costs the same
+                # whatever the fleet's size (chosen from the whole day, so canonical).
+                u = uniforms(self.seed + 1, d, keys[order] * np.uint64(16) + lab[order].astype(np.uint64), 1)
+                order = np.sort(order[np.argsort(u[:, 0], kind="stable")[:self.max_examples]])
+                order = order[np.lexsort((lab[order], keys[order]))]
+            # then shuffled by a hash of the day, so that minibatches mix meters
+            perm = np.argsort(uniforms(self.seed, d, np.arange(len(order), dtype=np.uint64), 1)[:, 0],
+                              kind="stable")
+            self._learn(X[order][perm], lab[order][perm])
+            self.days_learned += 1
+            self.examples += len(order)
+        if days:
+            self._refresh()
+
+    def _learn(self, X: np.ndarray, lab: np.ndarray) -> None:
+        import pandas as pd
+
+        for i in range(0, len(X), self.minibatch):
+            xb = pd.DataFrame(expand(X[i:i + self.minibatch]), columns=list(MODEL_COLUMNS))
+            lb = lab[i:i + self.minibatch]
+            self.scaler.learn_many(xb)
+            xt = self.scaler.transform_many(xb)
+            for k, clf in enumerate(self.clfs):
+                sel = (lb == 0) | (lb == k + 1)
+                if sel.any() and (lb[sel] > 0).any():
+                    clf.learn_many(xt[sel].reset_index(drop=True),
+                                   pd.Series(lb[sel] > 0))
+
+    # -- state ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The whole model (classifier, shape statistics, queued days) as bytes."""
+        rec, self.record = self.record, None
+        try:
+            raw = pickle.dumps((self.VERSION, self.__dict__), protocol=5)
+        finally:
+            self.record = rec
+        # Pickled once more from its own copy: objects the live model happens to share
+        # (interned names) are shared as a loaded copy shares them, so a state that went
+        # through bytes gives the very same bytes again.
+        return pickle.dumps(pickle.loads(raw), protocol=5)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "FleetTheftModel":
+        version, state = pickle.loads(data)
+        if version != cls.VERSION:
+            raise ValueError(f"theft model state version {version}, expected {cls.VERSION}")
+        m = cls.__new__(cls)
+        m.__dict__.update(state)
+        return m
+
+
+# -- the detector ------------------------------------------------------------------------------
+
+def _quiet(vec: np.ndarray, E: np.ndarray, s: np.ndarray, lv: np.ndarray,
+           hc: HabitConfig) -> np.ndarray:
+    """Days at the base load (out, away, asleep), as the habit detector's shape check
+    sees them: no shape to judge and no attack either, since attacks push readings well
+    below the base load where such a day stays at it. Neither scored nor taught."""
+    base = s["h_base"].astype(np.float64)
+    low = np.quantile(vec, 0.1, axis=1)
+    return ((E <= hc.quiet_factor * base * 24 + 0.3) & (E <= 0.6 * lv)
+            & (low >= hc.quiet_low * base))
+
+
+class TheftDetector:
+    """Scores each completed meter-day with the fleet model and accumulates the evidence.
+
+    Runs before the habit detector in the engine, so at a day's close it reads the day
+    habit has just accumulated and habit's profile as it was before that day taught it.
+    """
+
+    fields = (
+        ("t_lm", "<f4"), ("t_ld", "<f4"),  # the meter's calm-day log-odds: mean, abs dev
+        ("t_ln", "<i2"),  # calm days learned into them
+        ("t_rough", "<f4"), ("t_dcor", "<f4"),  # usual roughness, usual day-profile corr
+        ("t_zm", "<f4"), ("t_zv", "<f4"),  # the calm days' capped z: mean, mean square
+        ("t_cu", "<f4"),  # CUSUM of standardised log-odds
+        ("t_run", "<i4"),  # local day ordinal the current run began (0: none)
+        ("t_open", "<u1"), ("t_clr", "<u1"),  # alert open; calm days since
+        ("t_shape", "<f2", (len(SHAPES),)),  # shape posteriors summed over the run
+    )
+    area_fields = ()
+
+    def __init__(self, config: TheftConfig | None = None, calendar: LocalCalendar | None = None,
+                 budget: BudgetConfig | None = None, habit: HabitConfig | None = None,
+                 model: FleetTheftModel | None = None) -> None:
+        self.config = config or TheftConfig()
+        self.calendar = calendar or LocalCalendar()
+        self.budget = budget or BudgetConfig()
+        self.habit = habit or HabitConfig()
+        self.model = model or FleetTheftModel(self.config.seed,
+                                              learning_rate=self.config.learning_rate,
+                                              max_examples=self.config.max_examples)
+
+    def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
+        st["t_ld"] = 1.0
+        st["t_zv"] = 1.0  # a prior of unit spread until the meter's own days say otherwise
+        st["t_rough"] = 0.3
+        st["t_dcor"] = 0.7
+
+    def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
+        pass
+
+    def limits(self, s: np.ndarray) -> tuple[float, np.ndarray]:
+        """CUSUM reference k and each meter's decision interval h, from the budget:
+        chance runs reach h ``budget.theft`` times a year (Siegmund's approximation,
+        :func:`models.calibrate.cusum_h`, for the mean and spread the meter's own calm
+        days' capped z really have: a home whose days often look odd gets a higher h)."""
+        k = self.config.k
+        if self.config.limit > 0:
+            return k, np.full(len(s), self.config.limit)
+        zm = s["t_zm"].astype(np.float64)
+        zsd = np.sqrt(np.maximum(s["t_zv"] - zm * zm, 0.0)).clip(min=0.5)
+        arl = DAYS_PER_YEAR / max(self.budget.theft, 1e-6)
+        return k, zsd * cusum_h(np.maximum(k - zm, 0.05) / zsd, arl)
+
+    def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
+             out: list[Finding]) -> None:
+        if len(batch) == 0:
+            return
+        h_day = st["h_day"]
+        if not any_(h_day > 0):
+            return
+        day = self.calendar.lookup_same(batch.ts, batch.interval_s)[0]
+        roll = (h_day > 0) & (h_day != day)
+        if any_(roll):
+            self._close_days(st, np.flatnonzero(roll), batch, fleet, areas, out)
+
+    # -- day close ------------------------------------------------------------------------
+    def _reference(self, s: np.ndarray, rows: np.ndarray, areas: AreaView,
+                   E: np.ndarray, ok: np.ndarray) -> DayRef:
+        ri = np.arange(len(s))
+        dt = s["h_dtype"].astype(np.int64)
+        lv = s["h_lv"][ri, dt].astype(np.float64)
+        tlv = np.where(s["h_tdays"] > 0, s["h_tlv"], lv).astype(np.float64)
+        lr = np.log((E + _C_KWH) / (lv + _C_KWH))
+        pos = areas.pos[rows] if len(areas.area) else None
+        peer = _peer_median(lr, ok, pos, self.habit.peer_min)
+        return DayRef(s["h_mu"][ri, dt].astype(np.float64), s["h_base"].astype(np.float64), lv,
+                      tlv, s["h_rdev"].astype(np.float64), peer,
+                      s["t_rough"].astype(np.float64), s["t_dcor"].astype(np.float64))
+
+    def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
+                    areas: AreaView, out: list[Finding]) -> None:
+        hc = self.habit
+        s = st[rows]
+        # Every day before the oldest one closing now is complete: learn them first.
+        self.model.flush(int(s["h_day"].min()))
+        complete = s["h_dsec"] >= 0.85 * 86400
+        vec = s["h_dvec"].astype(np.float64) / HOURS_PER_SLOT
+        vec *= np.where(complete, 86400.0 / np.maximum(s["h_dsec"], 1), 1.0)[:, None]
+        E = vec.sum(axis=1) * HOURS_PER_SLOT
+        meters = batch.meter[rows]
+        trusted = ((s["h_ndays"].sum(axis=1) >= hc.min_days) & ~fleet.is_area_meter[meters])
+        ri = np.arange(len(s))
+        lv = s["h_lv"][ri, s["h_dtype"].astype(np.int64)].astype(np.float64)
+        ev = complete & trusted & (lv >= hc.min_home_day_kwh) & ~_quiet(vec, E, s, lv, hc)
+        if not any_(ev):
+            st[rows] = s
+            return
+        ref = self._reference(s, rows, areas, E, ev)
+        X = day_features(vec, ref)
+        lo, best = self.model.score(X)
+        lo = np.where(ev, lo, 0.0)
+        calm = self._evidence(s, rows, batch, X, lo, best, ev, out)
+        self._teach(s, meters, fleet, vec, ref, X, ev & calm)
+        st[rows] = s
+
+    def _evidence(self, s: np.ndarray, rows: np.ndarray, batch: Batch, X: np.ndarray,
+                  lo: np.ndarray, best: np.ndarray, ev: np.ndarray,
+                  out: list[Finding]) -> np.ndarray:
+        """CUSUM on the day's log-odds in the meter's own calm-day spread; open, track
+        and close alerts. Returns the days that are calm (fit to teach as normal)."""
+        cfg = self.config
+        k, h = self.limits(s)
+        ready = ev & (s["t_ln"] >= cfg.min_days)
+        sd = np.maximum(1.25 * s["t_ld"].astype(np.float64), cfg.sd_floor)
+        z = np.clip((lo - s["t_lm"]) / sd, -cfg.z_cap, cfg.z_cap)
+        prev = s["t_cu"].astype(np.float64)
+        cu = np.where(ready, np.maximum(0.0, prev + z - k), prev)
+        day = s["h_day"].astype(np.int64)
+        started = ready & (prev == 0) & (cu > 0)
+        s["t_run"] = np.where(started, day, np.where(cu > 0, s["t_run"], 0))
+        s["t_shape"] = np.where((started | (cu == 0))[:, None], 0, s["t_shape"])
+        # Which shape the run's days resemble: each day's evidence goes to its best shape.
+        in_run = np.flatnonzero(ready & (cu > 0))
+        s["t_shape"][in_run, best[in_run]] = np.minimum(
+            s["t_shape"][in_run, best[in_run]].astype(np.float64) + np.maximum(z[in_run], 0), 6e4)
+        if self.model.record is not None:
+            m = batch.meter[rows]
+            self.model.record.extend(
+                (int(m[j]), int(day[j]), float(lo[j]), float(z[j]) if ready[j] else np.nan,
+                 float(cu[j]), int(best[j]), X[j].tolist()) for j in np.flatnonzero(ev))
+        is_open = s["t_open"] > 0
+        fire = ready & (cu > h) & ~is_open
+        for j in np.flatnonzero(fire):
+            self._open(s, j, rows, batch, X, lo, z, cu, float(h[j]), out)
+        # Open: closes after clear_days calm days in a row (the CUSUM back at zero).
+        s["t_clr"] = np.where(is_open & ready & (z < k), np.minimum(s["t_clr"] + 1, 200),
+                              np.where(is_open & ready, 0, s["t_clr"]))
+        done = is_open & (s["t_clr"] >= cfg.clear_days)
+        for j in np.flatnonzero(done):
+            start = self.calendar.day_start_ts(int(s["t_run"][j]) or int(day[j]))
+            out.append(Finding("theft", self._subtype(s, j), "close", "meter",
+                               int(batch.meter[rows[j]]), start, int(batch.ts[rows[j]]),
+                               "warning", 0.0, {"log_odds": round(float(lo[j]), 2)}))
+            s["t_open"][j], s["t_clr"][j] = 0, 0
+            cu[j] = 0.0
+        s["t_cu"] = np.minimum(cu, h + cfg.z_cap)
+        # The meter's normal: learned on days no run is building and no alert is open.
+        calm = ev & (cu < 0.5 * h) & (s["t_open"] == 0)
+        n = s["t_ln"].astype(np.float64)
+        a = np.where(calm, np.maximum(1.0 / (n + 1), cfg.alpha), 0.0)
+        lm = s["t_lm"].astype(np.float64)
+        resid = np.clip(lo - lm, -3 * sd, 3 * sd) if cfg.clip_learning else lo - lm
+        s["t_lm"] = lm + a * resid
+        s["t_ld"] = s["t_ld"] + a * (np.abs(resid) - s["t_ld"])
+        s["t_ln"] = np.where(calm, np.minimum(n + 1, 30000), n)
+        zc = np.where(calm & ready, z, 0.0)
+        az = np.where(calm & ready, cfg.alpha, 0.0)
+        s["t_zm"] = s["t_zm"] + az * (zc - s["t_zm"])
+        s["t_zv"] = s["t_zv"] + az * (zc * zc - s["t_zv"])
+        return calm
+
+    def _subtype(self, s: np.ndarray, j: int) -> str:
+        return SHAPE_SUBTYPE[SHAPES[int(np.argmax(s["t_shape"][j]))]]
+
+    def _open(self, s, j, rows, batch, X, lo, z, cu, h, out) -> None:
+        votes = s["t_shape"][j].astype(np.float64)
+        shape = SHAPES[int(np.argmax(votes))]
+        since = int(s["t_run"][j]) or int(s["h_day"][j])
+        start = self.calendar.day_start_ts(since)
+        share = votes / max(votes.sum(), 1e-9)
+        risk = float(min(1.0, 0.5 + 0.05 * (cu[j] - h) + 0.1 * max(lo[j], 0)))
+        indicators = {name: round(float(X[j, i]), 3) for i, name in enumerate(FEATURES)}
+        evidence = {"risk": round(risk, 3), "attack_shape": shape,
+                    "attack_shape_words": SHAPE_WORDS[shape],
+                    "shape_shares": {sh: round(float(v), 2) for sh, v in zip(SHAPES, share)},
+                    "since_day": date.fromordinal(since).isoformat(),
+                    "days": int(s["h_day"][j]) - since + 1,
+                    "log_odds": round(float(lo[j]), 2),
+                    "usual_log_odds": round(float(s["t_lm"][j]), 2),
+                    "evidence": round(float(cu[j]), 2), "limit": round(float(h), 2),
+                    "model": "fleet_self_supervised", "indicators": indicators}
+        out.append(Finding("theft", SHAPE_SUBTYPE[shape], "open", "meter",
+                           int(batch.meter[rows[j]]), start, int(batch.ts[rows[j]]), "warning",
+                           risk, evidence))
+        s["t_open"][j], s["t_clr"][j] = 1, 0
+
+    def _teach(self, s: np.ndarray, meters: np.ndarray, fleet: Fleet, vec: np.ndarray,
+               ref: DayRef, X: np.ndarray, calm: np.ndarray) -> None:
+        """A seeded sample of calm days teaches the model as normal, and each of them
+        rewritten by an attack as tampered; calm days also teach the meter's usual
+        roughness and day-to-profile correlation."""
+        cfg = self.config
+        a = np.where(calm, cfg.alpha, 0.0)
+        s["t_rough"] = s["t_rough"] + a * (_roughness(vec) - s["t_rough"])
+        cor = X[:, FEATURES.index("shape_cor")]
+        s["t_dcor"] = s["t_dcor"] + a * (cor - s["t_dcor"])
+        keys = meter_keys(fleet, meters)
+        days = s["h_day"].astype(np.int64)
+        pick = np.flatnonzero(calm)
+        if not len(pick):
+            return
+        for d in np.unique(days[pick]):
+            sel = pick[days[pick] == d]
+            u = uniforms(cfg.seed, int(d), keys[sel], N_RAND + 1)
+            sel = sel[u[:, 0] < cfg.sample_share]
+            if not len(sel):
+                continue
+            u = uniforms(cfg.seed, int(d), keys[sel], N_RAND + 1)[:, 1:]
+            sub = DayRef(*(getattr(ref, f)[sel] for f in DayRef.__dataclass_fields__))
+            xa, shape = attacked_days(vec[sel], u)
+            Xa = day_features(xa, sub)
+            self.model.add_examples(int(d), np.r_[keys[sel], keys[sel]],
+                                    np.r_[X[sel], Xa], np.r_[np.zeros(len(sel), np.int64), 1 + shape])

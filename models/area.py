@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet
+from models.base import AreaView, Batch, BitConditions, Condition, Finding, Fleet
 from models.config import AreaConfig
 from models.localtime import LocalCalendar
 
 
-class AreaDetector:
+class AreaDetector(BitConditions):
+    area_conditions = (
+        Condition("al_open", 0, "theft", "area_loss", "warning"),
+        Condition("ao_open", 0, "outage", "area", "critical"),
+    )
     fields = ()
     area_fields = (
         ("al_day", "<i4"),

@@ -12,7 +12,7 @@ so it serialises with ``tobytes`` and is what the Faust table stores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -223,6 +223,74 @@ class AreaView:
     st: np.ndarray
 
 
+class Condition(NamedTuple):
+    """An alert a detector keeps open in its state: bit ``bit`` of the integer field
+    ``field`` of the meter (or area) record. ``severity`` None: ``critical`` where the
+    same bit of ``crit_field`` is set, else ``warning``."""
+
+    field: str
+    bit: int
+    type: str
+    subtype: str
+    severity: str | None
+    crit_field: str | None = None
+
+
+#: (rows, type, subtype, severity) of alerts open in a state record, as
+#: :meth:`Detector.open_alerts` reports them.
+OpenAlerts = list[tuple[np.ndarray, str, str, str]]
+
+
+def open_by_conditions(rec: np.ndarray, conditions: Iterable[Condition]) -> OpenAlerts:
+    """The rows of ``rec`` with each condition open. Open alerts are rare: only the
+    non-zero flag words are looked at, so a record with nothing open costs one
+    ``flatnonzero`` per field.
+
+    >>> rec = np.zeros(3, [("x_open", "u1"), ("x_crit", "u1")])
+    >>> rec["x_open"] = [0, 2, 2]; rec["x_crit"] = [0, 2, 0]
+    >>> [(r.tolist(), t, s, v) for r, t, s, v in open_by_conditions(
+    ...     rec, [Condition("x_open", 1, "voltage", "sag", None, "x_crit")])]
+    [([1], 'voltage', 'sag', 'critical'), ([2], 'voltage', 'sag', 'warning')]
+    """
+    out: OpenAlerts = []
+    names = rec.dtype.names or ()
+    nz_of: dict[str, np.ndarray] = {}
+    for c in conditions:
+        if c.field not in names:
+            continue
+        if c.field not in nz_of:
+            nz_of[c.field] = np.flatnonzero(rec[c.field])
+        nz = nz_of[c.field]
+        if not len(nz):
+            continue
+        rows = nz[(rec[c.field][nz] & (1 << c.bit)) != 0]
+        if not len(rows):
+            continue
+        if c.severity is not None:
+            out.append((rows, c.type, c.subtype, c.severity))
+            continue
+        crit = (rec[c.crit_field][rows] & (1 << c.bit)) != 0
+        for sel, sev in ((crit, "critical"), (~crit, "warning")):
+            if np.count_nonzero(sel):
+                out.append((rows[sel], c.type, c.subtype, sev))
+    return out
+
+
+class BitConditions:
+    """``open_alerts`` / ``open_area_alerts`` for a detector whose open alerts are the
+    bits its ``conditions`` / ``area_conditions`` declare (none by default: a detector
+    whose findings are one-off points keeps nothing open)."""
+
+    conditions: ClassVar[tuple[Condition, ...]] = ()
+    area_conditions: ClassVar[tuple[Condition, ...]] = ()
+
+    def open_alerts(self, st: np.ndarray) -> OpenAlerts:
+        return open_by_conditions(st, self.conditions)
+
+    def open_area_alerts(self, ast: np.ndarray) -> OpenAlerts:
+        return open_by_conditions(ast, self.area_conditions)
+
+
 class Detector(Protocol):
     """A detector owns some per-meter state fields and turns batches into findings.
 
@@ -231,11 +299,19 @@ class Detector(Protocol):
     record. ``init`` fills fresh rows for new meters (``init_area`` for new areas).
     ``step`` sees meter state rows aligned with the batch and the areas' rows, mutates
     them in place, and appends findings. The engine guarantees each (meter, interval)
-    reaches ``step`` at most once, in time order per meter.
+    reaches ``step`` at most once, in time order per meter. ``open_alerts`` /
+    ``open_area_alerts`` say which of its alerts a meter or area record holds open (the
+    metrics read state through them, never through field names); a detector whose open
+    alerts are bits of a flag field declares them as ``conditions`` /
+    ``area_conditions`` and answers with :func:`open_by_conditions`.
     """
 
     fields: tuple[tuple[str, str], ...]
     area_fields: tuple[tuple[str, str], ...]
+
+    def open_alerts(self, st: np.ndarray) -> OpenAlerts: ...
+
+    def open_area_alerts(self, ast: np.ndarray) -> OpenAlerts: ...
 
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None: ...
 

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.base import AreaView, Batch, Finding, Fleet, any_
+from models.base import AreaView, Batch, BitConditions, Finding, Fleet, any_
 from models.localtime import LocalCalendar
 from models.voltage import INTERRUPTION_PU, SAG_PU, STANDARDS, SWELL_PU
 
@@ -249,7 +249,7 @@ def _slot_fields(p: str, count: str, evc: str) -> tuple[tuple, ...]:
     return ((f"{p}key", "<u4"), (f"{p}cnt", count, (3,)), (f"{p}ev", evc, (EVENT_ROWS,)))
 
 
-class ComplianceDetector:
+class ComplianceDetector(BitConditions):
     """The configured standard's compliance, accumulated per reading.
 
     Per meter (66 bytes): the current and the last completed local period (EN 50160:

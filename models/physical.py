@@ -15,7 +15,7 @@ These need no habit history, so they run from a meter's first reading:
 - ``outage/power_fail``: power-fail / last-gasp flags, closed by the restore flag.
 
 >>> import numpy as np
->>> from models.base import Batch, Fleet, AreaView
+>>> from models.base import BitConditions, Condition, Batch, Fleet, AreaView
 >>> from models.base import compose_dtype
 >>> det = PhysicalDetector()
 >>> st = np.zeros(1, compose_dtype(det.fields))
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, Finding, Fleet,
-                         any_, event_names)
+from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, BitConditions,
+                         Condition, Finding, Fleet, any_, event_names)
 from models.config import PhysicalConfig
 
 MISMATCH, ZERO_V, REVERSE, IMBALANCE, OUTAGE = range(5)
@@ -48,9 +48,16 @@ def _nan_to_num(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), 0.0, x)
 
 
-class PhysicalDetector:
+class PhysicalDetector(BitConditions):
     """Cross-checks of one meter's measurements and its event flags."""
 
+    conditions = (
+        Condition("x_open", MISMATCH, "theft", "energy_mismatch", "warning"),
+        Condition("x_open", ZERO_V, "theft", "zero_with_voltage", "warning"),
+        Condition("x_open", REVERSE, "theft", "reverse_flow", "warning"),
+        Condition("x_open", IMBALANCE, "theft", "current_imbalance", "warning"),
+        Condition("x_open", OUTAGE, "outage", "power_fail", "warning"),
+    )
     fields = (
         ("x_em_run", "<i2"),  # consecutive intervals of energy mismatch
         ("x_zv_run", "<i2"),  # consecutive zero-energy intervals with voltage and current

@@ -49,7 +49,7 @@ from datetime import date
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet, any_
+from models.base import AreaView, Batch, BitConditions, Finding, Fleet, OpenAlerts, any_
 from models.calibrate import DAYS_PER_YEAR, cusum_h
 from models.config import BudgetConfig, HabitConfig, TheftConfig
 from models.habit.common import _longest_run, _peer_median, _rowcorr
@@ -360,7 +360,7 @@ def _quiet(vec: np.ndarray, E: np.ndarray, s: np.ndarray, lv: np.ndarray,
             & (low >= hc.quiet_low * base))
 
 
-class TheftDetector:
+class TheftDetector(BitConditions):
     """Scores each completed meter-day with the fleet model and accumulates the evidence.
 
     Runs before the habit detector in the engine, so at a day's close it reads the day
@@ -519,6 +519,14 @@ class TheftDetector:
         s["t_zm"] = s["t_zm"] + az * (zc - s["t_zm"])
         s["t_zv"] = s["t_zv"] + az * (zc * zc - s["t_zv"])
         return calm
+
+    def open_alerts(self, st: np.ndarray) -> OpenAlerts:
+        """Open model alerts: ``t_open`` rows, by the subtype their likeliest shape has."""
+        rows = np.flatnonzero(st["t_open"])
+        by_sub: dict[str, list[int]] = {}
+        for j in rows.tolist():
+            by_sub.setdefault(self._subtype(st, j), []).append(j)
+        return [(np.array(js), "theft", sub, "warning") for sub, js in sorted(by_sub.items())]
 
     def _subtype(self, s: np.ndarray, j: int) -> str:
         return SHAPE_SUBTYPE[SHAPES[int(np.argmax(s["t_shape"][j]))]]

@@ -23,7 +23,7 @@ feeder's problem: one area-scope finding replaces the meter findings (see
 Example
 -------
 >>> import numpy as np
->>> from models.base import AreaView, Batch, Fleet, compose_dtype
+>>> from models.base import BitConditions, Condition, AreaView, Batch, Fleet, compose_dtype
 >>> fleet = Fleet.simple(3)
 >>> det = VoltageDetector(min_duration_s=900)
 >>> st = np.zeros(3, compose_dtype(det.fields)); det.init(st, fleet, np.arange(3))
@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet, any_
+from models.base import AreaView, Batch, BitConditions, Condition, Finding, Fleet, any_
 
 WEEK_S = 7 * 86400
 
@@ -241,7 +241,7 @@ class Thresholds(NamedTuple):
     swell: float
 
 
-class VoltageDetector:
+class VoltageDetector(BitConditions):
     """Voltage alerts only when someone must act (issue 15), with area roll-up.
 
     A real LV supply dips below 0.9 pu for a minute ~28 times a month and has ~4
@@ -293,6 +293,10 @@ class VoltageDetector:
     swell rarely lifts it past 1.1. An interruption takes precedence.
     """
 
+    conditions = tuple(Condition("v_open", k, "voltage", sub, None, "v_crit")
+                       for k, sub in enumerate(SUBTYPES))
+    area_conditions = tuple(Condition("va_open", k, "voltage", sub, None, "va_crit")
+                            for k, sub in enumerate(SUBTYPES))
     fields: tuple[tuple[str, str], ...] = (
         *_fields("v"),
         ("v_wk", "u2"),  # epoch week of v_wk_out

@@ -37,8 +37,6 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 # The *_created series double the exposition for no dashboard use.
 disable_created_metrics()
 
-from models import habit as _habit  # noqa: E402
-from models import physical as _phys  # noqa: E402
 from models import compliance as _comp  # noqa: E402
 from models import voltage as _volt  # noqa: E402
 from models.base import ALERT_TYPES, SEVERITIES  # noqa: E402
@@ -144,75 +142,29 @@ class AreaLabels:
         return OTHER
 
 
-# -- open conditions in detector state -------------------------------------------------
-# Where each detector keeps its open conditions, and what alert each one is. Severity
-# None: read from the voltage detector's critical bits. Constants come from the detector
-# modules, so a renumbering follows; tests/dashboards/test_metrics.py checks these against
-# the alerts the engine actually opens and closes.
-_V_SUB = _volt.SUBTYPES
-METER_CONDITIONS: tuple[tuple[str, int, str, str, str | None], ...] = (
-    ("x_open", _phys.MISMATCH, "theft", "energy_mismatch", "warning"),
-    ("x_open", _phys.ZERO_V, "theft", "zero_with_voltage", "warning"),
-    ("x_open", _phys.REVERSE, "theft", "reverse_flow", "warning"),
-    ("x_open", _phys.IMBALANCE, "theft", "current_imbalance", "warning"),
-    ("x_open", _phys.OUTAGE, "outage", "power_fail", "warning"),
-    ("h_open", _habit.SURGE_I, "surge", "interval", "warning"),
-    ("h_open", _habit.SURGE_D, "surge", "daily", "warning"),
-    ("h_open", _habit.BILL, "surge", "bill_projection", "info"),
-    ("h_open", _habit.DROP, "theft", "consumption_drop", "warning"),
-    ("h_open", _habit.FALL, "habit_change", "decrease", "info"),
-    ("h_open", _habit.DISTORT, "theft", "profile_distortion", "warning"),
-    ("h_open", _habit.INACT, "inactivity", "care", "critical"),
-    ("h_open", _habit.VACANT, "habit_change", "vacancy", "info"),
-    *(("v_open", k, "voltage", s, None) for k, s in enumerate(_V_SUB)),
-)
-AREA_CONDITIONS: tuple[tuple[str, int, str, str, str | None], ...] = (
-    ("al_open", 0, "theft", "area_loss", "warning"),
-    ("ao_open", 0, "outage", "area", "critical"),
-    *(("va_open", k, "voltage", s, None) for k, s in enumerate(_V_SUB)),
-)
+# -- open alerts in detector state ---------------------------------------------------------
+# Read through each detector's contract (open_alerts / open_area_alerts), never through
+# its field names: a detector that renumbers its bits, or a new one, is counted as it
+# says. tests/dashboards/test_metrics.py checks the counts against the alerts the engine
+# actually opens and closes.
 THEFT_INDICATORS = ALERT_TYPES["theft"]
-_CRIT = {"v_open": "v_crit", "va_open": "va_crit"}
 
 
-def _by_field(conditions) -> dict[str, list[tuple[int, str, str, str | None]]]:
-    out: dict[str, list] = {}
-    for fld, bit, typ, sub, sev in conditions:
-        out.setdefault(fld, []).append((1 << bit, typ, sub, sev))
-    return out
-
-
-_METER_BY_FIELD = _by_field(METER_CONDITIONS)
-_AREA_BY_FIELD = _by_field(AREA_CONDITIONS)
-
-
-def _count_open(rec: np.ndarray, by_field, skip: frozenset | set = frozenset()
-                ) -> tuple[_Counter, int]:
-    """Open conditions of state rows ``rec`` by (type, subtype, severity), and how many
-    rows have a theft condition open. Open conditions are rare: only the non-zero flag
-    words are looked at, so an area with nothing open costs one ``flatnonzero`` per field."""
+def _count_open(detectors, rec: np.ndarray, ast: np.ndarray,
+                skip: frozenset | set = frozenset()) -> tuple[_Counter, int]:
+    """Open alerts of an area's meter rows ``rec`` (less ``skip``) and of its area record
+    ``ast``, by (type, subtype, severity), and how many meters have a theft alert open."""
     counts: _Counter = _Counter()
     theft_rows: set[int] = set()
-    names = rec.dtype.names or ()
-    for fld, conds in by_field.items():
-        if fld not in names:
-            continue
-        col = rec[fld]
-        if not col.any():
-            continue
-        nz = col.nonzero()[0]
-        words = col[nz].tolist()
-        crit = rec[_CRIT[fld]][nz].tolist() if fld in _CRIT else None
-        rows = nz.tolist()
-        for mask, typ, sub, sev in conds:
+    for d in detectors:
+        for rows, typ, sub, sev in d.open_alerts(rec):
             if (typ, sub) in skip:
                 continue
-            for k, w in enumerate(words):
-                if w & mask:
-                    s = sev if sev is not None else ("critical" if crit[k] & mask else "warning")
-                    counts[(typ, sub, s)] += 1
-                    if typ == "theft":
-                        theft_rows.add(rows[k])
+            counts[(typ, sub, sev)] += len(rows)
+            if typ == "theft":
+                theft_rows.update(rows.tolist())
+        for rows, typ, sub, sev in d.open_area_alerts(ast):
+            counts[(typ, sub, sev)] += len(rows)
     return counts, len(theft_rows)
 
 
@@ -630,8 +582,7 @@ class AreaMetrics:
             ao = "ao_open" in names and bool(ast["ao_open"][0])
             # During an area outage the meters' own power_fail alerts are folded into it.
             skip = {("outage", "power_fail")} if ao else frozenset()
-            counts, st.theft_meters = _count_open(rec, _METER_BY_FIELD, skip)
-            counts.update(_count_open(ast, _AREA_BY_FIELD)[0])
+            counts, st.theft_meters = _count_open(self.engine.detectors, rec, ast, skip)
             st.open = counts
             st.theft_open = _Counter({s: n for (t, s, _), n in counts.items() if t == "theft"})
         AREAS.put(area_id, st)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import AreaView, Batch, Finding, Fleet, any_
+from models.base import AreaView, Batch, BitConditions, Condition, Finding, Fleet, any_
 from models.config import BudgetConfig, HabitConfig
 from models.habit.bill import BillFamily
 from models.habit.care import CareFamily
-from models.habit.common import HOURS_PER_SLOT, N_COND, SEED_PROFILE, DayClose, Lifecycle, _iso_day
+from models.habit.common import (BILL, DISTORT, DROP, FALL, HOURS_PER_SLOT, INACT, N_COND,
+                                 SEED_PROFILE, SURGE_D, SURGE_I, VACANT, DayClose, Lifecycle,
+                                 _iso_day)
 from models.habit.drop import DropFamily
 from models.habit.level import LevelFamily
 from models.habit.newload import NewLoadFamily
@@ -35,7 +37,7 @@ from models.habit.vacancy import VacancyFamily
 from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
 
 
-class HabitDetector(Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFamily,
+class HabitDetector(BitConditions, Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFamily,
                     ShapeFamily, LevelFamily, VacancyFamily, DropFamily, BillFamily):
     """Per-meter usage profile and the habit-based detectors built on it.
 
@@ -50,6 +52,16 @@ class HabitDetector(Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFa
         (:class:`models.config.BudgetConfig`).
     """
 
+    conditions = (
+        Condition("h_open", SURGE_I, "surge", "interval", "warning"),
+        Condition("h_open", SURGE_D, "surge", "daily", "warning"),
+        Condition("h_open", BILL, "surge", "bill_projection", "info"),
+        Condition("h_open", DROP, "theft", "consumption_drop", "warning"),
+        Condition("h_open", FALL, "habit_change", "decrease", "info"),
+        Condition("h_open", DISTORT, "theft", "profile_distortion", "warning"),
+        Condition("h_open", INACT, "inactivity", "care", "critical"),
+        Condition("h_open", VACANT, "habit_change", "vacancy", "info"),
+    )
     fields = (
         ("h_mu", "<f4", (2, SLOTS)),  # usual power kW per day type and slot
         ("h_dev", "<f4", (2, SLOTS)),  # mean absolute deviation of that power

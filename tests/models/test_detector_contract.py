@@ -68,6 +68,35 @@ def test_every_finding_is_in_the_closed_vocabulary(sim, engine):
     assert {"theft", "voltage"} <= seen
 
 
+@pytest.mark.parametrize("name", ALL_DETECTORS)
+def test_a_detector_says_which_alerts_its_state_holds_open_from_its_own_fields(engine, name):
+    det = detectors(engine)[name]
+    for conds, group in ((det.conditions, det.fields), (det.area_conditions, det.area_fields)):
+        own = {f[0] for f in group}
+        for c in conds:
+            assert c.field in own and (c.crit_field is None or c.crit_field in own)
+            assert c.subtype in ALERT_TYPES[c.type]
+    empty = np.zeros(3, compose_dtype(det.fields))
+    assert det.open_alerts(empty) == [] and det.open_area_alerts(
+        np.zeros(1, compose_dtype(det.area_fields))) == []
+
+
+def test_the_open_alerts_the_state_holds_are_those_opened_and_not_closed(sim):
+    """After a run, what the detectors report open (through their contract, as the
+    metrics read it) is each meter's alerts opened and not yet closed."""
+    eng = Engine(sim.fleet, ALL_ON, tz=sim.tz, country=sim.country)
+    res = run(sim.readings, sim.fleet, config=ALL_ON, tz=sim.tz, country=sim.country,
+              engine=eng)
+    last: dict = {}
+    for a in res.alerts:
+        if a["scope"] == "meter" and a["status"] in ("open", "closed"):
+            last[(a["meter_id"], a["type"], a["subtype"])] = a["status"]
+    want = {k for k, v in last.items() if v == "open"}
+    got = {(sim.fleet.meter_id[int(j)], t, s) for d in eng.detectors
+           for rows, t, s, _ in d.open_alerts(res.state) for j in rows}
+    assert got == want and want
+
+
 def test_a_replayed_day_changes_no_state_and_finds_nothing(sim):
     """Read again from the same source messages (as after a restart), a whole day of
     readings is recognised as duplicates: nothing applied, found or changed."""

@@ -74,7 +74,12 @@ def _simulator(args, start: datetime):
     sim = FleetSimulator(n_customers=args.customers, n_areas=args.areas, seed=args.seed,
                          start=start, interval_s=args.interval, bad_rate=args.bad_rate)
     if args.scenario_rate > 0:
-        sim.random_scenario(rate=args.scenario_rate, days=max(int(args.days), 1))
+        # Anomalies judged against learnt habits start once the habits are learnt: one
+        # injected before then is a miss by design, not a finding about the detectors.
+        from models.config import HabitConfig
+
+        sim.random_scenario(rate=args.scenario_rate, days=max(int(args.days), 1),
+                            warmup_days=HabitConfig().min_days + 1)
     return sim
 
 

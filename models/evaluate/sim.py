@@ -536,13 +536,15 @@ class FleetSimulator:
         return inj
 
     def random_scenario(self, rate: float = 0.05, rng: np.random.Generator | None = None, *,
-                        days: int = 14) -> list[Injection]:
+                        days: int = 14, warmup_days: int | None = None) -> list[Injection]:
         """Schedule a random mix of anomalies over the first ``days`` days.
 
         About ``rate`` of the customers get one meter-level anomaly each, and each area
         gets ``rate * days / 7`` area-level voltage/outage events on average. Lasting
         changes (habits, theft) start at a local midnight after a warm-up of ~40% of the
-        horizon, so detectors have a baseline to learn first.
+        horizon, so detectors have a baseline to learn first; with ``warmup_days`` (the
+        demo passes the habit detectors' learning period) those and the surges, which
+        are judged against the learnt habits too, start only after it.
 
         >>> sim = FleetSimulator(n_customers=200, n_areas=4, seed=0)
         >>> injs = sim.random_scenario(0.1, days=14)
@@ -565,6 +567,9 @@ class FleetSimulator:
         out: list[Injection] = []
         midnights = [self._local_midnight_after(d) for d in range(days + 1)]
         warm = min(max(3, int(0.4 * days)), max(days - 2, 0))
+        if warmup_days is not None:
+            warm = min(max(warm, warmup_days), max(days - 2, 0))
+        habit_judged = warmup_days is not None
         k = rng.binomial(n, min(rate, 1.0))
         for i in np.sort(rng.choice(n, size=k, replace=False)):
             kind = str(rng.choice(kinds, p=w / w.sum()))
@@ -574,10 +579,16 @@ class FleetSimulator:
                 kind = "bypass"
             if kind == "current_imbalance" and self.three[i]:
                 kind = "bypass"
+            # With a warm-up, an anomaly also ends its recall window (7 days for lasting
+            # changes, 2 for surges) before the data ends, or finding it is not possible.
             if kind in lasting or kind == "surge_daily":
-                lo = warm if kind != "vacancy" else max(1, days - 16)
-                d = int(rng.integers(lo, max(lo + 1, days - 1)))
+                lo = warm if kind != "vacancy" or habit_judged else max(1, days - 16)
+                hi = days - 1 - (0 if not habit_judged else 7 if kind in lasting else 2)
+                d = int(rng.integers(lo, max(lo + 1, hi)))
                 t0 = midnights[min(d, days)]
+            elif habit_judged and kind in ("surge_interval", "inactivity"):
+                d = int(rng.integers(warm, max(warm + 1, days - 3)))
+                t0 = midnights[min(d, days)] + int(rng.integers(0, 86400 // dt)) * dt
             else:
                 t0 = self._t_start + int(rng.integers(86400 // dt if days > 1 else 0,
                                                       days * 86400 // dt)) * dt

@@ -444,6 +444,23 @@ def test_random_scenario_schedules_a_reproducible_mix():
     assert min(lasting) >= t0 + 3 * 86400  # after a warm-up
 
 
+def test_with_a_habit_warm_up_every_anomaly_judged_against_habits_starts_after_it():
+    """The demo's scenario: surges, habit changes, theft and care inactivity are judged
+    against habits learnt over the first 14 days, so none is injected before day 15."""
+    sim = FleetSimulator(n_customers=500, n_areas=5, seed=2)
+    injs = sim.random_scenario(0.3, days=30, warmup_days=15)
+    judged = [j for j in injs if j.kind not in ("tamper", "outage", "comm_gap", "undervoltage",
+                                                "overvoltage", "sag", "swell", "interruption")]
+    assert {"surge_interval", "surge_daily", "habit_increase"} <= {j.kind for j in judged}
+    assert min(j.start for j in judged) >= sim._t_start + 15 * 86400 - 86400 // 2
+    # ... and early enough for their recall window (a week for lasting ones) to end in
+    # the data.
+    lasting = [j for j in judged if j.kind in ("habit_increase", "habit_decrease", "bypass")]
+    assert max(j.start for j in lasting) <= sim._t_start + 23 * 86400
+    early = [j for j in injs if j.start < sim._t_start + 15 * 86400]
+    assert early and all(j.kind not in {k.kind for k in judged} for j in early)
+
+
 # -- bad input --------------------------------------------------------------------------
 
 def test_bad_input_classes_appear_at_roughly_the_chosen_rate():

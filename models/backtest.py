@@ -219,8 +219,8 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
     """Run every detector over ``df`` in time order; alerts as dicts, in emission order.
 
     ``weather`` (from :func:`load_weather`): hourly temperature per area, applied in
-    time order with the readings (each engine call's readings after the samples stamped
-    before its last reading). ``chunk_s`` / ``chunk_rows`` bound one engine call (time span, readings); they change
+    time order with the readings (a sample before the readings stamped after it; calls
+    are cut at every sample). ``chunk_s`` / ``chunk_rows`` bound one engine call (time span, readings); they change
     the speed, not the result."""
     t0 = time.perf_counter()
     eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard)
@@ -243,6 +243,11 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         cut = starts[np.minimum(np.searchsorted(starts, np.arange(chunk_rows, len(ts), chunk_rows)),
                                 len(starts) - 1)]
         bounds = np.unique(np.r_[bounds, cut])
+    if weather is not None and len(weather):
+        # Calls never span a weather sample: each hour's temperature goes in before the
+        # readings after it, as the stream applies them, however the rest is sliced.
+        wcut = np.searchsorted(ts, np.unique(weather["ts"].to_numpy()), side="right")
+        bounds = np.unique(np.r_[bounds, wcut[(wcut > 0) & (wcut < len(ts))]])
     w_next = 0
     for g in range(len(bounds) - 1):
         a, b = bounds[g], bounds[g + 1]

@@ -200,7 +200,7 @@ def cmd_replay(args) -> None:
 def cmd_backtest(args) -> None:
     import msgspec
 
-    from models.backtest import load_readings, run, synthetic_fleet
+    from models.backtest import load_readings, load_weather, run, synthetic_fleet
     from models.config import ConfigError, load_config
     from stream.registry import Registry, RegistryError
 
@@ -210,11 +210,12 @@ def cmd_backtest(args) -> None:
         df = load_readings(args.readings, tz=args.tz, ts_mark=args.ts_mark)
         fleet = (Registry.load(args.registry).fleet if args.registry
                  else synthetic_fleet(df["meter_id"].unique()))
+        weather = load_weather(args.weather, fleet, tz=args.tz) if args.weather else None
     except (ConfigError, RegistryError, ValueError) as e:
         sys.exit(f"meterwatch backtest: {e}")
     tz = args.local_tz or args.tz or s.timezone
     res = run(df, fleet, config=cfg, tz=tz, country=args.country or s.holidays_country or None,
-              voltage_standard=args.standard or s.voltage_standard)
+              voltage_standard=args.standard or s.voltage_standard, weather=weather)
     from models.alerts import enc_hook
 
     enc = msgspec.json.Encoder(enc_hook=enc_hook)
@@ -577,6 +578,8 @@ def _add_backtest(sub) -> None:
     b.add_argument("--country")
     b.add_argument("--standard")
     b.add_argument("--ts-mark", choices=("start", "end"), default="end")
+    b.add_argument("--weather", help="hourly temperature per area, CSV: area_id, ts, "
+                   "temperature_c (what a worker reads from METERWATCH_WEATHER_TOPIC)")
     b.set_defaults(func=_run_core)
 
 

@@ -606,8 +606,8 @@ def _apply_runs(processor, values: list[bytes], srcs: list, state):
     res, moved = ProcessResult(), False
     for weather, vals, _ in runs:
         if weather:
-            applied, stale, dup = apply_weather(processor, vals, state)
-            M.readings_duplicate.inc(dup)
+            # A replayed or stale sample changes nothing (stale, dup: not written).
+            applied, _stale, _dup = apply_weather(processor, vals, state)
             moved = moved or applied > 0
             continue
         r = processor.handle_many(vals, state)

@@ -2,7 +2,8 @@
 
 Each area record keeps the local day being accumulated (sum of its hourly samples and a
 bitmask of the hours seen, so a redelivered or resent sample is recognised and counts
-once), and the last finished day: its mean temperature and degree-days. The habit level test (:mod:`models.habit.weather`) reads
+once), the last finished day's mean temperature, and the degree-days of the last
+``KEEP_DAYS`` finished days. The habit level test (:mod:`models.habit.weather`) reads
 that to take the meter's own temperature response out of the day's ratio.
 
 Degree-days follow the UK Met Office / CIBSE TM41 convention: heating degree-days below
@@ -34,13 +35,18 @@ HDD_BASE_C = 15.5  # UK Met Office / CIBSE TM41 heating base
 CDD_BASE_C = 22.0  # CIBSE cooling base
 MIN_HOURS = 18  # hours of a local day needed for its mean to stand for the day
 
+# Finished days kept per area: a feed running ahead of the readings (a backlog whose
+# temperatures were read first) still has each day's figure when its meters close it.
+KEEP_DAYS = 8
+
 WEATHER_AREA_FIELDS = (
     ("wa_day", "<i4"),  # local day ordinal being accumulated (0: none)
     ("wa_hours", "<u4"),  # bit h: local hour h of that day seen
     ("wa_sum", "<f4"),  # sum of its hourly temperatures (degC)
     ("wa_pday", "<i4"),  # the last finished day (0: none)
     ("wa_pmean", "<f4"),  # its mean temperature (degC)
-    ("wa_pdd", "<f4"),  # its degree-days
+    ("wa_ddday", "<i4", (KEEP_DAYS,)),  # finished days by ordinal % KEEP_DAYS ...
+    ("wa_dd", "<f4", (KEEP_DAYS,)),  # ... and their degree-days
 )
 
 
@@ -94,8 +100,10 @@ class AreaWeather:
         if rec["wa_day"][0] <= 0 or n < MIN_HOURS:
             return
         mean = float(rec["wa_sum"][0]) / n
-        rec["wa_pday"], rec["wa_pmean"] = rec["wa_day"][0], mean
-        rec["wa_pdd"] = degree_days(np.array([mean]))[0]
+        day = int(rec["wa_day"][0])
+        rec["wa_pday"], rec["wa_pmean"] = day, mean
+        rec["wa_ddday"][0, day % KEEP_DAYS] = day
+        rec["wa_dd"][0, day % KEEP_DAYS] = degree_days(np.array([mean]))[0]
 
 
 def day_degree_days(ast: np.ndarray, apos: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -103,11 +111,12 @@ def day_degree_days(ast: np.ndarray, apos: np.ndarray, day: np.ndarray) -> np.nd
     ``apos``); NaN where the area has no mean temperature for that day (no feed, or
     too few hours seen)."""
     out = np.full(len(day), np.nan)
-    if len(day) == 0 or "wa_pday" not in (ast.dtype.names or ()):
+    if len(day) == 0 or "wa_ddday" not in (ast.dtype.names or ()):
         return out
     rec = ast[apos]
-    fin = rec["wa_pday"] == day
-    out[fin] = rec["wa_pdd"][fin].astype(np.float64)
+    k = (np.asarray(day, np.int64) % KEEP_DAYS)[:, None]
+    fin = np.take_along_axis(rec["wa_ddday"], k, axis=1)[:, 0] == day
+    out[fin] = np.take_along_axis(rec["wa_dd"], k, axis=1)[fin, 0].astype(np.float64)
     # The day being accumulated, when a meter closes it before the next day's first
     # sample arrives: its mean so far, if enough hours are in.
     hours = np.array([int(x).bit_count() for x in rec["wa_hours"].tolist()], np.int64)

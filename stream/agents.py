@@ -16,12 +16,13 @@ import logging
 import time
 import traceback
 from collections import deque
+from itertools import groupby
 
 import msgspec
 
 from stream import metrics as M
 from stream.app import MAX_MESSAGE_BYTES, Runtime, heartbeat_interval_s, instance_id
-from stream.processing import SourceMessage
+from stream.processing import IngestResult, SourceMessage
 from stream.registry import RegistryError
 from stream.weather import apply_weather, ingest_weather, runs_by_kind
 
@@ -74,12 +75,30 @@ def _stopping(app, exc: BaseException) -> bool:
 
 
 def _ingest(ingestor, msgs: list[SourceMessage]):
-    """One poll's result: readings and, from the weather topic, temperature samples."""
+    """One poll's result: readings and, from the weather topic, temperature samples,
+    their by-area messages in the order they were produced (a backlog poll holds many
+    hours: each hour's temperature must reach its area before the readings after it)."""
     wt = ingestor.settings.weather_topic
     if not wt or not any(m.topic == wt for m in msgs):
         return ingestor.handle(msgs)
-    res = ingestor.handle([m for m in msgs if m.topic != wt])
-    ingest_weather(ingestor, [m for m in msgs if m.topic == wt], res)
+    # Producer time, a sample first at a tie (it stands for the hour it starts).
+    ordered = sorted(msgs, key=lambda m: (m.timestamp_ms, m.topic != wt))
+    res = None
+    for weather, run in groupby(ordered, key=lambda m: m.topic == wt):
+        run = list(run)
+        if weather:
+            res = res or IngestResult()
+            ingest_weather(ingestor, run, res)
+            continue
+        r = ingestor.handle(run)
+        if res is None:
+            res = r
+        else:
+            res.area_batches += r.area_batches
+            res.rejected += r.rejected
+            res.readings += r.readings
+            res.valid += r.valid
+            res.reject_reasons.update(r.reject_reasons)
     return res
 
 

@@ -38,7 +38,7 @@ class WeatherFamily:
         """Per row, the day's degree-days less the reference's (NaN: unknown); None when
         no row's area has a temperature for its day (then nothing here runs). Keeps
         the day's degree-days for :meth:`_weather_follow_ref`."""
-        if not len(d.areas.area) or "wa_pday" not in (d.areas.st.dtype.names or ()):
+        if not len(d.areas.area) or "wa_ddday" not in (d.areas.st.dtype.names or ()):
             return None
         dd = day_degree_days(d.areas.st, d.areas.pos[d.rows], d.day)
         if not np.isfinite(dd).any():

@@ -69,3 +69,13 @@ def test_the_day_being_accumulated_counts_once_enough_hours_are_in():
     eng.apply_weather(np.zeros(len(ts), np.int64), ts, t, ast, areas)
     d0 = eng.calendar.lookup(np.array([DAY0 + 1]), np.array([1]))[0]
     assert day_degree_days(ast, np.array([0]), d0)[0] == pytest.approx(10.5)
+
+
+def test_a_feed_a_week_ahead_of_the_readings_still_has_each_days_figure():
+    eng, ast, areas = engine_and_area()
+    for day, t in enumerate([0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 3.0]):
+        ts, temps = hours(day, np.full(24, t))
+        eng.apply_weather(np.zeros(24, np.int64), ts, temps, ast, areas)
+    days = eng.calendar.lookup(DAY0 + 1 + 86400 * np.arange(6), np.ones(6, np.int64))[0]
+    got = day_degree_days(ast, np.zeros(6, np.int64), days)
+    assert got.tolist() == pytest.approx([15.5, 10.5, 5.5, 0.5, 0.0, 3.0])

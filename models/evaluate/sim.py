@@ -867,9 +867,14 @@ class FleetSimulator:
         enc = msgspec.json.encode
         weather = self.iter_weather(days, until)
         nxt = next(weather, None)
+        now = self._t_start  # the simulated time reached, from the messages' readings
         for key, value in self.iter_messages(days, until):
             t = _first_ts(value)
-            while nxt is not None and t is not None and nxt[1] < t:
+            # Time moves an interval at a time: a reading stamped far ahead is bad input
+            # (a corrupted clock), not the time the feed has reached.
+            if t is not None and now < t <= now + 3600:
+                now = t
+            while nxt is not None and nxt[1] < now:
                 aid, ts, temp = nxt
                 yield "weather", aid.encode(), enc({
                     "area_id": aid, "ts": datetime.fromtimestamp(ts, self.tz).isoformat(),

@@ -2,8 +2,8 @@
 
 Each area record keeps the local day being accumulated (sum of its hourly samples and a
 bitmask of the hours seen, so a redelivered or resent sample is recognised and counts
-once), the last finished day's mean temperature, and the degree-days of the last
-``KEEP_DAYS`` finished days. The habit level test (:mod:`models.habit.weather`) reads
+once), the last finished day's mean temperature, the degree-days of the last
+``KEEP_DAYS`` finished days, and of the last few (EW). The habit level test (:mod:`models.habit.weather`) reads
 that to take the meter's own temperature response out of the day's ratio.
 
 Degree-days follow the UK Met Office / CIBSE TM41 convention: heating degree-days below
@@ -47,7 +47,11 @@ WEATHER_AREA_FIELDS = (
     ("wa_pmean", "<f4"),  # its mean temperature (degC)
     ("wa_ddday", "<i4", (KEEP_DAYS,)),  # finished days by ordinal % KEEP_DAYS ...
     ("wa_dd", "<f4", (KEEP_DAYS,)),  # ... and their degree-days
+    ("wa_ddr", "<f4"),  # the last few finished days' degree-days (EW, RECENT_ALPHA)
 )
+# Weight of the newest day in wa_ddr: the theft test's recent level's own
+# (HabitConfig.drop_alpha), so both see the same few days.
+RECENT_ALPHA = 0.4
 
 
 def degree_days(mean_c: np.ndarray) -> np.ndarray:
@@ -101,9 +105,12 @@ class AreaWeather:
             return
         mean = float(rec["wa_sum"][0]) / n
         day = int(rec["wa_day"][0])
+        dd = degree_days(np.array([mean]))[0]
+        first = rec["wa_pday"][0] == 0
         rec["wa_pday"], rec["wa_pmean"] = day, mean
         rec["wa_ddday"][0, day % KEEP_DAYS] = day
-        rec["wa_dd"][0, day % KEEP_DAYS] = degree_days(np.array([mean]))[0]
+        rec["wa_dd"][0, day % KEEP_DAYS] = dd
+        rec["wa_ddr"] = dd if first else rec["wa_ddr"][0] + RECENT_ALPHA * (dd - rec["wa_ddr"][0])
 
 
 def day_degree_days(ast: np.ndarray, apos: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -124,3 +131,8 @@ def day_degree_days(ast: np.ndarray, apos: np.ndarray, day: np.ndarray) -> np.nd
     if acc.any():
         out[acc] = degree_days(rec["wa_sum"][acc].astype(np.float64) / hours[acc])
     return out
+
+
+def recent_degree_days(ast: np.ndarray, apos: np.ndarray) -> np.ndarray:
+    """Per row: its area's degree-days of the last few finished days (EW)."""
+    return ast["wa_ddr"][apos].astype(np.float64)

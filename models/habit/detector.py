@@ -141,7 +141,7 @@ class HabitDetector(Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFa
         st["h_cordev"] = 0.2
         st["h_rdev"] = 0.3
         st["h_shift"] = 0
-        st["hw_dd0"] = -1.0  # no day with a temperature yet
+        st["hw_dd0"] = st["hw_ddt"] = -1.0  # no day with a temperature yet
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
         pass

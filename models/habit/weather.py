@@ -13,7 +13,12 @@ response is known by the time habits are judged. The level test then judges
 ``r - b * x``. Days without a temperature, and areas without a feed, are judged as
 before: without a weather feed every result is the same as without this module.
 
-State: ``hw_sxx``, ``hw_sxy``, ``hw_dd0`` (12 bytes per meter).
+The theft test's fall in use (:mod:`models.habit.drop`: the recent days against its own
+slow reference) is taken net of the same response: the area's recent degree-days against
+those its reference learned from (``hw_ddt``, at that reference's pace) times ``b``; a
+heated home's spring is not a slowed meter.
+
+State: ``hw_sxx``, ``hw_sxy``, ``hw_dd0``, ``hw_ddt`` (16 bytes per meter).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.habit.common import DayClose, _peer_median
-from models.weather import day_degree_days
+from models.weather import day_degree_days, recent_degree_days
 
 ALPHA = 0.1  # per learning day: about ten days' memory, follows the season
 S0 = 1.0  # degree-days^2: shrinks the slope while the weather has hardly varied
@@ -31,8 +36,9 @@ B_MAX = 0.2  # log ratio per degree-day: a home's use at most ~doubles over 3.5 
 class WeatherFamily:
     """Mixin of :class:`models.habit.HabitDetector`: the temperature-adjusted level ratio."""
 
-    # hw_dd0 < 0: no day with a temperature learned yet (set by init).
-    weather_fields = (("hw_sxx", "<f4"), ("hw_sxy", "<f4"), ("hw_dd0", "<f4"))
+    # hw_dd0 / hw_ddt < 0: no day with a temperature learned yet (set by init).
+    weather_fields = (("hw_sxx", "<f4"), ("hw_sxy", "<f4"), ("hw_dd0", "<f4"),
+                      ("hw_ddt", "<f4"))
 
     def _weather_anomaly(self, d: DayClose) -> np.ndarray | None:
         """Per row, the day's degree-days less the reference's (NaN: unknown); None when
@@ -96,3 +102,25 @@ class WeatherFamily:
         """The meter's log-ratio response per degree-day, as learned before today."""
         b = s["hw_sxy"].astype(np.float64) / (s["hw_sxx"].astype(np.float64) + S0)
         return np.clip(b, -B_MAX, B_MAX)
+
+    def _weather_drop(self, d: DayClose) -> None:
+        """Take the response out of the theft test's recent level against its reference
+        (``found["drop"]["lr_adj"]``), where the area has a temperature for the day."""
+        if d.found.get("weather_day_dd") is None:
+            return
+        base = d.s["hw_ddt"].astype(np.float64)
+        ddr = recent_degree_days(d.areas.st, d.areas.pos[d.rows])
+        ok = (base >= 0) & np.isfinite(d.found["weather_day_dd"])
+        x = np.where(ok, ddr - base, 0.0)
+        d.found["drop"]["lr_adj"] = d.found["drop"]["lr_adj"] - self._weather_slope(d.s) * x
+
+    def _weather_follow_drop_ref(self, d: DayClose, a: np.ndarray) -> None:
+        """The theft reference learned the day at rate ``a``: so does its degree-day level."""
+        dd = d.found.get("weather_day_dd")
+        if dd is None:
+            return
+        have = np.isfinite(dd)
+        base = d.s["hw_ddt"].astype(np.float64)
+        dd = np.where(have, dd, 0.0)
+        d.s["hw_ddt"] = np.where(have & (base < 0) & (a > 0), dd,
+                                 np.where(have & (base >= 0), base + a * (dd - base), base))

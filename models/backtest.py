@@ -153,6 +153,51 @@ def event_column(events: pd.Series) -> np.ndarray:
     return lut[codes] if len(uniq) else np.zeros(len(events), np.uint32)
 
 
+def load_weather(path: str | Path, fleet: Fleet, *, tz: str | None = None) -> pd.DataFrame:
+    """Hourly temperature per transformer area from CSV (``area_id, ts, temperature_c``;
+    ``ts`` ISO 8601 with an offset, or epoch seconds; zone-less times in ``tz``), as
+    ``area`` (index into ``fleet.area_id``), ``ts`` (epoch s), ``temperature_c``, in
+    time order. Rows of areas the registry does not have, or without a finite
+    temperature, are dropped."""
+    p = Path(path)
+    if not p.exists():
+        raise ReadingsError(f"weather file {p} does not exist")
+    df = pd.read_csv(p, dtype={"area_id": str})
+    for c in ("area_id", "ts", "temperature_c"):
+        if c not in df.columns:
+            raise ReadingsError(f"{p}: missing column {c!r} (have {', '.join(df.columns)})")
+    if pd.api.types.is_numeric_dtype(df["ts"]):
+        epoch = df["ts"].astype("int64")
+    else:
+        t = pd.to_datetime(df["ts"], format="ISO8601", utc=False)
+        if t.dt.tz is None:
+            if not tz:
+                raise ReadingsError(f"{p}: timestamps have no zone; say which with --tz")
+            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        epoch = (t - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)
+    index = {a: i for i, a in enumerate(fleet.area_id)}
+    area = df["area_id"].map(index)
+    temp = pd.to_numeric(df["temperature_c"], errors="coerce")
+    ok = area.notna() & epoch.notna() & np.isfinite(temp) & temp.between(-90.0, 60.0)
+    out = pd.DataFrame({"area": area[ok].astype("int64"), "ts": epoch[ok].astype("int64"),
+                        "temperature_c": temp[ok].astype("float64")})
+    return out.sort_values(["ts", "area"], kind="stable").reset_index(drop=True)
+
+
+def _weather_until(eng: Engine, weather: pd.DataFrame | None, done: int, until: int,
+                   st_areas: np.ndarray, all_areas: np.ndarray) -> int:
+    """Apply the weather samples ``done``.. stamped before ``until``; the next to apply.
+    (A sample is the hour starting at its ts: in before that hour's readings.)"""
+    if weather is None or done >= len(weather):
+        return done
+    wts = weather["ts"].to_numpy()
+    upto = int(np.searchsorted(wts, until, side="left"))
+    if upto > done:
+        eng.apply_weather(weather["area"].to_numpy()[done:upto], wts[done:upto],
+                          weather["temperature_c"].to_numpy()[done:upto], st_areas, all_areas)
+    return max(upto, done)
+
+
 @dataclass
 class BacktestResult:
     alerts: list[dict] = field(default_factory=list)
@@ -169,10 +214,13 @@ class BacktestResult:
 def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         tz: str = "Asia/Shanghai", country: str | None = "CN", voltage_standard: str | None = None,
         engine: Engine | None = None, progress: Callable[[int, int], None] | None = None,
-        chunk_s: int = 86400, chunk_rows: int = 500_000) -> BacktestResult:
+        chunk_s: int = 86400, chunk_rows: int = 500_000,
+        weather: pd.DataFrame | None = None) -> BacktestResult:
     """Run every detector over ``df`` in time order; alerts as dicts, in emission order.
 
-    ``chunk_s`` / ``chunk_rows`` bound one engine call (time span, readings); they change
+    ``weather`` (from :func:`load_weather`): hourly temperature per area, applied in
+    time order with the readings (a sample before the readings stamped after it; calls
+    are cut at every sample). ``chunk_s`` / ``chunk_rows`` bound one engine call (time span, readings); they change
     the speed, not the result."""
     t0 = time.perf_counter()
     eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard)
@@ -195,8 +243,15 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         cut = starts[np.minimum(np.searchsorted(starts, np.arange(chunk_rows, len(ts), chunk_rows)),
                                 len(starts) - 1)]
         bounds = np.unique(np.r_[bounds, cut])
+    if weather is not None and len(weather):
+        # Calls never span a weather sample: each hour's temperature goes in before the
+        # readings after it, as the stream applies them, however the rest is sliced.
+        wcut = np.searchsorted(ts, np.unique(weather["ts"].to_numpy()), side="right")
+        bounds = np.unique(np.r_[bounds, wcut[(wcut > 0) & (wcut < len(ts))]])
+    w_next = 0
     for g in range(len(bounds) - 1):
         a, b = bounds[g], bounds[g + 1]
+        w_next = _weather_until(eng, weather, w_next, int(ts[b - 1]), ast_all, all_areas)
         r = rows[a:b]
         c = cols[a:b]
         meters = np.unique(r)

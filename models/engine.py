@@ -45,6 +45,7 @@ from models.localtime import LocalCalendar
 from models.physical import PhysicalDetector
 from models.theft import FleetTheftModel, TheftDetector
 from models.voltage import VoltageDetector
+from models.weather import WEATHER_AREA_FIELDS, AreaWeather
 
 ENGINE_FIELDS = (
     ("e_init", "<u1"),
@@ -110,7 +111,9 @@ class Engine:
         self.detectors = [self.physical, self.voltage, self.compliance,
                           *([self.theft] if self.theft else []), self.habit, self.area]
         self.dtype = compose_dtype(ENGINE_FIELDS, *(d.fields for d in self.detectors))
-        self.area_dtype = compose_dtype(ENGINE_AREA_FIELDS, *(d.area_fields for d in self.detectors))
+        self.area_dtype = compose_dtype(ENGINE_AREA_FIELDS, WEATHER_AREA_FIELDS,
+                                        *(d.area_fields for d in self.detectors))
+        self.weather = AreaWeather(self.calendar)
 
     def set_fleet(self, fleet: Fleet) -> None:
         """Registry reloaded: detectors see the new facts from the next call."""
@@ -196,6 +199,17 @@ class Engine:
         out.duplicates += len(rows) - len(kept)
         out.too_late = kept[out.too_late].tolist()  # positions in the caller's input
         return out
+
+    def apply_weather(self, area: np.ndarray, ts: np.ndarray, temp_c: np.ndarray,
+                      ast: np.ndarray, areas: np.ndarray) -> tuple[int, int, int]:
+        """Hourly temperature samples (area index, epoch s, degC) into the area rows
+        ``ast`` of ``areas`` (sorted unique area indices covering ``area``): the
+        temperature of the day each meter's day close will judge. (applied, stale,
+        duplicate): a sample of an hour already seen, or of a finished day, changes
+        nothing, so a replay is harmless. Apply a day's samples before the readings
+        that close it (the next day's first), as the stream and the backtest do."""
+        self._init_new_areas(ast, areas)
+        return self.weather.apply(ast, np.searchsorted(areas, area), ts, temp_c)
 
     def _not_replayed(self, rows: np.ndarray, source: np.ndarray, ast: np.ndarray,
                       areas: np.ndarray) -> np.ndarray:

@@ -16,13 +16,15 @@ import logging
 import time
 import traceback
 from collections import deque
+from itertools import groupby
 
 import msgspec
 
 from stream import metrics as M
 from stream.app import MAX_MESSAGE_BYTES, Runtime, heartbeat_interval_s, instance_id
-from stream.processing import SourceMessage
+from stream.processing import IngestResult, SourceMessage
 from stream.registry import RegistryError
+from stream.weather import apply_weather, ingest_weather, runs_by_kind
 
 log = logging.getLogger("meterwatch.agents")
 _enc = msgspec.json.Encoder()
@@ -72,6 +74,34 @@ def _stopping(app, exc: BaseException) -> bool:
     return False
 
 
+def _ingest(ingestor, msgs: list[SourceMessage]):
+    """One poll's result: readings and, from the weather topic, temperature samples,
+    their by-area messages in the order they were produced (a backlog poll holds many
+    hours: each hour's temperature must reach its area before the readings after it)."""
+    wt = ingestor.settings.weather_topic
+    if not wt or not any(m.topic == wt for m in msgs):
+        return ingestor.handle(msgs)
+    # Producer time, a sample first at a tie (it stands for the hour it starts).
+    ordered = sorted(msgs, key=lambda m: (m.timestamp_ms, m.topic != wt))
+    res = None
+    for weather, run in groupby(ordered, key=lambda m: m.topic == wt):
+        run = list(run)
+        if weather:
+            res = res or IngestResult()
+            ingest_weather(ingestor, run, res)
+            continue
+        r = ingestor.handle(run)
+        if res is None:
+            res = r
+        else:
+            res.area_batches += r.area_batches
+            res.rejected += r.rejected
+            res.readings += r.readings
+            res.valid += r.valid
+            res.reject_reasons.update(r.reject_reasons)
+    return res
+
+
 async def ingest_poll(ingestor, topics, msgs: list[SourceMessage]) -> list:
     """Validate a poll, re-key by area, publish; the futures of the broker's acks.
 
@@ -79,7 +109,7 @@ async def ingest_poll(ingestor, topics, msgs: list[SourceMessage]) -> list:
     a time, so only a message that fails on its own goes to the dead-letter topic and
     the poll's other messages (up to thousands) are processed as usual."""
     try:
-        results = [ingestor.handle(msgs)]
+        results = [_ingest(ingestor, msgs)]
         failed: list = []
     except Exception as exc:  # noqa: BLE001 - find the culprit below
         log.warning("ingest failed on a poll of %d messages (%s: %s); handling them one by "
@@ -87,7 +117,7 @@ async def ingest_poll(ingestor, topics, msgs: list[SourceMessage]) -> list:
         results, failed = [], []
         for m in msgs:
             try:
-                results.append(ingestor.handle([m]))
+                results.append(_ingest(ingestor, [m]))
             except Exception as exc1:  # a bug on this message: keep it for replay
                 log.exception("ingest failed on %s:%d:%d", m.topic, m.partition, m.offset)
                 failed.append((m, exc1))
@@ -125,7 +155,11 @@ def register(rt: Runtime) -> None:
 def register_faust_ingest(rt: Runtime, ingest_batch) -> None:
     app, topics = rt.app, rt.topics
 
-    @app.agent(topics.readings, name="ingest")
+    sources = [topics.readings] + ([topics.weather] if topics.weather is not None else [])
+
+    @app.agent(app.topic(*(t.get_topic_name() for t in sources), key_type=bytes,
+                         value_type=bytes, key_serializer="raw", value_serializer="raw")
+               if len(sources) > 1 else topics.readings, name="ingest")
     async def ingest(stream):
         # Batches of events: validation is vectorised over everything that arrived,
         # which is what makes one-reading-per-message input affordable.
@@ -326,7 +360,8 @@ async def _direct_ingest(rt: Runtime, ingest_batch) -> None:
         enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
     commits = _IngestCommits(consumer)
-    consumer.subscribe([s.readings_topic], listener=_ingest_listener(commits))
+    consumer.subscribe([s.readings_topic] + ([s.weather_topic] if s.weather_topic else []),
+                       listener=_ingest_listener(commits))
     await consumer.start()
     poller = _AlignedPoller(consumer, s.ingest_max_records)
     try:
@@ -445,7 +480,7 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 state = hit[1]
             else:
                 state = rt.processor.load_state(blob, key.decode())
-            res = rt.processor.handle_many(values, state)
+            res, moved = _apply_runs(rt.processor, values, srcs, state)
             t_applied = time.monotonic()
             M.AREAS.place(key.decode(), srcs[-1].partition)
             for rec in res.rejected:
@@ -458,7 +493,7 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             # Written whenever the state moved: applied or late readings, or source
             # marks that a too_late reading advanced (else a replay would reject it again).
             o = res.outcome
-            if o is not None and (o.applied or o.late or o.too_late):
+            if moved or o is not None and (o.applied or o.late or o.too_late):
                 new = state.to_bytes()
                 await changelog(key, new, srcs[-1].partition)
                 cache[key] = (new, state)
@@ -576,6 +611,37 @@ def _register_process(rt: Runtime, cache: dict) -> None:
                 event.value, msg.topic, msg.partition, msg.offset,
                 int((msg.timestamp or time.time()) * 1000))))
         await handle_run(tp, run)
+
+
+def _apply_runs(processor, values: list[bytes], srcs: list, state):
+    """Apply an area's by-area messages in log order: each run of readings in one engine
+    call, each run of temperature samples into the area record. (The readings' result,
+    merged over the runs; whether a temperature sample moved the state.)"""
+    from stream.processing import ProcessResult
+
+    runs = runs_by_kind(values, srcs)
+    if len(runs) == 1 and not runs[0][0]:
+        return processor.handle_many(values, state), False
+    res, moved = ProcessResult(), False
+    for weather, vals, _ in runs:
+        if weather:
+            # A replayed or stale sample changes nothing (stale, dup: not written).
+            applied, _stale, _dup = apply_weather(processor, vals, state)
+            moved = moved or applied > 0
+            continue
+        r = processor.handle_many(vals, state)
+        res.alerts += r.alerts
+        res.rejected += r.rejected
+        if r.outcome is not None:
+            if res.outcome is None:
+                res.outcome = r.outcome
+            else:
+                o = res.outcome
+                o.applied += r.outcome.applied
+                o.late += r.outcome.late
+                o.too_late += r.outcome.too_late
+                o.findings += r.outcome.findings
+    return res, moved
 
 
 def _register_timers(rt: Runtime, cache: dict) -> None:

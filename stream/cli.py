@@ -68,6 +68,9 @@ def cmd_worker(args) -> None:
 
 
 # -- simulate --------------------------------------------------------------------------------
+# The weather topic `simulate --weather` and the demo use when none is configured.
+DEMO_WEATHER_TOPIC = "ami.weather"
+
 def _simulator(args, start: datetime):
     from models.evaluate.sim import FleetSimulator
 
@@ -85,7 +88,9 @@ def _simulator(args, start: datetime):
 
 async def publish(settings: Settings, messages, *, rate: float | None = None,
                   progress=None) -> int:
-    """Send (key, value) pairs to the readings topic, at most ``rate`` messages/s."""
+    """Send (key, value) pairs to the readings topic, at most ``rate`` messages/s;
+    (kind, key, value) triples of kind ``"weather"`` go to the weather topic (not
+    counted in the rate: the pace is the readings')."""
     from aiokafka import AIOKafkaProducer
 
     from stream.app import MAX_MESSAGE_BYTES
@@ -97,7 +102,12 @@ async def publish(settings: Settings, messages, *, rate: float | None = None,
     t0 = time.monotonic()
     try:
         pending = []
-        for key, value in messages:
+        for item in messages:
+            if len(item) == 3 and item[0] == "weather":
+                pending.append(await producer.send(settings.weather_topic, value=item[2],
+                                                   key=item[1]))
+                continue
+            key, value = item[-2:]
             pending.append(await producer.send(settings.readings_topic, value=value, key=key))
             n += 1
             if len(pending) >= 2000:
@@ -126,15 +136,19 @@ def cmd_simulate(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sim.write_registry_csv(out / "registry.csv")
-    asyncio.run(ensure_topics(s))
     rate = None
     if args.speed > 0:
         per_interval = args.areas
         rate = per_interval * args.speed / args.interval
-    n = asyncio.run(publish(s, sim.iter_messages(days=args.days), rate=rate))
+    if args.weather and not s.weather_topic:
+        s = _settings(args, broker=args.broker, weather_topic=DEMO_WEATHER_TOPIC)
+    asyncio.run(ensure_topics(s))
+    msgs = sim.iter_feed(days=args.days) if args.weather else sim.iter_messages(days=args.days)
+    n = asyncio.run(publish(s, msgs, rate=rate))
     sim.write_ground_truth(out / "ground_truth.jsonl")
     print(f"published {n} messages ({sim.emitted.get('readings', 0)} readings) to "
-          f"{s.readings_topic}; registry and ground truth in {out}")
+          f"{s.readings_topic}; registry and ground truth in {out}"
+          + (f"; hourly temperature per area to {s.weather_topic}" if args.weather else ""))
 
 
 def _sim_start(args) -> datetime:
@@ -206,7 +220,7 @@ def cmd_replay(args) -> None:
 def cmd_backtest(args) -> None:
     import msgspec
 
-    from models.backtest import load_readings, run, synthetic_fleet
+    from models.backtest import load_readings, load_weather, run, synthetic_fleet
     from models.config import ConfigError, load_config
     from stream.registry import Registry, RegistryError
 
@@ -216,11 +230,12 @@ def cmd_backtest(args) -> None:
         df = load_readings(args.readings, tz=args.tz, ts_mark=args.ts_mark)
         fleet = (Registry.load(args.registry).fleet if args.registry
                  else synthetic_fleet(df["meter_id"].unique()))
+        weather = load_weather(args.weather, fleet, tz=args.tz) if args.weather else None
     except (ConfigError, RegistryError, ValueError) as e:
         sys.exit(f"meterwatch backtest: {e}")
     tz = args.local_tz or args.tz or s.timezone
     res = run(df, fleet, config=cfg, tz=tz, country=args.country or s.holidays_country or None,
-              voltage_standard=args.standard or s.voltage_standard)
+              voltage_standard=args.standard or s.voltage_standard, weather=weather)
     from models.alerts import enc_hook
 
     enc = msgspec.json.Encoder(enc_hook=enc_hook)
@@ -283,10 +298,12 @@ def cmd_demo(args) -> None:
         start = _sim_start(args)
         sim = _simulator(args, start)
         sim.write_registry_csv(data / "registry.csv")
+        weather = {"weather_topic": (s.weather_topic or DEMO_WEATHER_TOPIC) if args.weather else ""}
         env = dict(os.environ, METERWATCH_BROKER=broker, METERWATCH_REGISTRY=str(data / "registry.csv"),
                    METERWATCH_WEB_PORT=str(s.web_port), METERWATCH_DATA_DIR=str(data),
-                   METERWATCH_LOG_LEVEL="warning")
-        s2 = _settings(args, broker=broker, registry=str(data / "registry.csv"))
+                   METERWATCH_LOG_LEVEL="warning",
+                   METERWATCH_WEATHER_TOPIC=weather["weather_topic"])
+        s2 = _settings(args, broker=broker, registry=str(data / "registry.csv"), **weather)
         asyncio.run(ensure_topics(s2))
         # Ctrl-C reaches only this process (the worker and the broker are in their own
         # process groups): the worker is stopped first, then the broker, so the worker
@@ -374,7 +391,8 @@ async def _demo_run(s: Settings, sim, args, data: Path, state: _DemoState,
         task = asyncio.create_task(_print_alerts(consumer, state))
         await asyncio.sleep(3)
         rate = args.areas * args.speed / args.interval
-        n = await publish(s, _tracking(sim.iter_messages(days=args.days), state), rate=rate)
+        msgs = sim.iter_feed(days=args.days) if args.weather else sim.iter_messages(days=args.days)
+        n = await publish(s, _tracking(msgs, state), rate=rate)
         state.published = True
         state.reached = int(sim.start.timestamp() + args.days * 86400)
         sim.write_ground_truth(data / "ground_truth.jsonl")
@@ -412,7 +430,11 @@ def _tracking(messages, state: _DemoState):
     """Pass the messages on, noting the simulated time published so far (for a score
     after Ctrl-C): the first reading time of each batch, ignoring the simulator's bad
     input (unparsable, or future times the worker rejects)."""
-    for key, value in messages:
+    for item in messages:
+        value = item[-1]
+        if len(item) == 3 and item[0] == "weather":
+            yield item
+            continue
         i = value.find(b'"ts":"')
         if i >= 0:
             try:
@@ -421,7 +443,7 @@ def _tracking(messages, state: _DemoState):
                 t = 0
             if state.reached < t <= time.time():
                 state.reached = t
-        yield key, value
+        yield item
 
 
 async def _alerts_from_end(admin, consumer, topic: str, state: _DemoState) -> None:
@@ -529,7 +551,8 @@ def _demo_detectors(args):
 
 
 # -- parser ----------------------------------------------------------------------------------
-def _sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0) -> None:
+def _sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0,
+              weather: bool = True) -> None:
     sp.add_argument("--customers", type=int, default=customers)
     sp.add_argument("--areas", type=int, default=areas)
     sp.add_argument("--days", type=float, default=days)
@@ -542,6 +565,9 @@ def _sim_args(sp, customers=200, areas=10, days=30.0, speed=86400.0) -> None:
     sp.add_argument("--scenario-rate", type=float, default=0.05,
                     help="share of customers given an injected anomaly")
     sp.add_argument("--start", help="first interval (ISO 8601); default: days before now")
+    sp.add_argument("--weather", action=argparse.BooleanOptionalAction, default=weather,
+                    help="also publish the hourly temperature per area the simulation "
+                         f"used (METERWATCH_WEATHER_TOPIC, else {DEMO_WEATHER_TOPIC})")
 
 
 def _run_core(args) -> None:
@@ -562,7 +588,7 @@ def _add_pipeline(sub) -> None:
     w.add_argument("--web-port", type=int)
     w.add_argument("--worker-id")
     sm = sub.add_parser("simulate", help="publish a simulated fleet")
-    _sim_args(sm, speed=0.0)
+    _sim_args(sm, speed=0.0, weather=False)
     sm.add_argument("--broker")
     sm.add_argument("--out", default=str(PROJECT_ROOT / ".data" / "sim"))
     r = sub.add_parser("replay", help="publish historic readings in time order")
@@ -589,6 +615,8 @@ def _add_backtest(sub) -> None:
     b.add_argument("--country")
     b.add_argument("--standard")
     b.add_argument("--ts-mark", choices=("start", "end"), default="end")
+    b.add_argument("--weather", help="hourly temperature per area, CSV: area_id, ts, "
+                   "temperature_c (what a worker reads from METERWATCH_WEATHER_TOPIC)")
     b.set_defaults(func=_run_core)
 
 

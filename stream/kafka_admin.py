@@ -17,6 +17,7 @@ async def ensure_topics(settings: Settings) -> None:
         existing = set(await admin.list_topics())
         want = [settings.readings_topic, settings.rejected_topic, settings.by_area_topic,
                 settings.alerts_topic, settings.deadletter_topic]
+        want += [settings.weather_topic] if settings.weather_topic else []
         new = [NewTopic(t, settings.topic_partitions, 1,
                         topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
                for t in want if t not in existing]

@@ -32,7 +32,7 @@ from stream.registry import Registry
 REASONS = (
     "payload_too_large", "malformed_json", "schema", "non_finite", "negative_energy",
     "out_of_range", "bad_timestamp", "future_timestamp", "bad_interval", "unknown_meter",
-    "clock_invalid", "too_late", "empty_batch", "internal_error",
+    "clock_invalid", "too_late", "empty_batch", "internal_error", "unknown_area",
 )
 
 # Parsed by us (see _parse_ts), not msgspec: a batch repeats a handful of timestamps,
@@ -638,3 +638,57 @@ def split_by_area(v: Validated, registry: Registry) -> dict[int, np.ndarray]:
     cuts = np.flatnonzero(np.diff(sa)) + 1
     return {int(g[0]): order[s:e] for g, s, e in
             zip(np.split(sa, cuts), np.r_[0, cuts], np.r_[cuts, len(sa)])}
+
+
+# -- weather ---------------------------------------------------------------------------
+# The optional weather feed (METERWATCH_WEATHER_TOPIC): hourly temperature per area,
+# one sample per message: {"area_id": "A001", "ts": <ISO 8601 with offset | epoch s>,
+# "temperature_c": 7.5}. Validated here like readings; bad messages are rejected whole.
+TEMPERATURE_RANGE_C = (-90.0, 60.0)  # beyond what any surface station has recorded
+
+
+class WeatherSample(msgspec.Struct, forbid_unknown_fields=False):
+    area_id: str
+    ts: str | int | float
+    temperature_c: float
+
+
+_weather_decoder = msgspec.json.Decoder(WeatherSample)
+
+
+class AreaTemperature(msgspec.Struct, array_like=True):
+    """The internal, re-keyed weather message on the by-area topic (with
+    :data:`WEATHER_PREFIX` before it, so the process agent tells it from readings)."""
+
+    area_id: str
+    ts: int  # epoch s: the local hour containing it
+    temperature_c: float
+    src: str  # topic:partition:offset of the source message
+
+
+WEATHER_PREFIX = b"\x00weather\x00"  # a msgpack AreaReadings never starts with 0x00
+weather_encoder = msgspec.msgpack.Encoder()
+weather_decoder = msgspec.msgpack.Decoder(AreaTemperature)
+
+
+def validate_weather(value: bytes, registry: Registry, now: float, *,
+                     max_future_s: float) -> WeatherSample | Reject:
+    """The sample of one weather message, or why it is rejected (the whole message)."""
+    try:
+        w = _weather_decoder.decode(value)
+    except msgspec.ValidationError as e:
+        return Reject("schema", f"weather message: {e}")
+    except msgspec.DecodeError as e:
+        return Reject("malformed_json", f"weather message: {e}")
+    ts = _parse_ts(w.ts) if isinstance(w.ts, str) else _epoch_number(w.ts)
+    if not math.isfinite(ts):
+        return Reject("bad_timestamp", f"ts {w.ts!r}: not ISO 8601 with an offset, nor epoch seconds")
+    if ts > now + max_future_s:
+        return Reject("future_timestamp", f"ts {w.ts!r} is more than {max_future_s:.0f} s ahead")
+    lo, hi = TEMPERATURE_RANGE_C
+    if not (math.isfinite(w.temperature_c) and lo <= w.temperature_c <= hi):
+        return Reject("out_of_range", f"temperature_c {w.temperature_c!r} outside {lo}..{hi} degC")
+    if w.area_id not in registry.area_index:
+        return Reject("unknown_area", f"area {w.area_id!r} is not in the registry")
+    w.ts = int(ts)
+    return w

@@ -147,6 +147,9 @@ class Settings:
     by_area_topic: str = "meterwatch.readings.by-area"
     alerts_topic: str = "meterwatch.alerts"
     deadletter_topic: str = "meterwatch.deadletter"
+    # Optional weather feed: hourly temperature per transformer area (JSON: area_id, ts,
+    # temperature_c). Empty = no weather (the habit level test then works without it).
+    weather_topic: str = ""
     # Static group membership: this worker's id in its consumer groups, stable across
     # restarts and unique per worker; empty = "<hostname>-<web_port>".
     instance_id: str = ""

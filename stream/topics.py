@@ -17,6 +17,7 @@ class Topics:
     rejected: faust.TopicT
     alerts: faust.TopicT
     deadletter: faust.TopicT
+    weather: faust.TopicT | None = None  # the optional weather feed
 
 
 def declare(app: faust.App, s: Settings) -> Topics:
@@ -34,4 +35,5 @@ def declare(app: faust.App, s: Settings) -> Topics:
         rejected=topic(s.rejected_topic),
         alerts=topic(s.alerts_topic),
         deadletter=topic(s.deadletter_topic),
+        weather=topic(s.weather_topic) if s.weather_topic else None,
     )

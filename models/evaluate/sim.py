@@ -865,7 +865,7 @@ class FleetSimulator:
                    "V3": np.round(V3, 1), "three": three, "voltage_min": np.round(vlo, 1),
                    "voltage_max": np.round(vhi, 1), "current": np.round(current, 2),
                    "neutral_current": np.round(neutral, 2), "power_factor": np.round(pf, 3),
-                   "events": events, "present": present,
+                   "events": events, "present": present, "temp": temp,
                    "true_kwh": np.round(imp_true, 4), "true_export": np.round(exp_true, 4)}
             d += 1
 
@@ -884,6 +884,55 @@ class FleetSimulator:
         v_mean, low = supply.apply(v_base, ev, interval_s=self.interval_s)
         V3 *= (v_mean / v_base)[:, :, None]
         return low * nom
+
+    # -- weather ------------------------------------------------------------------------
+
+    def iter_weather(self, days: float | None = None,
+                     until: datetime | str | int | None = None) -> Iterator[tuple[str, int, float]]:
+        """The hourly temperature the fleet's homes were heated and cooled by, per
+        area (the same fleet-wide value in each): ``(area_id, hour start epoch s,
+        degC)`` in time order, an hour once its start is within the run."""
+        end = self._end_epoch(days, until)
+        for day in self._iter_days(end):
+            t0, temp = day["t0"], day["temp"]
+            hour = (t0 - t0[0]) // 3600  # hours since local midnight
+            for h in np.unique(hour).tolist():
+                ts = int(t0[0]) + 3600 * h
+                if ts < self._t_start or ts >= end:
+                    continue
+                t = round(float(temp[hour == h].mean()), 2)
+                for aid in self.area_ids:
+                    yield aid, ts, t
+
+    def iter_feed(self, days: float | None = None,
+                  until: datetime | str | int | None = None) -> Iterator[tuple[str, bytes, bytes]]:
+        """:meth:`iter_messages` with the weather feed: ``(kind, key, value)``, kind
+        ``"readings"`` or ``"weather"`` (JSON ``{"area_id", "ts", "temperature_c"}``,
+        key = area id), each hour's temperature before the readings after its start."""
+        enc = msgspec.json.encode
+        weather = self.iter_weather(days, until)
+        nxt = next(weather, None)
+        now = self._t_start  # the simulated time reached, from the messages' readings
+        for key, value in self.iter_messages(days, until):
+            t = _first_ts(value)
+            # Time moves an interval at a time: a reading stamped far ahead is bad input
+            # (a corrupted clock), not the time the feed has reached.
+            if t is not None and now < t <= now + 3600:
+                now = t
+            while nxt is not None and nxt[1] < now:
+                aid, ts, temp = nxt
+                yield "weather", aid.encode(), enc({
+                    "area_id": aid, "ts": datetime.fromtimestamp(ts, self.tz).isoformat(),
+                    "temperature_c": temp})
+                nxt = next(weather, None)
+            yield "readings", key, value
+
+    def weather_frame(self, days: float | None = None, until: datetime | str | int | None = None):
+        """:meth:`iter_weather` as a frame (``area_id, ts, temperature_c``; ts epoch s)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.iter_weather(days, until)),
+                            columns=["area_id", "ts", "temperature_c"])
 
     @staticmethod
     def _pv(h: np.ndarray, doy: int) -> np.ndarray:
@@ -1177,6 +1226,18 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _first_ts(value: bytes) -> int | None:
+    """The first reading time of a readings message (None: none readable)."""
+    i = value.find(b'"ts":"')
+    if i < 0:
+        return None
+    j = value.find(b'"', i + 6)
+    try:
+        return int(datetime.fromisoformat(value[i + 6:j].decode()).timestamp())
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _fix_nan(batch: dict) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.backtest import BacktestResult, load_readings, run
+from models.backtest import BacktestResult, load_readings, load_weather, run
 from models.config import DetectorConfig
 from models.evaluate.inject import DAY_S
 from models.evaluate.scoring import (Matching, _epoch, alert_rows, detection_rows,
@@ -35,6 +35,7 @@ class SimInput:
     end: int
     customers: int
     meta: dict[str, Any] = field(default_factory=dict)
+    weather: pd.DataFrame | None = None  # the hourly temperature per area the sim used
 
 
 @dataclass
@@ -52,9 +53,11 @@ class SimEval:
 
 
 def prepare_sim(*, customers: int = 300, areas: int = 20, days: int = 120, seed: int = 0,
-                rate: float = 0.2, extra_voltage: int = 40, interval_s: int = 900) -> SimInput:
+                rate: float = 0.2, extra_voltage: int = 40, interval_s: int = 900,
+                weather: bool = True) -> SimInput:
     """A simulated fleet with a random scenario plus ``extra_voltage`` meter-level voltage
-    events, written to Parquet and read back the way a user's file would be."""
+    events, written to Parquet and read back the way a user's file would be; with
+    ``weather``, the hourly temperature per area too (a CSV, as `backtest --weather`)."""
     from stream.registry import Registry
     from models.evaluate.sim import FleetSimulator
 
@@ -75,13 +78,17 @@ def prepare_sim(*, customers: int = 300, areas: int = 20, days: int = 120, seed:
         sim.write_registry_csv(reg)
         fleet = Registry.load(reg).fleet
         df = load_readings(pq)
+        wx = None
+        if weather:
+            sim.weather_frame(days=days).to_csv(Path(tmp) / "weather.csv", index=False)
+            wx = load_weather(Path(tmp) / "weather.csv", fleet)
     tz = str(sim.tz)
     truth = [r for r in sim.ground_truth() if r["type"] != "bad_input"]
     return SimInput(df, fleet, truth, tz, "CN", interval_s, start, start + days * DAY_S, customers,
                     {"customers": customers, "areas": areas, "days": days, "seed": seed,
                      "rate": rate, "extra_voltage": extra_voltage, "interval_s": interval_s,
-                     "readings": len(df), "labels": len(truth),
-                     "prepare_seconds": time.perf_counter() - t0})
+                     "readings": len(df), "labels": len(truth), "weather": weather,
+                     "prepare_seconds": time.perf_counter() - t0}, wx)
 
 
 def _voltage_truth(inp: SimInput, tg: Target, by_meter: dict[str, pd.DataFrame],
@@ -160,7 +167,8 @@ def evaluate_sim(*, config: DetectorConfig | None = None, inp: SimInput | None =
     """Simulate (or reuse ``inp``), run the backtest with the registry's fleet, score."""
     t0 = time.perf_counter()
     inp = inp or prepare_sim(**kw)
-    bt = run(inp.readings, inp.fleet, config=config, tz=inp.tz, country=inp.country)
+    bt = run(inp.readings, inp.fleet, config=config, tz=inp.tz, country=inp.country,
+             weather=inp.weather)
     res = score_sim(inp, bt, config)
     res.meta["seconds"] = time.perf_counter() - t0
     return res

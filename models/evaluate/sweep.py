@@ -68,7 +68,7 @@ def _sweep_point(job: tuple[str, str, str, Any]) -> dict[str, Any]:
     else:
         inp = _SWEEP_INPUT["sim"]
         res = score_sim(inp, run(inp.readings, inp.fleet, config=cfg, tz=inp.tz,
-                                 country=inp.country), cfg)
+                                 country=inp.country, weather=inp.weather), cfg)
         pt = {"false_per_cm": res.false_per_customer_month, "voltage_f1": res.voltage["f1"],
               **{f"recall_{g}": v["recall_window"] for g, v in res.groups.items()}}
     return {"target": target, "param": f"{sec}.{key}", "value": value,

@@ -34,11 +34,13 @@ from models.habit.profile import ProfileFamily
 from models.habit.shape import ShapeFamily
 from models.habit.surge import SurgeFamily
 from models.habit.vacancy import VacancyFamily
+from models.habit.weather import WeatherFamily
 from models.localtime import OFFDAY, SLOTS, WORKDAY, LocalCalendar
 
 
-class HabitDetector(BitConditions, Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily, CareFamily,
-                    ShapeFamily, LevelFamily, VacancyFamily, DropFamily, BillFamily):
+class HabitDetector(BitConditions, Lifecycle, ProfileFamily, SurgeFamily, NewLoadFamily,
+                    CareFamily, ShapeFamily, LevelFamily, WeatherFamily, VacancyFamily,
+                    DropFamily, BillFamily):
     """Per-meter usage profile and the habit-based detectors built on it.
 
     Parameters
@@ -116,7 +118,7 @@ class HabitDetector(BitConditions, Lifecycle, ProfileFamily, SurgeFamily, NewLoa
         ("h_start", "<i8", (N_COND,)),  # start ts per condition
         ("h_closed", "<i8", (N_COND,)),  # when each condition last closed (cool-down)
         ("h_peak", "<f4", (N_COND,)),  # last reported magnitude per condition
-    )
+    ) + WeatherFamily.weather_fields  # the home's temperature response (weather feed)
     area_fields = ()  # peers are judged by today's area median, computed at day close
 
     def __init__(self, config: HabitConfig | None = None,
@@ -151,6 +153,7 @@ class HabitDetector(BitConditions, Lifecycle, ProfileFamily, SurgeFamily, NewLoa
         st["h_cordev"] = 0.2
         st["h_rdev"] = 0.3
         st["h_shift"] = 0
+        st["hw_dd0"] = st["hw_ddt"] = -1.0  # no day with a temperature yet
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
         pass

@@ -56,6 +56,7 @@ class DropFamily:
         d.found["drop"] = dict(lr=lr, br=br, tlv=tlv, tbase=tbase, ready=ready,
                                lr_adj=lr - _peer_median(lr, ready, pos, cfg.peer_min),
                                br_adj=br - _peer_median(br, ready, pos, cfg.peer_min))
+        self._weather_drop(d)  # net of the home's temperature response (weather feed)
 
     def _fall_hypotheses(self, d: DayClose, j: int) -> dict:
         """Both readings of meter ``j``'s fall, and which is likelier and why."""
@@ -211,3 +212,4 @@ class DropFamily:
         s["h_tlv"] = np.where(quiet_ref, np.where(nd == 0, E, tlv + a * (E - tlv)), tlv)
         s["h_tbase"] = np.where(quiet_ref, np.where(nd == 0, low, tbase + a * (low - tbase)), tbase)
         s["h_tdays"] = np.where(quiet_ref, np.minimum(nd + 1, 30000), nd)
+        self._weather_follow_drop_ref(d, np.where(quiet_ref, a, 0.0))

@@ -36,7 +36,8 @@ class LevelFamily:
     def _level_ratio(self, d: DayClose) -> None:
         """The day's log ratio to the reference, net of the area's peers (weather,
         holidays and seasons move the whole area's use together; a habit change or a
-        theft moves one home against its peers), and the spread it is judged in. Sets
+        theft moves one home against its peers) and, with a weather feed, of the home's
+        own temperature response; and the spread it is judged in. Sets
         ``found``: ``r``, ``peer_r``, ``rdev``, ``h``, ``calm``, ``z``."""
         s, cfg, c = d.s, self.config, self.config.cusum_c_kwh
         r_own = np.log((d.E + c) / (np.maximum(d.ref, 0.0) + c))
@@ -46,6 +47,11 @@ class LevelFamily:
         peer_r = _peer_median(r_own, d.ev, d.areas.pos[d.rows] if len(d.areas.area) else None,
                               cfg.peer_min)
         r = r_own - peer_r
+        # ... and net of the home's own response to the day's weather, when the area
+        # has a temperature for it (models/habit/weather.py; None: no feed).
+        w = self._weather_adjust(d)
+        if w is not None:
+            r = r - w
         # In units of the meter's own day-to-day variability: a steady home's 30% drop
         # is as telling as an erratic home's halving.
         # h_rdev is a mean absolute deviation; x1.25 makes it a standard deviation.
@@ -62,6 +68,7 @@ class LevelFamily:
         calm = (s["h_cup"] < 0.5 * h) & (s["h_cun"] < 0.5 * h)
         self._learn_persistence(s, r, d.ev & calm, rdev)
         d.found.update(r=r, peer_r=peer_r, rdev=rdev, h=h, k=k, calm=calm)
+        self._weather_learn(d)
 
     def _level_cusum(self, d: DayClose) -> None:
         """Both CUSUMs take the day in, and their runs (first day, sum, length)."""

@@ -95,3 +95,4 @@ class ProfileFamily:
         ar = np.where(settle != 0, fast_ref * learn, ar)
         cur = s["h_ref"][d.ri, d.dt].astype(np.float64)  # re-baselined above, maybe
         s["h_ref"][d.ri, d.dt] = cur + ar * (d.E - cur)
+        self._weather_follow_ref(d, ar)  # the degree-days the reference has seen

@@ -107,3 +107,68 @@ def test_a_tamper_alert_carries_the_same_evidence_in_backtest_and_stream(tmp_pat
     assert (json.loads(msgspec.json.encode(got, enc_hook=enc_hook))
             == json.loads(msgspec.json.encode(want, enc_hook=enc_hook)))
     assert np.isfinite(want["score"])
+
+
+def heated_street_files(tmp_path):
+    """The heated street of tests/models/test_habit_weather.py as a readings CSV and a
+    weather CSV (ISO 8601 with offsets), one synthetic area AREA000."""
+    from datetime import datetime, timezone
+
+    from tests.models.test_habit_weather import frame, street, temperatures, weather_frame
+
+    temp = temperatures()
+    readings = tmp_path / "readings.csv"
+    frame(street(temp)).to_csv(readings, index=False)
+    w = weather_frame(temp)
+    w["area_id"] = "AREA000"
+    w["ts"] = [datetime.fromtimestamp(int(t), timezone.utc).astimezone().isoformat()
+               for t in w["ts"]]
+    weather = tmp_path / "weather.csv"
+    w[["area_id", "ts", "temperature_c"]].to_csv(weather, index=False)
+    return readings, weather, temp
+
+
+def test_backtest_reads_a_weather_file_and_applies_it_in_time_order_however_it_slices(tmp_path):
+    from models.backtest import load_weather
+
+    path, wpath, _ = heated_street_files(tmp_path)
+    df = load_readings(path)
+    fleet = synthetic_fleet(df["meter_id"].unique())
+    weather = load_weather(wpath, fleet)
+    assert len(weather) == 70 * 24 and weather["area"].eq(0).all()
+    runs = [run(df, fleet, tz="Asia/Shanghai", chunk_s=s, chunk_rows=n, weather=weather)
+            for s, n in ((1, 0), (86400, 500_000), (7 * 86400, 0))]
+    for other in runs[1:]:
+        assert other.alerts == runs[0].alerts
+        assert other.state.tobytes() == runs[0].state.tobytes()
+        assert other.area_state.tobytes() == runs[0].area_state.tobytes()
+    assert runs[0].area_state["wa_pday"][0] > 0
+
+
+def test_meterwatch_backtest_with_weather_takes_the_cold_out_of_the_heated_homes_habit(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path, wpath, _ = heated_street_files(tmp_path)
+
+    def rises(*extra):
+        out = tmp_path / "alerts.jsonl"
+        subprocess.run([sys.executable, "-m", "stream.cli", "backtest", "--readings", str(path),
+                        "--out", str(out), "--local-tz", "Asia/Shanghai", *extra],
+                       check=True, cwd=ROOT, capture_output=True)
+        alerts = [json.loads(x) for x in out.read_text().splitlines()]
+        return [a for a in alerts if a["meter_id"] == "H0" and a["subtype"] == "increase"
+                and a["status"] == "open"]
+
+    assert rises()
+    assert rises("--weather", str(wpath)) == []
+
+
+def test_a_weather_file_without_its_columns_is_a_clear_error(tmp_path):
+    from models.backtest import load_weather
+
+    bad = tmp_path / "w.csv"
+    bad.write_text("area,ts,temp\nA,0,1\n")
+    with pytest.raises(ReadingsError, match="missing column 'area_id'"):
+        load_weather(bad, synthetic_fleet(["M1"]))

@@ -498,3 +498,38 @@ def test_per_phase_currents_are_each_checked_against_the_rating(reg):
 
 def test_a_register_within_a_century_at_rating_is_valid(reg):
     assert check(reg, enc(rd("M1", register_kwh=123456.7))).rejects == []
+
+
+# -- the weather feed ----------------------------------------------------------------------
+
+def weather(**kw) -> bytes:
+    return enc({"area_id": "A1", "ts": "2023-11-14T22:00:00+00:00", "temperature_c": 7.5, **kw})
+
+
+@pytest.mark.parametrize("value", [
+    weather(), weather(ts=TS - 100), weather(ts=float(TS)), weather(temperature_c=-12),
+    weather(station="EGLL"),  # fields we do not use are ignored
+], ids=["iso_offset", "epoch_int", "epoch_float", "negative", "extra_field"])
+def test_a_weather_sample_with_area_time_and_temperature_is_valid(reg, value):
+    from stream.schema import WeatherSample, validate_weather
+
+    w = validate_weather(value, reg, NOW, max_future_s=300)
+    assert isinstance(w, WeatherSample) and w.area_id == "A1" and isinstance(w.ts, int)
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b'{"area_id": "A1", "ts": ', "malformed_json"),
+    (enc({"area_id": "A1", "ts": TS}), "schema"),
+    (weather(temperature_c="warm"), "schema"),
+    (weather(ts="2023-11-14T22:00:00"), "bad_timestamp"),  # no offset: which zone?
+    (weather(ts="yesterday"), "bad_timestamp"),
+    (weather(ts=NOW + 3600), "future_timestamp"),
+    (weather(temperature_c=150.0), "out_of_range"),
+    (b'{"area_id": "A1", "ts": 1700000000, "temperature_c": NaN}', "malformed_json"),
+    (weather(area_id="A9"), "unknown_area"),
+])
+def test_a_bad_weather_message_is_rejected_whole_with_its_reason(reg, value, reason):
+    from stream.schema import validate_weather
+
+    r = validate_weather(value, reg, NOW, max_future_s=300)
+    assert isinstance(r, Reject) and r.reason == reason and r.reason in REASONS and r.detail

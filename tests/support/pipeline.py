@@ -30,7 +30,7 @@ from stream.state import AreaState
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
 
-TOPIC_KINDS = ("readings", "rejected", "byarea", "alerts", "dead")
+TOPIC_KINDS = ("readings", "rejected", "byarea", "alerts", "dead", "weather")
 
 
 def free_port() -> int:
@@ -63,9 +63,11 @@ def worker_env(*, bootstrap: str, app_id: str, topics: dict[str, str], registry:
 class Env:
     """One isolated pipeline: its own app id and topic names on the shared broker."""
 
-    def __init__(self, bootstrap: str, tmp: Path, store: str = "memory", **sim_kw) -> None:
+    def __init__(self, bootstrap: str, tmp: Path, store: str = "memory", weather: bool = False,
+                 **sim_kw) -> None:
         self.bootstrap = bootstrap
         self.store = store
+        self.weather = weather  # the workers read the weather topic
         self.tmp = tmp
         self.app_id, self.topics = isolated_names()
         kw = dict(n_customers=40, n_areas=3, seed=7, start=START, interval_s=900)
@@ -79,7 +81,8 @@ class Env:
         return worker_env(bootstrap=self.bootstrap, app_id=self.app_id, topics=self.topics,
                           registry=self.registry_path, data_dir=self.tmp / "data",
                           web_port=web_port, METERWATCH_STORE=self.store,
-                          METERWATCH_MAX_FUTURE_S=str(10 * 365 * 86400.0))
+                          METERWATCH_MAX_FUTURE_S=str(10 * 365 * 86400.0),
+                          METERWATCH_WEATHER_TOPIC=self.topics["weather"] if self.weather else "")
 
     def ensure_topics(self) -> None:
         from stream.cli import ensure_topics

@@ -621,3 +621,40 @@ def test_injected_voltage_events_are_ones_the_alert_policy_acts_on():
     for inj, m in ((uv, "M000002"), (ov, "M000003")):
         assert by[m][40]["voltage"] / nom == pytest.approx(inj.params["pu"], abs=0.005)
     assert by["M000004"][40]["voltage_min"] == sag.params["v_extreme"]
+
+
+# -- the weather the homes were heated by ---------------------------------------------------
+
+def test_the_weather_feed_is_the_temperature_the_homes_used_hourly_for_every_area():
+    from models.evaluate.sim import FleetSimulator
+
+    sim = FleetSimulator(n_customers=12, n_areas=3, seed=2)
+    w = list(sim.iter_weather(days=2))
+    assert len(w) == 2 * 24 * 3 and {a for a, _, _ in w} == set(sim.area_ids)
+    ts = sorted({t for _, t, _ in w})
+    assert np.diff(ts).tolist() == [3600] * 47 and ts[0] == int(sim.start.timestamp())
+    # The same temperature that heats the homes: a day's energy falls as it warms.
+    day = next(iter(sim._iter_days(sim.start.timestamp() + 86400)))
+    assert np.allclose([t for a, _, t in w[:72:3]],
+                       day["temp"].reshape(24, -1).mean(axis=1), atol=0.01)
+
+
+def test_the_feed_gives_each_hours_temperature_before_the_readings_after_its_start():
+    from models.evaluate.sim import FleetSimulator, _first_ts
+
+    sim = FleetSimulator(n_customers=20, n_areas=2, seed=1, bad_rate=0.02)  # bad clocks too
+    seen: list[int] = []
+    reached = 0  # the latest hour of readings so far (late batches come behind it)
+    for kind, _, value in sim.iter_feed(days=3):
+        if kind == "weather":
+            w = json.loads(value)
+            seen.append(int(datetime.fromisoformat(w["ts"]).timestamp()))
+            continue
+        t = _first_ts(value)
+        t0 = int(sim.start.timestamp())
+        if t is None or not t0 < t <= t0 + 3 * 86400:
+            continue  # a corrupted clock
+        hour = t - 1 - (t - 1 - int(sim.start.timestamp())) % 3600  # the hour it is in
+        reached = max(reached, hour)
+        assert hour in seen  # its hour's temperature came first ...
+        assert max(seen) <= reached + 3600  # ... and nothing far ahead of the readings

@@ -56,14 +56,7 @@ class WeatherFamily:
     def _weather_follow_ref(self, d: DayClose, ar: np.ndarray) -> None:
         """The reference learned the day at rate ``ar``: so does its degree-day level
         (the first day with a temperature sets it)."""
-        dd = d.found.get("weather_day_dd")
-        if dd is None:
-            return
-        have = np.isfinite(dd)
-        base = d.s["hw_dd0"].astype(np.float64)
-        dd = np.where(have, dd, 0.0)
-        d.s["hw_dd0"] = np.where(have & (base < 0), dd,
-                                 np.where(have, base + ar * (dd - base), base))
+        self._follow_degree_days(d, "hw_dd0", ar, first_needs_rate=False)
 
     def _weather_adjust(self, d: DayClose) -> np.ndarray | None:
         """The meter's learned response to the day's weather (log ratio), to take out of
@@ -114,13 +107,20 @@ class WeatherFamily:
         x = np.where(ok, ddr - base, 0.0)
         d.found["drop"]["lr_adj"] = d.found["drop"]["lr_adj"] - self._weather_slope(d.s) * x
 
+
     def _weather_follow_drop_ref(self, d: DayClose, a: np.ndarray) -> None:
-        """The theft reference learned the day at rate ``a``: so does its degree-day level."""
+        """The theft reference learned the day at rate ``a``: so does its degree-day level
+        (set by the first day with a temperature that it learned)."""
+        self._follow_degree_days(d, "hw_ddt", a, first_needs_rate=True)
+
+    def _follow_degree_days(self, d: DayClose, field: str, rate: np.ndarray, *,
+                            first_needs_rate: bool) -> None:
         dd = d.found.get("weather_day_dd")
         if dd is None:
             return
         have = np.isfinite(dd)
-        base = d.s["hw_ddt"].astype(np.float64)
+        base = d.s[field].astype(np.float64)
         dd = np.where(have, dd, 0.0)
-        d.s["hw_ddt"] = np.where(have & (base < 0) & (a > 0), dd,
-                                 np.where(have & (base >= 0), base + a * (dd - base), base))
+        first = have & (base < 0) & ((rate > 0) if first_needs_rate else True)
+        d.s[field] = np.where(first, dd,
+                              np.where(have & (base >= 0), base + rate * (dd - base), base))

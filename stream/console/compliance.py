@@ -8,8 +8,6 @@ The worker answers ``GET /meters/{id}/profile`` (its ``compliance`` member) and
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -17,8 +15,8 @@ from urllib.parse import quote
 import aiohttp
 
 from models.compliance import EN50160_DIP_ROWS, SHARE_OF, SWELL_ROWS
+from stream.console.profile import fetch_worker_json
 
-log = logging.getLogger("meterwatch.console")
 
 STANDARD_NAME = {"en50160": "EN 50160", "gbt12325": "GB/T 12325", "ansi_c84_1": "ANSI C84.1"}
 SHARE_LABEL = {"en50160": "Within Un ±10 %", "gbt12325": "Compliance rate (合格率)",
@@ -103,19 +101,10 @@ def compliance_view(doc: dict[str, Any] | None) -> ComplianceView:
 async def fetch_area(http: aiohttp.ClientSession | None, worker_url: str, area_id: str, *,
                      timeout: float = 3.0) -> dict[str, Any] | None:
     """The worker's compliance document for an area, or None (unreachable, unknown)."""
-    if http is None or not worker_url:
+    if not worker_url:
         return None
     url = f"{worker_url.rstrip('/')}/areas/{quote(area_id, safe='')}/compliance"
-    try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout),
-                            allow_redirects=False) as r:
-            if r.status != 200:
-                log.info("area compliance: worker answered %s", r.status)
-                return None
-            doc = await r.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
-        log.info("area compliance: worker unreachable (%s)", type(e).__name__)
-        return None
+    doc = await fetch_worker_json(http, url, "area compliance", timeout=timeout)
     return doc if isinstance(doc, dict) and isinstance(doc.get("meters"), list) else None
 
 

@@ -146,22 +146,31 @@ def voltage_view(alert: dict[str, Any], messages: list[dict[str, Any]], *, phase
 
 # ---- live profile from the worker --------------------------------------------------------
 
+async def fetch_worker_json(http: aiohttp.ClientSession | None, url: str, what: str, *,
+                            timeout: float = 3.0) -> Any:
+    """A worker view's JSON document, or None when the worker is unreachable, answers
+    other than 200 or sends something that is not JSON (logged as ``what``)."""
+    if http is None:
+        return None
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout),
+                            allow_redirects=False) as r:
+            if r.status != 200:
+                log.info("%s: worker answered %s", what, r.status)
+                return None
+            return await r.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        log.info("%s: worker unreachable (%s)", what, type(e).__name__)
+        return None
+
+
 async def fetch_profile(http: aiohttp.ClientSession, worker_url: str, meter_id: str, *,
                         timeout: float = 3.0) -> dict[str, Any] | None:
     """The worker's profile JSON for a meter, or None (unreachable, unknown, malformed)."""
     if not worker_url:
         return None
     url = f"{worker_url.rstrip('/')}/meters/{quote(meter_id, safe='')}/profile"
-    try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout),
-                            allow_redirects=False) as r:
-            if r.status != 200:
-                log.info("live profile: worker answered %s", r.status)
-                return None
-            doc = await r.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
-        log.info("live profile: worker unreachable (%s)", type(e).__name__)
-        return None
+    doc = await fetch_worker_json(http, url, "live profile", timeout=timeout)
     if not isinstance(doc, dict) or not isinstance(doc.get("profile"), dict):
         return None
     return doc

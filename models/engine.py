@@ -108,6 +108,8 @@ class Engine:
         # the theft model reads the day habit closes in it (so it runs before habit).
         self.theft = (TheftDetector(self.config.theft, self.calendar, self.config.budget,
                                     self.config.habit) if self.config.theft.model else None)
+        if self.theft:
+            self.theft.corroborators, self.theft.area_detector = (self.physical,), self.area
         self.detectors = [self.physical, self.voltage, self.compliance,
                           *([self.theft] if self.theft else []), self.habit, self.area]
         self.dtype = compose_dtype(ENGINE_FIELDS, *(d.fields for d in self.detectors))

@@ -73,6 +73,9 @@ _PAIRS = [(i, j) for i in range(len(FEATURES)) for j in range(i, len(FEATURES))]
 MODEL_COLUMNS = (*FEATURES, *(f"{FEATURES[i]}*{FEATURES[j]}" for i, j in _PAIRS))
 _PI = np.array([p[0] for p in _PAIRS])
 _PJ = np.array([p[1] for p in _PAIRS])
+HIST = 14  # days of energy an alert's evidence shows (before and after onset)
+OPEN_SUBTYPES = ("consumption_drop", "profile_distortion")
+UPDATE_EVERY_DAYS = 7  # an open alert's evidence (unbilled energy, days) is refreshed weekly
 N_RAND = 4 + SLOTS  # uniforms per example: shape, h1/bypass factor, h2 start, h2 length, g_t
 _C_KWH = 1.0  # stabiliser of level log ratios (tiny homes), as the habit CUSUM's
 _EPS_KW = 0.04
@@ -360,6 +363,55 @@ def _quiet(vec: np.ndarray, E: np.ndarray, s: np.ndarray, lv: np.ndarray,
             & (low >= hc.quiet_low * base))
 
 
+@dataclass
+class _Day:
+    """What the evidence of a day's close needs besides the state: the reference the
+    day was judged against, each row's usual minus reported energy (kWh), the areas."""
+
+    ref: DayRef
+    deficit: np.ndarray
+    areas: AreaView | None
+
+
+def _public(ev: dict) -> dict:
+    return {k: v for k, v in ev.items() if not k.startswith("_")}
+
+
+def _remember(s: np.ndarray, kwh: np.ndarray, usual: np.ndarray) -> None:
+    """Each closing day's energy and usual energy into the meter's ring of HIST days;
+    days the meter skipped (silent) are left unknown."""
+    day = s["h_day"].astype(np.int64)
+    last = s["t_hday"].astype(np.int64)
+    gap = np.where(last > 0, np.clip(day - last, 1, HIST), 1)
+    pos = s["t_hpos"].astype(np.int64)
+    ahead = np.arange(1, HIST + 1)
+    idx = (pos[:, None] + ahead[None, :]) % HIST
+    ri = np.arange(len(s))[:, None]
+    skipped = ahead[None, :] < gap[:, None]
+    s["t_hkwh"][ri, idx] = np.where(skipped, np.nan, s["t_hkwh"][ri, idx])
+    s["t_husual"][ri, idx] = np.where(skipped, np.nan, s["t_husual"][ri, idx])
+    new = (pos + gap) % HIST
+    r = np.arange(len(s))
+    s["t_hkwh"][r, new] = kwh
+    s["t_husual"][r, new] = usual
+    s["t_hpos"] = new
+    s["t_hday"] = day
+
+
+def _daily(s: np.ndarray, j: int) -> list[dict]:
+    """The ring of one meter's days, oldest first, days it did not report left out."""
+    last, pos = int(s["t_hday"][j]), int(s["t_hpos"][j])
+    out = []
+    for back in range(HIST - 1, -1, -1):
+        i = (pos - back) % HIST
+        kwh, usual = float(s["t_hkwh"][j, i]), float(s["t_husual"][j, i])
+        if np.isfinite(kwh):
+            out.append({"day": date.fromordinal(last - back).isoformat(),
+                        "kwh": round(kwh, 2),
+                        "usual_kwh": round(usual, 2) if np.isfinite(usual) else None})
+    return out
+
+
 class TheftDetector(BitConditions):
     """Scores each completed meter-day with the fleet model and accumulates the evidence.
 
@@ -374,8 +426,15 @@ class TheftDetector(BitConditions):
         ("t_zm", "<f4"), ("t_zv", "<f4"),  # the calm days' capped z: mean, mean square
         ("t_cu", "<f4"),  # CUSUM of standardised log-odds
         ("t_run", "<i4"),  # local day ordinal the current run began (0: none)
-        ("t_open", "<u1"), ("t_clr", "<u1"),  # alert open; calm days since
+        # alert open (1 + index of its subtype in OPEN_SUBTYPES, fixed at opening so
+        # its updates and close carry the opening's id); calm days since
+        ("t_open", "<u1"), ("t_clr", "<u1"),
         ("t_shape", "<f2", (len(SHAPES),)),  # shape posteriors summed over the run
+        ("t_unb", "<f4"),  # unbilled kWh estimated since the run began
+        # the last HIST days' energy and usual energy (kWh), ring at t_hpos, the latest
+        # of them local day t_hday: the evidence pack's days around onset
+        ("t_hkwh", "<f2", (HIST,)), ("t_husual", "<f2", (HIST,)),
+        ("t_hpos", "<u1"), ("t_hday", "<i4"),
     )
     area_fields = ()
 
@@ -386,6 +445,10 @@ class TheftDetector(BitConditions):
         self.calendar = calendar or LocalCalendar()
         self.budget = budget or BudgetConfig()
         self.habit = habit or HabitConfig()
+        # Detectors whose open alerts on the same meter (or area) corroborate a
+        # suspicion: the engine wires its physical and area detectors in.
+        self.corroborators: tuple = ()
+        self.area_detector = None
         self.model = model or FleetTheftModel(self.config.seed,
                                               learning_rate=self.config.learning_rate,
                                               max_examples=self.config.max_examples)
@@ -395,6 +458,8 @@ class TheftDetector(BitConditions):
         st["t_zv"] = 1.0  # a prior of unit spread until the meter's own days say otherwise
         st["t_rough"] = 0.3
         st["t_dcor"] = 0.7
+        st["t_hkwh"] = np.nan  # days not seen yet
+        st["t_husual"] = np.nan
 
     def init_area(self, ast: np.ndarray, fleet: Fleet, areas: np.ndarray) -> None:
         pass
@@ -452,6 +517,7 @@ class TheftDetector(BitConditions):
         trusted = ((s["h_ndays"].sum(axis=1) >= hc.min_days) & ~fleet.is_area_meter[meters])
         ri = np.arange(len(s))
         lv = s["h_lv"][ri, s["h_dtype"].astype(np.int64)].astype(np.float64)
+        _remember(s, s["h_dvec"].sum(axis=1), lv)
         ev = complete & trusted & (lv >= hc.min_home_day_kwh) & ~_quiet(vec, E, s, lv, hc)
         if not any_(ev):
             st[rows] = s
@@ -460,13 +526,14 @@ class TheftDetector(BitConditions):
         X = day_features(vec, ref)
         lo, best = self.model.score(X)
         lo = np.where(ev, lo, 0.0)
-        calm = self._evidence(s, rows, batch, X, lo, best, ev, out)
+        day = _Day(ref, lv - E, areas)
+        calm = self._evidence(s, rows, batch, X, lo, best, ev, out, day)
         self._teach(s, meters, fleet, vec, ref, X, ev & calm)
         st[rows] = s
 
     def _evidence(self, s: np.ndarray, rows: np.ndarray, batch: Batch, X: np.ndarray,
                   lo: np.ndarray, best: np.ndarray, ev: np.ndarray,
-                  out: list[Finding]) -> np.ndarray:
+                  out: list[Finding], day_: "_Day") -> np.ndarray:
         """CUSUM on the day's log-odds in the meter's own calm-day spread; open, track
         and close alerts. Returns the days that are calm (fit to teach as normal)."""
         cfg = self.config
@@ -477,9 +544,18 @@ class TheftDetector(BitConditions):
         prev = s["t_cu"].astype(np.float64)
         cu = np.where(ready, np.maximum(0.0, prev + z - k), prev)
         day = s["h_day"].astype(np.int64)
-        started = ready & (prev == 0) & (cu > 0)
-        s["t_run"] = np.where(started, day, np.where(cu > 0, s["t_run"], 0))
-        s["t_shape"] = np.where((started | (cu == 0))[:, None], 0, s["t_shape"])
+        is_open = s["t_open"] > 0
+        # A run belongs to its alert while the alert is open: its first day stays the
+        # alert's start (its id), however the CUSUM moves meanwhile.
+        started = ready & (prev == 0) & (cu > 0) & ~is_open
+        held = (cu > 0) | is_open
+        s["t_run"] = np.where(started, day, np.where(held, s["t_run"], 0))
+        s["t_shape"] = np.where((started | ~held)[:, None], 0, s["t_shape"])
+        # Unbilled energy: the usual day minus the reported one, summed (signed, so a
+        # clean home's ups and downs cancel) from the run's first day while it lasts.
+        s["t_unb"] = np.where(started, day_.deficit,
+                              np.where(ready & held, s["t_unb"] + day_.deficit,
+                                       np.where(held, s["t_unb"], 0.0)))
         # Which shape the run's days resemble: each day's evidence goes to its best shape.
         in_run = np.flatnonzero(ready & (cu > 0))
         s["t_shape"][in_run, best[in_run]] = np.minimum(
@@ -489,20 +565,22 @@ class TheftDetector(BitConditions):
             self.model.record.extend(
                 (int(m[j]), int(day[j]), float(lo[j]), float(z[j]) if ready[j] else np.nan,
                  float(cu[j]), int(best[j]), X[j].tolist()) for j in np.flatnonzero(ev))
-        is_open = s["t_open"] > 0
         fire = ready & (cu > h) & ~is_open
         for j in np.flatnonzero(fire):
-            self._open(s, j, rows, batch, X, lo, z, cu, float(h[j]), out)
+            self._open(s, j, rows, batch, X, lo, cu, float(h[j]), out, day_)
         # Open: closes after clear_days calm days in a row (the CUSUM back at zero).
         s["t_clr"] = np.where(is_open & ready & (z < k), np.minimum(s["t_clr"] + 1, 200),
                               np.where(is_open & ready, 0, s["t_clr"]))
         done = is_open & (s["t_clr"] >= cfg.clear_days)
+        weekly = is_open & ready & ~done & ((day - s["t_run"]) % UPDATE_EVERY_DAYS == 0)
+        for j in np.flatnonzero(weekly):
+            self._update(s, j, rows, batch, X, lo, cu, float(h[j]), out, day_)
         for j in np.flatnonzero(done):
             start = self.calendar.day_start_ts(int(s["t_run"][j]) or int(day[j]))
             out.append(Finding("theft", self._subtype(s, j), "close", "meter",
                                int(batch.meter[rows[j]]), start, int(batch.ts[rows[j]]),
                                "warning", 0.0, {"log_odds": round(float(lo[j]), 2)}))
-            s["t_open"][j], s["t_clr"][j] = 0, 0
+            s["t_open"][j], s["t_clr"][j], s["t_unb"][j] = 0, 0, 0.0
             cu[j] = 0.0
         s["t_cu"] = np.minimum(cu, h + cfg.z_cap)
         # The meter's normal: learned on days no run is building and no alert is open.
@@ -529,29 +607,65 @@ class TheftDetector(BitConditions):
         return [(np.array(js), "theft", sub, "warning") for sub, js in sorted(by_sub.items())]
 
     def _subtype(self, s: np.ndarray, j: int) -> str:
+        """The subtype the alert opened with (its id), else the likeliest shape's."""
+        o = int(s["t_open"][j])
+        if o:
+            return OPEN_SUBTYPES[o - 1]
         return SHAPE_SUBTYPE[SHAPES[int(np.argmax(s["t_shape"][j]))]]
 
-    def _open(self, s, j, rows, batch, X, lo, z, cu, h, out) -> None:
+    def _open(self, s, j, rows, batch, X, lo, cu, h, out, day_: "_Day") -> None:
+        ev = self._pack(s, j, rows, X, lo, cu, h, day_)
+        sub = SHAPE_SUBTYPE[ev["attack_shape"]]
+        out.append(Finding("theft", sub, "open", "meter", int(batch.meter[rows[j]]),
+                           self.calendar.day_start_ts(ev["_since"]), int(batch.ts[rows[j]]),
+                           "warning", ev["risk"], _public(ev)))
+        s["t_open"][j], s["t_clr"][j] = 1 + OPEN_SUBTYPES.index(sub), 0
+
+    def _update(self, s, j, rows, batch, X, lo, cu, h, out, day_: "_Day") -> None:
+        """The weekly refresh of an open alert's evidence (unbilled energy, days, risk):
+        what the work list ranks by."""
+        ev = self._pack(s, j, rows, X, lo, cu, h, day_)
+        out.append(Finding("theft", self._subtype(s, j), "update", "meter",
+                           int(batch.meter[rows[j]]), self.calendar.day_start_ts(ev["_since"]),
+                           int(batch.ts[rows[j]]), "warning", ev["risk"], _public(ev)))
+
+    def _pack(self, s, j, rows, X, lo, cu, h, day_: "_Day") -> dict:
+        """An alert's evidence: the attack shape the run's days resemble, since when, the
+        unbilled energy, the days around onset against the usual, what corroborates it,
+        the peers, and the model's indicators."""
         votes = s["t_shape"][j].astype(np.float64)
         shape = SHAPES[int(np.argmax(votes))]
         since = int(s["t_run"][j]) or int(s["h_day"][j])
-        start = self.calendar.day_start_ts(since)
         share = votes / max(votes.sum(), 1e-9)
         risk = float(min(1.0, 0.5 + 0.05 * (cu[j] - h) + 0.1 * max(lo[j], 0)))
-        indicators = {name: round(float(X[j, i]), 3) for i, name in enumerate(FEATURES)}
-        evidence = {"risk": round(risk, 3), "attack_shape": shape,
-                    "attack_shape_words": SHAPE_WORDS[shape],
-                    "shape_shares": {sh: round(float(v), 2) for sh, v in zip(SHAPES, share)},
-                    "since_day": date.fromordinal(since).isoformat(),
-                    "days": int(s["h_day"][j]) - since + 1,
-                    "log_odds": round(float(lo[j]), 2),
-                    "usual_log_odds": round(float(s["t_lm"][j]), 2),
-                    "evidence": round(float(cu[j]), 2), "limit": round(float(h), 2),
-                    "model": "fleet_self_supervised", "indicators": indicators}
-        out.append(Finding("theft", SHAPE_SUBTYPE[shape], "open", "meter",
-                           int(batch.meter[rows[j]]), start, int(batch.ts[rows[j]]), "warning",
-                           risk, evidence))
-        s["t_open"][j], s["t_clr"][j] = 1, 0
+        peer = float(day_.ref.peer[j])
+        return {"_since": since, "risk": round(risk, 3), "attack_shape": shape,
+                "attack_shape_words": SHAPE_WORDS[shape],
+                "shape_shares": {sh: round(float(v), 2) for sh, v in zip(SHAPES, share)},
+                "since_day": date.fromordinal(since).isoformat(),
+                "days": int(s["h_day"][j]) - since + 1,
+                "unbilled_kwh": round(max(float(s["t_unb"][j]), 0.0), 2),
+                "daily": _daily(s, j),
+                "corroboration": self._corroboration(s, j, rows, day_),
+                "peer_level": round(peer, 3) if np.isfinite(peer) and peer != 0 else None,
+                "log_odds": round(float(lo[j]), 2),
+                "usual_log_odds": round(float(s["t_lm"][j]), 2),
+                "evidence": round(float(cu[j]), 2), "limit": round(float(h), 2),
+                "model": "fleet_self_supervised",
+                "indicators": {n: round(float(X[j, i]), 3) for i, n in enumerate(FEATURES)}}
+
+    def _corroboration(self, s, j, rows, day_: "_Day") -> list[str]:
+        """Other detectors' alerts open on the same meter (physical checks: energy below
+        V x I x pf, zero energy with voltage, reverse flow, imbalance) and on its area
+        (an energy balance that does not add up): what makes a suspicion stronger."""
+        names = [f"{typ}/{sub}" for d in self.corroborators
+                 for _r, typ, sub, _sev in d.open_alerts(s[j:j + 1])]
+        areas = day_.areas
+        if self.area_detector is not None and areas is not None and len(areas.area):
+            a = areas.pos[rows[j]]
+            names += [f"{typ}/{sub}" for _r, typ, sub, _sev in
+                      self.area_detector.open_area_alerts(areas.st[a:a + 1]) if typ == "theft"]
+        return sorted(set(names))
 
     def _teach(self, s: np.ndarray, meters: np.ndarray, fleet: Fleet, vec: np.ndarray,
                ref: DayRef, X: np.ndarray, calm: np.ndarray) -> None:

@@ -274,7 +274,8 @@ def test_the_model_off_adds_no_state_and_on_stays_within_its_share():
     assert off.theft is None and off.fleet_state() == b""
     assert not any(name.startswith("t_") for name in off.dtype.names)
     extra = on.state_bytes - off.state_bytes
-    assert 0 < extra <= 60 and on.state_bytes <= 2048
+    # the model's per-meter statistics (~50 B) and the evidence pack's 14 days (~64 B)
+    assert 0 < extra <= 128 and on.state_bytes <= 2048
     assert isinstance(on.theft, TheftDetector)
 
 
@@ -302,3 +303,48 @@ def test_the_daily_score_auc_counts_attacked_days_from_onset_against_clean_days(
     assert auc["attacked_days"] == 20 and auc["clean_days"] == 30
     assert 0.3 < auc["all"] < 1.0 and auc["by_shape"] == {"h5": auc["all"]}
     assert _auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5  # ties count half
+
+
+# -- the evidence an alert carries (what the work list ranks and shows) ---------------------
+
+def _scaled(sim, meter: str, onset_day: int, share: float) -> tuple[pd.DataFrame, int]:
+    """The meter reports only ``share`` of its load from ``onset_day`` (a bypass)."""
+    df = sim.readings.copy()
+    onset = int(df["ts"].min()) - 1800 + onset_day * 86400
+    sel = ((df["meter_id"] == meter) & (df["ts"] > onset)).to_numpy()
+    df.loc[sel, "kwh"] *= share
+    return df, onset
+
+
+def test_an_alert_says_the_unbilled_energy_since_onset_and_shows_the_days_around_it(sim):
+    meter = sim.fleet.meter_id[3]
+    df, onset = _scaled(sim, meter, 30, 0.3)
+    _, res = _run(sim, df=df)
+    mine = [a for a in res.alerts if a["meter_id"] == meter and a["evidence"].get("model")]
+    opened = [a for a in mine if a["status"] == "open"]
+    assert opened, "the bypassed meter is reported by the model"
+    ev = opened[0]["evidence"]
+    days = ev["daily"]
+    assert 7 <= len(days) <= 14 and days == sorted(days, key=lambda d: d["day"])
+    before = [d for d in days if d["day"] < ev["since_day"]]
+    after = [d for d in days if d["day"] >= ev["since_day"]]
+    assert before and after  # the evidence pack shows both sides of the onset
+    assert all(d["kwh"] < 0.5 * d["usual_kwh"] for d in after[1:])
+    # what the meter did not see since onset, against what the days themselves say
+    missing = sum(d["usual_kwh"] - d["kwh"] for d in after)
+    assert ev["unbilled_kwh"] == pytest.approx(missing, rel=0.25)
+    # the simulated meter's V x I still sees the whole load, and its area meter the loss
+    assert ev["corroboration"] == ["theft/area_loss", "theft/energy_mismatch"]
+    assert 0 < ev["risk"] <= 1
+
+
+def test_an_open_alert_is_refreshed_weekly_under_its_opening_id(sim):
+    meter = sim.fleet.meter_id[3]
+    df, _ = _scaled(sim, meter, 30, 0.3)
+    _, res = _run(sim, df=df)
+    mine = [a for a in res.alerts if a["meter_id"] == meter and a["evidence"].get("model")]
+    assert [a["status"] for a in mine][:2] == ["open", "update"]
+    assert len({a["id"] for a in mine}) == 1  # updates (and a close) keep the opening's id
+    first, later = mine[0]["evidence"], mine[1]["evidence"]
+    assert later["days"] % 7 == 1 and later["days"] > first["days"]  # weekly from onset
+    assert later["unbilled_kwh"] > first["unbilled_kwh"]

@@ -215,13 +215,17 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         tz: str = "Asia/Shanghai", country: str | None = "CN", voltage_standard: str | None = None,
         engine: Engine | None = None, progress: Callable[[int, int], None] | None = None,
         chunk_s: int = 86400, chunk_rows: int = 500_000,
-        weather: pd.DataFrame | None = None) -> BacktestResult:
+        weather: pd.DataFrame | None = None,
+        after_call: Callable[[int, np.ndarray, list[dict]], None] | None = None
+        ) -> BacktestResult:
     """Run every detector over ``df`` in time order; alerts as dicts, in emission order.
 
     ``weather`` (from :func:`load_weather`): hourly temperature per area, applied in
     time order with the readings (a sample before the readings stamped after it; calls
     are cut at every sample). ``chunk_s`` / ``chunk_rows`` bound one engine call (time span, readings); they change
-    the speed, not the result."""
+    the speed, not the result. ``after_call(last_ts, state, new_alerts)`` runs after each
+    engine call with the whole fleet's state (mutable: what people do between calls,
+    such as inspection outcomes, goes in there)."""
     t0 = time.perf_counter()
     eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard)
     rows, cols = to_columns(df, fleet)
@@ -268,8 +272,11 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         res.applied += out.applied
         res.duplicates += out.duplicates
         res.late += out.late
+        n0 = len(res.alerts)
         for f in out.findings:
             res.alerts.append(to_alert(f, fleet, zone))
+        if after_call:
+            after_call(int(ts[b - 1]), st_all, res.alerts[n0:])
         if progress:
             progress(b, len(ts))
     res.seconds = time.perf_counter() - t0

@@ -164,6 +164,9 @@ class TheftConfig:
     alpha: float = 0.05  # slowest learning rate of the meter's calm-day statistics
     clip_learning: bool = True  # clip a day's residual at 3 spreads while learning
     clear_days: int = 3  # calm days in a row that close an open alert
+    # copies of an inspected case (an outcome entered in the console) the model learns:
+    # one minibatch, as much as the synthetic examples of one learning step
+    outcome_weight: int = 32
 
 
 @dataclass

@@ -43,7 +43,7 @@ from models.config import DetectorConfig
 from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
 from models.physical import PhysicalDetector
-from models.theft import FleetTheftModel, TheftDetector
+from models.theft import FleetTheftModel, TheftDetector, meter_keys
 from models.voltage import VoltageDetector
 from models.weather import WEATHER_AREA_FIELDS, AreaWeather
 
@@ -141,6 +141,17 @@ class Engine:
         """Carry on from :meth:`fleet_state`'s bytes (a restart, a copy of the engine)."""
         if self.theft and data:
             self.theft.model = FleetTheftModel.from_bytes(data)
+
+    def apply_outcome(self, st: np.ndarray, meter: int, alert: dict, outcome: str) -> bool:
+        """An inspection outcome on ``alert`` (an alert record of this engine) for the
+        meter's state row ``st`` (shape (1,), mutated): the theft model learns from its
+        own alerts' outcomes; other alerts' outcomes change nothing (False)."""
+        ev = alert.get("evidence") or {}
+        if not self.theft or alert.get("type") != "theft" or ev.get("model") != \
+                "fleet_self_supervised":
+            return False
+        key = int(meter_keys(self.fleet, np.array([meter]))[0])
+        return self.theft.apply_outcome(st, key, outcome, ev)
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
         new = st["e_init"] == 0

@@ -289,6 +289,13 @@ class FleetTheftModel:
         if len(X):
             self.pending.setdefault(int(day), []).append((np.asarray(keys, np.uint64), X, label))
 
+    def add_outcome(self, day: int, key: int, x: np.ndarray, label: int, weight: int) -> None:
+        """Queue an inspected case as ``weight`` examples of day ``day`` (label as
+        :meth:`add_examples`): learned at the day's flush, in its canonical place."""
+        x = np.asarray(x, np.float64).reshape(1, -1)
+        self.add_examples(day, np.full(weight, key, np.uint64), np.repeat(x, weight, axis=0),
+                          np.full(weight, label, np.int64))
+
     def flush(self, before_day: int) -> None:
         """Learn every queued day before ``before_day``, each in canonical order."""
         days = sorted(x for x in self.pending if x < before_day)
@@ -597,6 +604,30 @@ class TheftDetector(BitConditions):
         s["t_zm"] = s["t_zm"] + az * (zc - s["t_zm"])
         s["t_zv"] = s["t_zv"] + az * (zc * zc - s["t_zv"])
         return calm
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def apply_outcome(self, s: np.ndarray, key: int, outcome: str, evidence: dict) -> bool:
+        """An inspection's verdict on one of this model's alerts, for the meter's record
+        ``s`` (shape (1,), mutated) and the fleet model. Both verdicts teach the model
+        the alert's day as a labelled example (``[theft] outcome_weight`` copies):
+        ``confirmed_theft`` as its attack shape, ``false_alarm`` as normal. A false
+        alarm also ends the meter's suspicion and widens its normal so that a day like
+        the dismissed one adds no evidence (it standardises to the CUSUM's reference).
+        Returns whether anything changed."""
+        if outcome not in ("confirmed_theft", "false_alarm") or not evidence.get("indicators"):
+            return False
+        x = np.array([float(evidence["indicators"].get(f, 0.0)) for f in FEATURES])
+        shape = evidence.get("attack_shape")
+        label = 0 if outcome == "false_alarm" else 1 + SHAPES.index(shape) if shape in SHAPES else 1
+        day = int(s["h_day"][0]) or 1
+        self.model.add_outcome(day, key, x, label, self.config.outcome_weight)
+        if outcome == "false_alarm":
+            lo = float(evidence.get("log_odds", 0.0))
+            lm = float(s["t_lm"][0])
+            s["t_ld"] = max(float(s["t_ld"][0]), (lo - lm) / (1.25 * self.config.k))
+            for f in ("t_open", "t_clr", "t_cu", "t_unb", "t_run", "t_shape"):
+                s[f] = 0
+        return True
 
     def open_alerts(self, st: np.ndarray) -> OpenAlerts:
         """Open model alerts: ``t_open`` rows, by the subtype their likeliest shape has."""

@@ -386,10 +386,10 @@ WORKLIST = """{% extends "base.html" %}
     <tr data-alert-id="{{ it.id }}" class="sev-{{ it.alert.severity }}">
       <td class="rank">{{ it.rank }}</td>
       <td>{% if it.alert.customer_id %}<a href="/customers/{{ it.alert.customer_id | seg }}">{{ it.alert.customer_id }}</a>{% else %}—{% endif %}</td>
-      <td>{{ it.alert.meter_id or '—' }}</td>
+      <td class="nowrap">{{ it.alert.meter_id or '—' }}</td>
       <td>{{ it.alert.area_id or '—' }}</td>
       <td class="shape">{% if it.shape %}<strong>{{ it.shape }}</strong>{% if it.shape_words %} · {{ it.shape_words }}{% endif %}{% else %}{{ it.alert.subtype | replace('_', ' ') }} <span class="muted">(rule)</span>{% endif %}</td>
-      <td>{{ it.since_day or '—' }}</td>
+      <td class="nowrap">{{ it.since_day or '—' }}</td>
       <td class="num">{{ it.days if it.days is not none else '—' }}</td>
       <td class="num">{{ it.risk | num(2) }}</td>
       <td class="num unbilled">{% if it.unbilled_kwh is not none %}{{ it.unbilled_kwh | num }}{% else %}<span class="muted">unknown</span>{% endif %}</td>
@@ -477,7 +477,7 @@ PACK = """{% extends "base.html" %}
   <h2>Indicators</h2>
   {% if it.figures or it.indicators %}
   <table class="evidence">
-    {% for k, v in it.figures %}<tr><th>{{ k | replace('_', ' ') }}</th><td>{{ v | num(2) }}</td></tr>{% endfor %}
+    {% for k, v in it.figures %}<tr><th>{{ k }}</th><td>{{ v | num(2) }}</td></tr>{% endfor %}
     {% for k, v in it.indicators %}<tr><th>{{ k | replace('_', ' ') }}</th><td>{{ v | num(3) }}</td></tr>{% endfor %}
   </table>
   {% endif %}
@@ -558,7 +558,7 @@ section.login { max-width:360px; margin:60px auto; background:#fff; border:1px s
 section.login form { display:flex; flex-direction:column; gap:12px; }
 .crumbs { margin:0; }
 td.verdict.ok { color:#2e7d32; } td.verdict.bad { color:#c62828; font-weight:600; } td.verdict.running { color:var(--muted); }
-th.num, td.num { text-align:right; }
+th.num, td.num { text-align:right; } td.nowrap { white-space:nowrap; }
 .rule { background:#fff; border-left:4px solid var(--accent); padding:6px 10px; }
 .worklist td.shape { max-width:260px; }
 .shares tr.best td { font-weight:600; }

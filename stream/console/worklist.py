@@ -31,6 +31,10 @@ RULE = ("Suspicions with an estimate come first, largest expected recovery first
 # |peers' median daily log ratio| from which the area's peers "moved too" (about ±20 %):
 # a drop the whole area shares points at weather, a holiday or supply, not at this meter.
 PEER_MOVED = 0.2
+# The model's figures, as the evidence pack names them.
+FIGURES = {"log_odds": "log odds of tampering, latest day", "usual_log_odds":
+           "usual log odds of this meter", "evidence": "evidence accumulated over the run",
+           "limit": "evidence needed to raise the alert"}
 MAX_DAYS = 60
 MAX_TEXT = 120
 MAX_LIST = 20
@@ -63,7 +67,7 @@ class WorkItem:
     corroboration: list[str] = field(default_factory=list)
     peer_level: float | None = None
     indicators: list[tuple[str, float]] = field(default_factory=list)
-    figures: list[tuple[str, float]] = field(default_factory=list)  # log odds, evidence, limit
+    figures: list[tuple[str, float]] = field(default_factory=list)  # (FIGURES label, value)
     model: bool = False
     money: float | None = None
     rank: int = 0
@@ -141,15 +145,15 @@ def work_item(alert: dict[str, Any], *, tariff_per_kwh: float = 0.0) -> WorkItem
     return WorkItem(
         alert=alert, risk=_risk(ev), unbilled_kwh=unbilled,
         shape=_text(ev.get("attack_shape")), shape_words=_text(ev.get("attack_shape_words")),
-        shape_shares=sorted(_pairs(ev.get("shape_shares")), key=lambda p: (-p[1], p[0])),
+        shape_shares=sorted(((k, v) for k, v in _pairs(ev.get("shape_shares")) if v > 0),
+                            key=lambda p: (-p[1], p[0])),
         since_day=_day(ev.get("since_day")),
         days=int(days) if days is not None and 0 <= days < 100_000 else None,
         daily=_daily(ev.get("daily")),
         corroboration=[t for t in map(_text, corr[:MAX_LIST] if isinstance(corr, list) else [])
                        if t],
         peer_level=_num(ev.get("peer_level")), indicators=_pairs(ev.get("indicators")),
-        figures=[(k, v) for k in ("log_odds", "usual_log_odds", "evidence", "limit")
-                 if (v := _num(ev.get(k))) is not None],
+        figures=[(label, v) for k, label in FIGURES.items() if (v := _num(ev.get(k))) is not None],
         model=ev.get("model") == MODEL,
         money=unbilled * tariff_per_kwh if unbilled is not None and tariff_per_kwh > 0 else None)
 

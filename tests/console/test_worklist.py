@@ -16,6 +16,7 @@ import io
 import math
 import os
 import re
+import shutil
 from datetime import date, timedelta
 
 import pytest
@@ -93,6 +94,11 @@ def ingest(store, rec: dict, now: float = 1_773_100_000.0) -> None:
 @pytest.fixture
 def suspicions(store):
     """The seeded store plus model and rule theft alerts of alice (mgr1) and bob (mgr2)."""
+    add_suspicions(store)
+    return store
+
+
+def add_suspicions(store) -> None:
     for rec in (model_theft(M_BIG, "C1001", risk=0.6, unbilled=100.0),
                 model_theft(M_SURE, "C1002", risk=0.9, unbilled=40.0, shape="h5",
                             words="flattened", corroboration=()),
@@ -103,7 +109,6 @@ def suspicions(store):
                 rule_theft(R_BOB, "C2002", "tamper_event", severity="critical", risk=0.9,
                            detected="2026-03-08T12:00:00+08:00")):
         ingest(store, rec)
-    return store
 
 
 ALICE_ORDER = [M_BIG, M_SURE, M_SMALL, A_THEFT, R_MISMATCH, R_NORISK]
@@ -259,11 +264,12 @@ def test_the_evidence_pack_shows_the_days_around_onset_shape_corroboration_peers
     assert daily.count('class="onset"') == 1 and "onset 2026-03-04" in daily
     shape = html[html.index('id="pack-shape"'):html.index('id="pack-corroboration"')]
     assert "h1" in shape and "scaled down" in shape and "70 %" in shape and "30 %" in shape
+    assert "bypass" not in shape  # shapes with no share of the evidence are left out
     assert "physical/energy mismatch" in html[html.index('id="pack-corroboration"'):]
     peers = html[html.index('id="pack-peers"'):html.index('id="pack-indicators"')]
     assert "peers moved too" in peers and "-0.45" in peers
     ind = html[html.index('id="pack-indicators"'):]
-    assert "shape cor" in ind and "0.910" in ind and "log odds" in ind
+    assert "shape cor" in ind and "0.910" in ind and "log odds of tampering" in ind
     assert f'href="/alerts/{M_SMALL}#resolve-form"' in html
 
     status, html = console.run(lambda c: _get(c, "alice", f"/worklist/{M_SURE}"))
@@ -407,3 +413,141 @@ def test_tariff_and_currency_settings_come_from_the_environment_and_are_checked(
                 {"METERWATCH_TARIFF_PER_KWH": "cheap"}, {"METERWATCH_CURRENCY": ""}):
         with pytest.raises(SettingsError, match="tariff_per_kwh|currency"):
             load_settings(env=env)
+
+
+# ---- a real browser -----------------------------------------------------------------------
+
+@pytest.fixture
+def browser_console(suspicions, db_url, tmp_path, registry_file):
+    """``meterwatch console`` as a subprocess on the suspicions' store, with a tariff."""
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from console_data import SECRET
+    from stream.settings import PROJECT_ROOT
+    from test_console_browser import CHROMIUM, _free_port, _meterwatch
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    port, log_path = _free_port(), tmp_path / "console.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERWATCH_")}
+    env.update(METERWATCH_DB_URL=db_url, METERWATCH_REGISTRY=str(registry_file),
+               METERWATCH_SESSION_SECRET=SECRET, METERWATCH_WORKER_URL="http://127.0.0.1:9",
+               METERWATCH_DATA_DIR=str(tmp_path / "data"), METERWATCH_TIMEZONE="Asia/Shanghai",
+               METERWATCH_TARIFF_PER_KWH="0.25", METERWATCH_CURRENCY="GBP")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(_meterwatch() + ["console", "--host", "127.0.0.1", "--port",
+                                                 str(port)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("console did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        yield base, suspicions, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _browser_login(browser, base: str, who: str):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", who)
+    page.fill("input[name=password]", PASSWORDS[who])
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(base + "/alerts")
+    return ctx, page
+
+
+def _listed(page) -> list[str]:
+    rows = page.locator("#worklist tbody tr[data-alert-id]")
+    return [rows.nth(i).get_attribute("data-alert-id") for i in range(rows.count())]
+
+
+@pytest.mark.slow
+def test_a_manager_works_the_list_in_a_real_browser(browser_console, request):
+    from playwright.sync_api import sync_playwright
+
+    from test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    base, store, log_path = browser_console
+    shots = ARTIFACTS / "worklist" / request.node.callspec.params["db_url"]
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+
+    def shot(page, name):
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            ctx, page = _browser_login(browser, base, "alice")
+            page.click("#nav-worklist")
+            page.wait_for_url(base + "/worklist")
+            assert _listed(page) == ALICE_ORDER
+            assert "risk × estimated unbilled energy" in page.inner_text("#worklist-rule")
+            assert "Unbilled GBP" in page.inner_text("#worklist thead")
+            assert "37.50 GBP" in page.inner_text("#worklist-totals")  # 150 kWh x 0.25
+            shot(page, "01-worklist")
+
+            with page.expect_download() as dl:
+                page.click("#worklist-csv")
+            rows = _rows(open(dl.value.path(), encoding="utf-8").read())
+            assert [r["alert_id"] for r in rows] == ALICE_ORDER
+
+            page.click(f'tr[data-alert-id="{M_BIG}"] a.pack-link')
+            page.wait_for_url(f"{base}/worklist/{M_BIG}")
+            assert page.inner_text("#pack-rank") == "rank 1 of 6"
+            assert page.locator("#pack-daily svg.chart rect.reported").count() == 14
+            assert page.locator("#pack-daily svg.chart rect.gap").count() == 7
+            assert page.locator("#pack-daily svg.chart line.onset").count() == 1
+            assert "scaled down" in page.inner_text("#pack-shape")
+            assert "physical/energy mismatch" in page.inner_text("#pack-corroboration")
+            assert "held steady" in page.inner_text("#pack-peers")
+            shot(page, "02-evidence-pack")
+
+            page.click("#outcome-link")
+            page.wait_for_url(f"{base}/alerts/{M_BIG}#resolve-form")
+            page.select_option("#resolve-form select[name=outcome]", "confirmed_theft")
+            page.fill("#resolve-form textarea[name=note]", "Bypass cable at the meter box.")
+            page.click("#resolve-form button[type=submit]")
+            page.wait_for_url(f"{base}/alerts/{M_BIG}?done=resolved")
+            assert page.inner_text("#alert-outcome") == "confirmed theft"
+            page.click("#nav-worklist")
+            page.wait_for_url(base + "/worklist")
+            assert _listed(page) == ALICE_ORDER[1:]
+            shot(page, "03-worklist-after-outcome")
+            ctx.close()
+
+            ctx, page = _browser_login(browser, base, "bob")
+            page.goto(base + "/worklist")
+            assert _listed(page) == [M_BOB, R_BOB]
+            assert page.goto(f"{base}/worklist/{M_SURE}").status == 404
+            shot(page, "04-other-managers-pack-404")
+            ctx.close()
+        finally:
+            browser.close()
+
+    assert store.get_alert(M_BIG)["outcome"] == "confirmed_theft"
+    for name in ("01-worklist", "02-evidence-pack", "03-worklist-after-outcome"):
+        assert (shots / f"{name}.png").stat().st_size > 5000
+    text = log_path.read_text()
+    assert "GET /worklist/{alert_id} 200" in text and "GET /worklist.csv 200" in text
+    for secret in ("C1001", "MTR-A1-0001"):  # alert ids may be logged, customers' never
+        assert secret not in text

@@ -35,6 +35,7 @@ PEER_MOVED = 0.2
 FIGURES = {"log_odds": "log odds of tampering, latest day", "usual_log_odds":
            "usual log odds of this meter", "evidence": "evidence accumulated over the run",
            "limit": "evidence needed to raise the alert"}
+MAX_KWH = 1e9
 MAX_DAYS = 60
 MAX_TEXT = 120
 MAX_LIST = 20
@@ -139,7 +140,8 @@ def work_item(alert: dict[str, Any], *, tariff_per_kwh: float = 0.0) -> WorkItem
     rec = alert.get("record") if isinstance(alert.get("record"), dict) else {}
     ev = rec.get("evidence") if isinstance(rec.get("evidence"), dict) else {}
     unbilled = _num(ev.get("unbilled_kwh"))
-    unbilled = None if unbilled is None else max(unbilled, 0.0)
+    # Beyond a TWh it is not a meter's: unknown (and sums and money stay finite).
+    unbilled = None if unbilled is None or unbilled > MAX_KWH else max(unbilled, 0.0)
     days = _num(ev.get("days"))
     corr = ev.get("corroboration")
     return WorkItem(

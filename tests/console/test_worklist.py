@@ -162,6 +162,8 @@ def test_a_record_with_missing_or_mangled_fields_is_listed_with_unknowns(console
                            indicators={"level": "low", "flatness": 0.5})
     del rec["evidence"]["attack_shape_words"]
     ingest(suspicions, rec)
+    huge = model_theft("x3huge00000000000003", "C1002", risk=1.0, unbilled=1e300)
+    ingest(suspicions, huge)  # no meter loses 1e300 kWh: unknown, and the sums stay finite
     bare = dict(rule_theft("x2bare00000000000002", "C1001", "bypass"), evidence="none")
     ingest(suspicions, bare)
     items = {it.id: it for it in WL.load(suspicions, manager_id="mgr1")}
@@ -171,8 +173,12 @@ def test_a_record_with_missing_or_mangled_fields_is_listed_with_unknowns(console
         None, None, None, None, [], [], [], None, None)
     assert bad.indicators == [("flatness", 0.5)] and WL.pack_chart(bad) is None
     assert items["x2bare00000000000002"].risk is None
-    # no estimate, no risk: last, newest detection first, then by id
-    assert list(items) == ALICE_ORDER[:5] + ["x1bad000000000000001", R_NORISK,
+    assert items["x3huge00000000000003"].unbilled_kwh is None
+    assert math.isfinite(WL.totals(list(items.values()), 1e6).unbilled_kwh)
+    # without an estimate: after the critical tamper flag, by risk (1.0 before 0.7);
+    # no risk either: last, the newest detection first, then by id
+    assert list(items) == ALICE_ORDER[:4] + ["x3huge00000000000003", R_MISMATCH,
+                                             "x1bad000000000000001", R_NORISK,
                                              "x2bare00000000000002"]
     for path in ("/worklist", "/worklist/x1bad000000000000001", "/worklist/x2bare00000000000002",
                  "/worklist.csv"):

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import hmac
+import io
 import logging
 import re
 import time

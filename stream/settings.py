@@ -127,6 +127,20 @@ def _networks(name: str, v: str) -> str:
     return v
 
 
+def _price(name: str, v: float) -> float:
+    if not 0 <= v < float("inf"):  # also rejects NaN
+        raise SettingsError(f"{name}={v!r}: must be a finite number >= 0 (0 = no price)")
+    return v
+
+
+def _currency(name: str, v: str) -> str:
+    """A currency code or symbol as shown beside amounts: 1-8 printable characters."""
+    if not (1 <= len(v) <= 8 and v.isprintable() and not v.isspace()):
+        raise SettingsError(f"{name}={v!r}: must be a currency code of 1-8 characters "
+                            f"(e.g. GBP, EUR, CNY)")
+    return v
+
+
 def _port(name: str, v: int) -> int:
     if not 0 <= v <= 65535:
         raise SettingsError(f"{name}={v!r}: must be a TCP port (0-65535)")
@@ -245,6 +259,10 @@ class Settings:
     cookie_secure: bool = True
     # Workers' web address, for a customer's live profile (Faust routes to the owner).
     worker_url: str = field(default="http://127.0.0.1:6066", metadata={"url": True})
+    # Price of a kWh, for the theft work list's money column (0 = no price: kWh only),
+    # and the currency it is in (a code shown beside the amounts).
+    tariff_per_kwh: float = field(default=0.0, metadata={"check": _price})
+    currency: str = field(default="GBP", metadata={"check": _currency})
 
     @property
     def kafka_url(self) -> str:

@@ -345,6 +345,15 @@ class AlertStore:
         with self.engine.connect() as c:
             return [_alert_dict(r) for r in c.execute(q).mappings()]
 
+    def open_theft_alerts(self, *, manager_id: str | None = None) -> list[dict[str, Any]]:
+        """Theft alerts nobody has resolved yet (new or acknowledged, whether or not the
+        pipeline cleared the condition since): the field crews' work list, unranked
+        (``stream.console.worklist`` ranks them from their evidence)."""
+        q = alert_filters(sa.select(alerts), manager_id=manager_id,
+                          states=("new", "acknowledged"), type="theft").order_by(alerts.c.id)
+        with self.engine.connect() as c:
+            return [_alert_dict(r) for r in c.execute(q).mappings()]
+
     def messages_of(self, alert_id: str) -> list[dict[str, Any]]:
         """Every distinct message received for an alert, oldest first."""
         q = (sa.select(alert_messages.c.record).where(alert_messages.c.alert_id == alert_id)

@@ -15,6 +15,11 @@ Pages (all server-rendered, no JavaScript):
 ``/alerts/{id}/notes``          POST ``text``
 ``/customers/{id}``             registry facts, usual day (live or from the latest
                                 alert), recent alerts, notes; POST ``.../notes``
+``/worklist``                   field crews' work list: open theft suspicions ranked by
+                                risk x estimated unbilled energy (``stream.console.worklist``)
+``/worklist.csv``               the same list (same scope and order) as CSV
+``/worklist/{id}``              a suspicion's evidence pack: daily energy around the onset,
+                                attack shape, corroboration, peers, indicators
 ``/audit``                      audit log (engineer, admin)
 ``/admin/users``                accounts (admin)
 ``/metrics``, ``/health``       Prometheus metrics, liveness (no login; no personal data)
@@ -35,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import io
 import logging
 import re
 import time
@@ -55,6 +61,7 @@ from models.base import ALERT_TYPES
 from stream.console import compliance as CV
 from stream.console import profile as P
 from stream.console import queries as Q
+from stream.console import worklist as WL
 from stream.console.auth import (CSRF_FIELD, SESSION_TTL_S, ANON_TTL_S, RateLimiter,
                                  SessionCodec, User, cookie_name, csrf_ok)
 from stream.console.metrics import ConsoleMetrics
@@ -67,6 +74,7 @@ log = logging.getLogger("meterwatch.console")
 PAGE_SIZE = 50
 MAX_NOTE = 5000
 MAX_PAGE = 1_000_000
+MAX_WORKLIST_ROWS = 500  # on the page; the CSV has them all
 STATE_FILTERS = {"open": ("new", "acknowledged"), "new": ("new",),
                  "acknowledged": ("acknowledged",), "resolved": ("resolved",), "all": None}
 STATE_OPTIONS = [("open", "open (new + acknowledged)"), ("new", "new"),
@@ -127,6 +135,7 @@ class Console:
         env.filters["isots"] = self._fmt_iso
         env.filters["message"] = _message
         env.filters["seg"] = _seg
+        env.filters["num"] = _num
         self.jinja = env
 
     # -- helpers
@@ -216,6 +225,11 @@ def _route(request: web.BaseRequest) -> str:
     except Exception:
         pass
     return "<unmatched>"
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    """A figure for a page: grouped thousands, ``digits`` decimals; "—" when unknown."""
+    return "—" if v is None else f"{v:,.{digits}f}"
 
 
 def _seg(value: Any) -> str:
@@ -653,6 +667,53 @@ def _note_owner(user: User, meters: list[MeterRow]) -> str | None:
     return owners.pop() if len(owners) == 1 else None
 
 
+# ---- the field crews' work list -----------------------------------------------------------
+
+async def _worklist(request: web.Request) -> list[WL.WorkItem]:
+    c, user = _c(request), _user(request)
+    return await c.db(WL.load, c.store, manager_id=user.scope,
+                      tariff_per_kwh=c.settings.tariff_per_kwh)
+
+
+async def worklist_page(request: web.Request) -> web.Response:
+    c = _c(request)
+    items = await _worklist(request)
+    tariff = c.settings.tariff_per_kwh
+    return c.render(request, "worklist.html", title="Work list", nav="worklist",
+                    items=items[:MAX_WORKLIST_ROWS], totals=WL.totals(items, tariff),
+                    rule=WL.RULE, tariff=tariff, currency=c.settings.currency,
+                    lang_url=_lang_url(request))
+
+
+async def worklist_csv(request: web.Request) -> web.Response:
+    c = _c(request)
+    items = await _worklist(request)
+    out = io.StringIO()
+    WL.write_csv(items, out, c.settings.currency)
+    # Customer and meter ids: never kept by a cache or proxy.
+    return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="theft-worklist.csv"',
+                                 "Cache-Control": "no-store"})
+
+
+async def evidence_pack(request: web.Request) -> web.Response:
+    """A theft suspicion's evidence pack; any other alert, or one this user may not
+    see, is a 404 like an id that does not exist."""
+    c = _c(request)
+    a = await _visible_alert(request)
+    if a["type"] != "theft":
+        raise web.HTTPNotFound()
+    items = await _worklist(request)
+    item = next((it for it in items if it.id == a["id"]), None)
+    if item is None:  # resolved: off the list, its pack still readable
+        item = WL.work_item(a, tariff_per_kwh=c.settings.tariff_per_kwh)
+    return c.render(request, "pack.html", title=f"Evidence pack {a['subtype']}", nav="worklist",
+                    a=a, it=item, n=len(items), chart=WL.pack_chart(item),
+                    evidence=[] if item.model else _evidence_rows(a["record"].get("evidence")),
+                    currency=c.settings.currency, peer_moved=WL.PEER_MOVED,
+                    lang_url=_lang_url(request))
+
+
 async def audit_page(request: web.Request) -> web.Response:
     c, user = _c(request), _user(request)
     if not user.can_see_audit:
@@ -772,6 +833,9 @@ def make_app(settings: Settings, store: AlertStore, registry=None) -> web.Applic
     r.add_get("/customers/{customer_id:%s}" % ID_RE, customer_page)
     r.add_get("/areas/{area_id:%s}" % ID_RE, area_page)
     r.add_post("/customers/{customer_id:%s}/notes" % ID_RE, customer_note)
+    r.add_get("/worklist", worklist_page)
+    r.add_get("/worklist.csv", worklist_csv)
+    r.add_get("/worklist/{alert_id:%s}" % ID_RE, evidence_pack)
     r.add_get("/audit", audit_page)
     r.add_get("/admin/users", users_page)
     r.add_post("/admin/users", users_add)

@@ -4,6 +4,8 @@
   band (usual power +- its spread) for that day type. Slots outside the band are marked.
 * :func:`voltage_chart` -- observed voltage over an alert's life against the voltage
   standard's limits (normal band, critical limits, nominal).
+* :func:`daily_chart` -- a theft suspicion's daily energy before and after its onset
+  against the usual day, the shortfall since onset marked.
 
 Every number and label is escaped; the result is safe to insert into a page as markup.
 """
@@ -11,7 +13,7 @@ Every number and label is escaped; the result is safe to insert into a page as m
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from html import escape
 from typing import Sequence, Tuple
 from zoneinfo import ZoneInfo
@@ -244,3 +246,76 @@ def voltage_chart(points: Sequence[Tuple[float, float]], *, low: float, high: fl
                     ("dash", C_CRIT, "critical"), ("line", C_OBS, "observed")])
     parts.append("</svg>")
     return "".join(parts)
+
+
+C_AFTER = "#fbeee0"  # days since onset
+C_GAP = "#f2b8b5"  # below the usual since onset: the unbilled estimate
+C_REPORTED = "#5b6b7b"
+
+
+def daily_chart(points: Sequence[Tuple[date, float | None, float | None]],
+                onset: date | None, *, title: str, unit: str = "kWh") -> str:
+    """Daily energy as bars against the usual day (dashed), the days since ``onset``
+    shaded and the shortfall below the usual on those days marked (the unbilled
+    estimate). ``points`` are (day, reported, usual), any order; gaps between days
+    stay gaps. Returns SVG markup."""
+    pts = sorted((d, _num(k), _num(u)) for d, k, u in points)
+    if not pts:
+        raise ValueError("no days to draw")
+    d0, span = pts[0][0], (pts[-1][0] - pts[0][0]).days + 1
+    vmax = max([v for _, k, u in pts for v in (k, u) if v is not None] or [1.0])
+    ticks = nice_ticks(0.0, vmax * 1.08 if vmax > 0 else 1.0)
+    ymax = ticks[-1]
+    slot = PW / span
+    x = lambda d: ML + ((d - d0).days + 0.5) * slot  # noqa: E731 - a day's centre
+    y = lambda v: MT + PH - (max(v, 0.0) / ymax) * PH  # noqa: E731
+
+    after = [p for p in pts if onset is not None and p[0] >= onset]
+    gaps = [(d, k, u) for d, k, u in after if k is not None and u is not None and k < u]
+    short = sum(u - k for _, k, u in gaps)
+    desc = (f"{len(pts)} days, {len(after)} since onset; {_fmt(short)} {unit} below the "
+            f"usual on those days.")
+    parts = _open(title, desc)
+    if onset is not None and onset <= pts[-1][0]:
+        xo = max(x(onset) - slot / 2, ML)
+        parts.append(f'<rect class="after" x="{xo:.1f}" y="{MT}" width="{ML + PW - xo:.1f}" '
+                     f'height="{PH}" fill="{C_AFTER}"/>')
+    _yaxis(parts, ticks, y, unit)
+    every = max(1, math.ceil(span / 14))
+    for i in range(0, span, every):
+        d = d0 + timedelta(days=i)
+        parts.append(f'<text x="{x(d):.1f}" y="{MT + PH + 16}" font-size="11" '
+                     f'text-anchor="middle" fill="#444">{d:%m-%d}</text>')
+    for d, k, u in pts:
+        if k is None:
+            continue
+        label = f"{d.isoformat()}: {_fmt(k)} {unit}" + (f" (usual {_fmt(u)})" if u is not None else "")
+        parts.append(f'<rect class="reported" x="{x(d) - slot * 0.3:.1f}" y="{y(k):.1f}" '
+                     f'width="{slot * 0.6:.1f}" height="{MT + PH - y(k):.1f}" '
+                     f'fill="{C_REPORTED}"><title>{escape(label)}</title></rect>')
+    for d, k, u in gaps:
+        label = f"{d.isoformat()}: {_fmt(u - k)} {unit} below the usual"
+        parts.append(f'<rect class="gap" x="{x(d) - slot * 0.3:.1f}" y="{y(u):.1f}" '
+                     f'width="{slot * 0.6:.1f}" height="{y(k) - y(u):.1f}" fill="{C_GAP}" '
+                     f'fill-opacity="0.85"><title>{escape(label)}</title></rect>')
+    _usual_line(parts, [(x(d), y(u)) for d, _, u in pts if u is not None])
+    if onset is not None and d0 <= onset <= pts[-1][0]:
+        xo = x(onset) - slot / 2
+        parts.append(f'<line class="onset" x1="{xo:.1f}" x2="{xo:.1f}" y1="{MT}" '
+                     f'y2="{MT + PH}" stroke="{C_OUT}" stroke-width="1.5" stroke-dasharray="4 3">'
+                     f'<title>onset {escape(onset.isoformat())}</title></line>')
+        parts.append(f'<text x="{xo + 4:.1f}" y="{MT + 12}" font-size="11" fill="{C_OUT}">'
+                     f'onset {escape(onset.isoformat())}</text>')
+    _legend(parts, [("band", C_REPORTED, "reported"), ("dash", C_EXPECTED, "usual"),
+                    ("band", C_GAP, "below usual since onset"), ("band", C_AFTER, "since onset")])
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _usual_line(parts: list[str], xy: list[tuple[float, float]]) -> None:
+    if len(xy) > 1:
+        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in xy)
+        parts.append(f'<polyline class="expected" points="{pts}" fill="none" '
+                     f'stroke="{C_EXPECTED}" stroke-width="1.5" stroke-dasharray="5 3"/>')
+    for a, b in xy:
+        parts.append(f'<circle class="usual" cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{C_EXPECTED}"/>')

@@ -2,6 +2,7 @@
 
     meterwatch console [--host H] [--port P] [--dev]      run the web console
     meterwatch console export-outcomes --out FILE.csv     resolved alerts' outcomes (labels)
+    meterwatch console export-worklist --out FILE.csv     open theft suspicions, ranked
     meterwatch users add USERNAME --role R [--manager-id M] [--password-stdin]
     meterwatch users passwd USERNAME [--password-stdin]
     meterwatch users list
@@ -18,12 +19,12 @@ import argparse
 import csv
 import getpass
 import logging
-import re
 import secrets
 import sys
 from datetime import datetime, timezone
 from typing import Sequence
 
+from stream.console.cells import text_cell
 from stream.settings import Settings, SettingsError, load_settings, replace
 
 log = logging.getLogger("meterwatch.console")
@@ -115,25 +116,6 @@ def _iso(t: float | None) -> str:
     return "" if t is None else datetime.fromtimestamp(float(t), timezone.utc).isoformat()
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV
-# injection"); a plain number such as -3.5 is a number, not a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def text_cell(v: object) -> str:
-    """A text cell built from data, made inert for spreadsheets: a leading formula
-    character gets a single quote before it (shown as text, not evaluated).
-
-    >>> [text_cell(x) for x in ("=HYPERLINK(1)", "-3.5", "@SUM(A1)", "MTR-1", None)]
-    ["'=HYPERLINK(1)", '-3.5', "'@SUM(A1)", 'MTR-1', '']
-    """
-    s = "" if v is None else str(v)
-    if s.startswith(_FORMULA_START) and not _NUMBER.fullmatch(s):
-        return "'" + s
-    return s
-
-
 def write_outcomes(store, out) -> int:
     """Resolved alerts as CSV rows (``EXPORT_COLUMNS``) into a text stream; the count.
     Text from alert messages is neutralised (:func:`text_cell`); times are ours."""
@@ -161,6 +143,24 @@ def export_outcomes(args) -> int:
     finally:
         store.close()
     print(f"{n} resolved alerts -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def export_worklist(args) -> int:
+    from stream.console import worklist as WL
+
+    s = _settings(args)
+    store = open_store(s)
+    try:
+        items = WL.load(store, tariff_per_kwh=s.tariff_per_kwh)
+    finally:
+        store.close()
+    if args.out == "-":
+        n = WL.write_csv(items, sys.stdout, s.currency)
+    else:
+        with open(args.out, "w", newline="", encoding="utf-8") as f:
+            n = WL.write_csv(items, f, s.currency)
+    print(f"{n} open theft suspicions -> {args.out}", file=sys.stderr)
     return 0
 
 
@@ -254,16 +254,18 @@ def _serve_options(p) -> None:
 
 def _run(args) -> None:
     # looked up when called (not bound at parser build), so a caller may replace one
-    run = {"serve": serve, "export-outcomes": export_outcomes}.get(args.cmd, users)
+    run = {"serve": serve, "export-outcomes": export_outcomes,
+           "export-worklist": export_worklist}.get(args.cmd, users)
     sys.exit(run(args))
 
 
 def _add_console(sub) -> None:
     c = sub.add_parser("console", help="account manager console (web)",
                        description="Run the account manager console (web).",
-                       epilog="Also: meterwatch console export-outcomes --out FILE.csv")
+                       epilog="Also: meterwatch console export-outcomes --out FILE.csv, "
+                              "meterwatch console export-worklist --out FILE.csv")
     _serve_options(c)
-    csub = c.add_subparsers(dest="cmd", metavar="{serve,export-outcomes}")
+    csub = c.add_subparsers(dest="cmd", metavar="{serve,export-outcomes,export-worklist}")
     c.set_defaults(func=_run, cmd="serve")
     _serve_options(csub.add_parser("serve", help="run the console (the default)"))
     e = csub.add_parser(
@@ -274,6 +276,14 @@ def _add_console(sub) -> None:
                     "the alert was right). Times are ISO 8601 UTC. No customer ids. Text "
                     "starting with = + - @ gets a leading ' (no spreadsheet formulas).")
     e.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+    w = csub.add_parser(
+        "export-worklist", help="open theft suspicions, ranked, as CSV (the field crews' work list)",
+        description="Write the theft work list as CSV, in the console's order (risk x "
+                    "estimated unbilled kWh first, then the suspicions without an estimate "
+                    "by severity and risk), every manager's. Money columns need "
+                    "METERWATCH_TARIFF_PER_KWH (and _CURRENCY). Text starting with = + - @ "
+                    "gets a leading ' (no spreadsheet formulas).")
+    w.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
 
 
 def _add_users(sub) -> None:

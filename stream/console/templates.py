@@ -23,6 +23,7 @@ BASE = """<!doctype html>
   {% if user %}
   <nav>
     <a href="/alerts" {% if nav == 'inbox' %}class="active"{% endif %}>Inbox</a>
+    <a href="/worklist" id="nav-worklist" {% if nav == 'worklist' %}class="active"{% endif %}>Work list</a>
     {% if user.can_see_audit %}<a href="/audit" {% if nav == 'audit' %}class="active"{% endif %}>Audit log</a>{% endif %}
     {% if user.can_manage_users %}<a href="/admin/users" {% if nav == 'users' %}class="active"{% endif %}>Users</a>{% endif %}
   </nav>
@@ -117,6 +118,7 @@ ALERT = """{% extends "base.html" %}
   <span class="state {{ a.state }}" id="alert-state">{{ a.state }}</span>
   {% if a.status == 'closed' %}<span class="cleared">cleared</span>{% endif %}</h1>
 <p class="message" id="alert-message">{{ a.record | message(lang) }}</p>
+{% if a.type == 'theft' %}<p><a id="pack-link" href="/worklist/{{ a.id | seg }}">Evidence pack for the field crew</a></p>{% endif %}
 
 <div class="cols">
 <section class="facts">
@@ -370,6 +372,123 @@ USERS = """{% extends "base.html" %}
 {% endblock %}
 """
 
+WORKLIST = """{% extends "base.html" %}
+{% block content %}
+<h1>Theft work list <span class="muted">{{ totals.suspicions }} open suspicion{{ '' if totals.suspicions == 1 else 's' }}</span></h1>
+<p class="rule" id="worklist-rule"><strong>Order.</strong> {{ rule }} Resolving a suspicion with the crew's outcome takes it off the list.</p>
+<p id="worklist-totals">Estimated unbilled energy: <strong>{{ totals.unbilled_kwh | num }} kWh</strong> over {{ totals.estimated }} suspicion{{ '' if totals.estimated == 1 else 's' }}{% if totals.money is not none %} (<strong>{{ totals.money | num(2) }} {{ currency }}</strong> at {{ tariff }} {{ currency }}/kWh){% endif %};
+  expected recovery (risk × estimate) {{ totals.expected_kwh | num }} kWh.
+  <a href="/worklist.csv" id="worklist-csv" download>Download CSV</a></p>
+<table class="worklist" id="worklist">
+  <thead><tr><th>#</th><th>Customer</th><th>Meter</th><th>Area</th><th>Attack shape</th><th>Since</th><th class="num">Days</th><th class="num">Risk</th><th class="num">Unbilled kWh</th>{% if totals.money is not none %}<th class="num">Unbilled {{ currency }}</th>{% endif %}<th class="num">Corrob.</th><th>State</th><th>Follow up</th></tr></thead>
+  <tbody>
+  {% for it in items %}
+    <tr data-alert-id="{{ it.id }}" class="sev-{{ it.alert.severity }}">
+      <td class="rank">{{ it.rank }}</td>
+      <td>{% if it.alert.customer_id %}<a href="/customers/{{ it.alert.customer_id | seg }}">{{ it.alert.customer_id }}</a>{% else %}—{% endif %}</td>
+      <td class="nowrap">{{ it.alert.meter_id or '—' }}</td>
+      <td>{{ it.alert.area_id or '—' }}</td>
+      <td class="shape">{% if it.shape %}<strong>{{ it.shape }}</strong>{% if it.shape_words %} · {{ it.shape_words }}{% endif %}{% else %}{{ it.alert.subtype | replace('_', ' ') }} <span class="muted">(rule)</span>{% endif %}</td>
+      <td class="nowrap">{{ it.since_day or '—' }}</td>
+      <td class="num">{{ it.days if it.days is not none else '—' }}</td>
+      <td class="num">{{ it.risk | num(2) }}</td>
+      <td class="num unbilled">{% if it.unbilled_kwh is not none %}{{ it.unbilled_kwh | num }}{% else %}<span class="muted">unknown</span>{% endif %}</td>
+      {% if totals.money is not none %}<td class="num money">{{ it.money | num(2) }}</td>{% endif %}
+      <td class="num corroboration">{{ it.corroboration | length }}</td>
+      <td><span class="state {{ it.alert.state }}">{{ it.alert.state }}</span>{% if it.alert.status == 'closed' %}<span class="cleared">cleared</span>{% endif %}</td>
+      <td><a class="pack-link" href="/worklist/{{ it.id | seg }}{{ lang_q }}">evidence pack</a> · <a class="outcome-link" href="/alerts/{{ it.id | seg }}{{ lang_q }}#resolve-form">enter outcome</a></td>
+    </tr>
+  {% else %}
+    <tr><td colspan="13" class="empty">No open theft suspicion.</td></tr>
+  {% endfor %}
+  </tbody>
+</table>
+{% if items | length < totals.suspicions %}<p class="muted" id="worklist-more">The first {{ items | length }} are shown; the CSV has all {{ totals.suspicions }}.</p>{% endif %}
+{% endblock %}
+"""
+
+PACK = """{% extends "base.html" %}
+{% block content %}
+<p class="crumbs"><a href="/worklist{{ lang_q }}">← Work list</a></p>
+<h1>Evidence pack: {{ a.subtype | replace('_', ' ') }}
+  {% if it.rank %}<span class="muted" id="pack-rank">rank {{ it.rank }} of {{ n }}</span>{% else %}<span class="muted" id="pack-rank">not on the work list ({{ a.state }})</span>{% endif %}</h1>
+<p class="message" id="alert-message">{{ a.record | message(lang) }}</p>
+
+<div class="cols">
+<section class="facts">
+  <h2>Suspicion</h2>
+  <dl id="pack-facts">
+    <dt>Customer</dt><dd>{% if a.customer_id %}<a href="/customers/{{ a.customer_id | seg }}">{{ a.customer_id }}</a>{% else %}—{% endif %}</dd>
+    <dt>Meter</dt><dd>{{ a.meter_id or '—' }}</dd>
+    <dt>Area</dt><dd>{{ a.area_id or '—' }}</dd>
+    <dt>Onset</dt><dd>{{ it.since_day or '—' }}{% if it.days is not none %} ({{ it.days }} day{{ '' if it.days == 1 else 's' }}){% endif %}</dd>
+    <dt>Risk</dt><dd id="pack-risk">{{ it.risk | num(2) }}</dd>
+    <dt>Unbilled since onset</dt><dd id="pack-unbilled">{% if it.unbilled_kwh is not none %}{{ it.unbilled_kwh | num }} kWh{% if it.money is not none %} · {{ it.money | num(2) }} {{ currency }}{% endif %}{% else %}unknown (a rule-based indicator: no estimate){% endif %}</dd>
+    <dt>Expected recovery</dt><dd>{% if it.expected_kwh is not none %}{{ it.expected_kwh | num }} kWh (risk × estimate){% else %}—{% endif %}</dd>
+    <dt>Alert</dt><dd><a id="alert-link" href="/alerts/{{ a.id | seg }}{{ lang_q }}">{{ a.type }} / {{ a.subtype | replace('_', ' ') }}</a> <span class="state {{ a.state }}">{{ a.state }}</span>{% if a.status == 'closed' %}<span class="cleared">cleared</span>{% endif %}</dd>
+    <dt>Detected</dt><dd>{{ a.detected_ts | ts }}</dd>
+  </dl>
+</section>
+<section class="actions">
+  <h2>Inspection outcome</h2>
+  {% if a.state == 'resolved' %}
+  <p>Resolved by {{ a.resolved_by }}: <strong>{{ (a.outcome or '') | replace('_', ' ') }}</strong>.</p>
+  {% else %}
+  <p>After the visit, record what the crew found (confirmed theft, false alarm, …) on the alert page. It takes the suspicion off the work list and is what the model learns from.</p>
+  <p><a id="outcome-link" href="/alerts/{{ a.id | seg }}{{ lang_q }}#resolve-form">Enter the inspection outcome →</a></p>
+  {% endif %}
+</section>
+</div>
+
+<section class="charts" id="pack-daily">
+  <h2>Days before and after the onset</h2>
+  {% if chart %}<figure><h3 class="chart-title">{{ chart.title }}</h3>{{ chart.svg | safe }}<figcaption>{{ chart.note }}</figcaption></figure>
+  {% else %}<p class="muted">This alert's record carries no daily energy.</p>{% endif %}
+</section>
+
+<div class="cols">
+<section id="pack-shape">
+  <h2>Attack shape</h2>
+  {% if it.shape %}
+  <p><strong id="pack-shape-name">{{ it.shape }}</strong>{% if it.shape_words %}: {{ it.shape_words }}{% endif %}</p>
+  {% if it.shape_shares %}
+  <table class="shares"><thead><tr><th>Shape</th><th class="num">Share of the run's evidence</th></tr></thead>
+    {% for sh, share in it.shape_shares %}<tr{% if sh == it.shape %} class="best"{% endif %}><td>{{ sh }}</td><td class="num">{{ (share * 100) | num(0) }} %</td></tr>{% endfor %}
+  </table>
+  {% endif %}
+  {% else %}<p class="muted">No attack shape: this alert comes from a rule ({{ a.subtype | replace('_', ' ') }}), not from the theft model.</p>{% endif %}
+</section>
+<section id="pack-corroboration">
+  <h2>Corroboration</h2>
+  {% if it.corroboration %}
+  <ul>{% for c in it.corroboration %}<li>{{ c | replace('_', ' ') }}</li>{% endfor %}</ul>
+  {% else %}<p class="muted">No other open condition on this meter corroborates it.</p>{% endif %}
+</section>
+</div>
+
+<section id="pack-peers">
+  <h2>Peers</h2>
+  {% if it.peer_level is none %}<p class="muted">No peer comparison in this alert's record.</p>
+  {% elif it.peers_moved %}<p class="peers moved">The area's peers moved too: their median daily level is {{ it.peer_level | num(2) }} (log ratio, today against usual; |x| ≥ {{ peer_moved }}). An area-wide cause (weather, a holiday, the supply) may explain part of the drop.</p>
+  {% else %}<p class="peers steady">The area's peers held steady (median daily log ratio {{ it.peer_level | num(2) }}, |x| &lt; {{ peer_moved }}): the change is this meter's own.</p>{% endif %}
+</section>
+
+<section id="pack-indicators">
+  <h2>Indicators</h2>
+  {% if it.figures or it.indicators %}
+  <table class="evidence">
+    {% for k, v in it.figures %}<tr><th>{{ k }}</th><td>{{ v | num(2) }}</td></tr>{% endfor %}
+    {% for k, v in it.indicators %}<tr><th>{{ k | replace('_', ' ') }}</th><td>{{ v | num(3) }}</td></tr>{% endfor %}
+  </table>
+  {% endif %}
+  {% if evidence %}
+  <table class="evidence">{% for k, v in evidence %}<tr><th>{{ k | replace('_', ' ') }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
+  {% endif %}
+  {% if not (it.figures or it.indicators or evidence) %}<p class="muted">No indicators in this alert's record.</p>{% endif %}
+</section>
+{% endblock %}
+"""
+
 ERROR = """{% extends "base.html" %}
 {% block content %}
 <section class="errorpage">
@@ -382,7 +501,7 @@ ERROR = """{% extends "base.html" %}
 
 TEMPLATES = {
     "base.html": BASE, "login.html": LOGIN, "inbox.html": INBOX, "alert.html": ALERT,
-    "customer.html": CUSTOMER, "area.html": AREA, "compliance.html": _COMPLIANCE, "audit.html": AUDIT, "users.html": USERS, "error.html": ERROR,
+    "customer.html": CUSTOMER, "area.html": AREA, "compliance.html": _COMPLIANCE, "audit.html": AUDIT, "worklist.html": WORKLIST, "pack.html": PACK, "users.html": USERS, "error.html": ERROR,
 }
 
 CSS = """
@@ -439,5 +558,10 @@ section.login { max-width:360px; margin:60px auto; background:#fff; border:1px s
 section.login form { display:flex; flex-direction:column; gap:12px; }
 .crumbs { margin:0; }
 td.verdict.ok { color:#2e7d32; } td.verdict.bad { color:#c62828; font-weight:600; } td.verdict.running { color:var(--muted); }
+th.num, td.num { text-align:right; } td.nowrap { white-space:nowrap; }
+.rule { background:#fff; border-left:4px solid var(--accent); padding:6px 10px; }
+.worklist td.shape { max-width:260px; }
+.shares tr.best td { font-weight:600; }
+.peers.moved { color:#a35f00; }
 @media (max-width: 800px) { .cols { grid-template-columns: 1fr; } }
 """

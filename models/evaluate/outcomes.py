@@ -120,10 +120,11 @@ def compare(vs, *, config: DetectorConfig, **kw: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from models.evaluate.inject import build_virtual
     from models.evaluate.real import load_real
+    from models.evaluate.targets import DEFAULT_READINGS
 
     p = argparse.ArgumentParser(prog="python -m models.evaluate.outcomes",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="../shared/data/london_lcl")
+    p.add_argument("--data", default=str(DEFAULT_READINGS))
     p.add_argument("--half", choices=("design", "holdout"), default="design")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--k", type=int, default=5)

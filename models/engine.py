@@ -31,6 +31,7 @@ detectors, which have moved on) and rejected as too late beyond it.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from datetime import timezone
 
@@ -89,7 +90,7 @@ class Engine:
 
     def __init__(self, fleet: Fleet, config: DetectorConfig | None = None,
                  tz: str = "Asia/Shanghai", country: str | None = "CN",
-                 voltage_standard: str | None = None) -> None:
+                 voltage_standard: str | None = None, partitions: int = 1) -> None:
         self.fleet = fleet
         self.config = config or DetectorConfig()
         self.tz = tz
@@ -106,8 +107,10 @@ class Engine:
         self.area = AreaDetector(self.config.area, self.calendar)
         # Order matters: the area detector reads the habit state of the same step, and
         # the theft model reads the day habit closes in it (so it runs before habit).
+        # ``partitions``: the stream's by-area partition count, one theft model each.
         self.theft = (TheftDetector(self.config.theft, self.calendar, self.config.budget,
-                                    self.config.habit) if self.config.theft.model else None)
+                                    self.config.habit, partitions=partitions)
+                      if self.config.theft.model else None)
         self.detectors = [self.physical, self.voltage, self.compliance,
                           *([self.theft] if self.theft else []), self.habit, self.area]
         self.dtype = compose_dtype(ENGINE_FIELDS, *(d.fields for d in self.detectors))
@@ -132,13 +135,19 @@ class Engine:
         return self.dtype.itemsize
 
     def fleet_state(self) -> bytes:
-        """The fleet-level state (the theft model) as bytes; empty when it is off."""
-        return self.theft.model.to_bytes() if self.theft else b""
+        """The fleet-level state (the theft models, by shard) as bytes; empty when the
+        model is off. (The stream keeps each shard's model on its own: see
+        stream/agents.py.)"""
+        if not self.theft:
+            return b""
+        return pickle.dumps(sorted((q, m.to_bytes()) for q, m in self.theft.models.items()),
+                            protocol=5)
 
     def load_fleet_state(self, data: bytes) -> None:
         """Carry on from :meth:`fleet_state`'s bytes (a restart, a copy of the engine)."""
         if self.theft and data:
-            self.theft.model = FleetTheftModel.from_bytes(data)
+            self.theft.models = {int(q): FleetTheftModel.from_bytes(b)
+                                 for q, b in pickle.loads(data)}
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
         new = st["e_init"] == 0

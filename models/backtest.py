@@ -215,10 +215,16 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
         tz: str = "Asia/Shanghai", country: str | None = "CN", voltage_standard: str | None = None,
         engine: Engine | None = None, progress: Callable[[int, int], None] | None = None,
         chunk_s: int = 86400, chunk_rows: int = 500_000,
-        weather: pd.DataFrame | None = None,
+        weather: pd.DataFrame | None = None, partitions: int = 1,
         after_call: Callable[[int, np.ndarray, list[dict]], None] | None = None
         ) -> BacktestResult:
     """Run every detector over ``df`` in time order; alerts as dicts, in emission order.
+
+    ``partitions``: the stream's by-area partition count (``topic_partitions``), which
+    shards the theft model as the stream does (one model per partition, learning from
+    that partition's areas): with it, a backtest of the stream's input builds exactly
+    the stream's models and alerts. 1 (one model for the whole fleet) is what
+    ``evaluate`` measures.
 
     ``weather`` (from :func:`load_weather`): hourly temperature per area, applied in
     time order with the readings (a sample before the readings stamped after it; calls
@@ -227,7 +233,8 @@ def run(df: pd.DataFrame, fleet: Fleet, *, config: DetectorConfig | None = None,
     engine call with the whole fleet's state (mutable: what people do between calls,
     such as inspection outcomes, goes in there)."""
     t0 = time.perf_counter()
-    eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard)
+    eng = engine or Engine(fleet, config, tz=tz, country=country, voltage_standard=voltage_standard,
+                           partitions=partitions)
     rows, cols = to_columns(df, fleet)
     st_all = eng.new_state(len(fleet))
     ast_all = eng.new_area_state(len(fleet.area_id))

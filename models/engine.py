@@ -31,6 +31,8 @@ detectors, which have moved on) and rejected as too late beyond it.
 
 from __future__ import annotations
 
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from datetime import timezone
 
@@ -43,7 +45,7 @@ from models.config import DetectorConfig
 from models.habit import HabitDetector, habit_context
 from models.localtime import LocalCalendar
 from models.physical import PhysicalDetector
-from models.theft import FleetTheftModel, TheftDetector, meter_keys
+from models.theft import FleetTheftModel, TheftDetector
 from models.voltage import VoltageDetector
 from models.weather import WEATHER_AREA_FIELDS, AreaWeather
 
@@ -89,7 +91,7 @@ class Engine:
 
     def __init__(self, fleet: Fleet, config: DetectorConfig | None = None,
                  tz: str = "Asia/Shanghai", country: str | None = "CN",
-                 voltage_standard: str | None = None) -> None:
+                 voltage_standard: str | None = None, partitions: int = 1) -> None:
         self.fleet = fleet
         self.config = config or DetectorConfig()
         self.tz = tz
@@ -106,8 +108,10 @@ class Engine:
         self.area = AreaDetector(self.config.area, self.calendar)
         # Order matters: the area detector reads the habit state of the same step, and
         # the theft model reads the day habit closes in it (so it runs before habit).
+        # ``partitions``: the stream's by-area partition count, one theft model each.
         self.theft = (TheftDetector(self.config.theft, self.calendar, self.config.budget,
-                                    self.config.habit) if self.config.theft.model else None)
+                                    self.config.habit, partitions=partitions)
+                      if self.config.theft.model else None)
         if self.theft:
             self.theft.corroborators, self.theft.area_detector = (self.physical,), self.area
         self.detectors = [self.physical, self.voltage, self.compliance,
@@ -134,24 +138,37 @@ class Engine:
         return self.dtype.itemsize
 
     def fleet_state(self) -> bytes:
-        """The fleet-level state (the theft model) as bytes; empty when it is off."""
-        return self.theft.model.to_bytes() if self.theft else b""
+        """The fleet-level state (the theft models, by shard) as bytes; empty when the
+        model is off. (The stream keeps each shard's model on its own: see
+        stream/agents.py.)"""
+        if not self.theft:
+            return b""
+        return pickle.dumps(sorted((q, m.to_bytes()) for q, m in self.theft.models.items()),
+                            protocol=5)
 
     def load_fleet_state(self, data: bytes) -> None:
         """Carry on from :meth:`fleet_state`'s bytes (a restart, a copy of the engine)."""
         if self.theft and data:
-            self.theft.model = FleetTheftModel.from_bytes(data)
+            self.theft.models = {int(q): FleetTheftModel.from_bytes(b)
+                                 for q, b in pickle.loads(data)}
 
-    def apply_outcome(self, st: np.ndarray, meter: int, alert: dict, outcome: str) -> bool:
-        """An inspection outcome on ``alert`` (an alert record of this engine) for the
-        meter's state row ``st`` (shape (1,), mutated): the theft model learns from its
-        own alerts' outcomes; other alerts' outcomes change nothing (False)."""
+    def apply_outcome(self, st: np.ndarray | None, meter: int, alert: dict, outcome: str, *,
+                      ts: int, shards: list[int] | None = None) -> bool:
+        """An inspection outcome, resolved at ``ts``, on ``alert`` (an alert record of
+        this engine): the theft model learns from its own alerts' outcomes, in the
+        models of ``shards`` (all of them by default; the stream gives each partition
+        its copy), and the meter's state row ``st`` (shape (1,), mutated; None: the
+        models only) takes a false alarm's verdict. Other alerts' outcomes change
+        nothing (False)."""
         ev = alert.get("evidence") or {}
         if not self.theft or alert.get("type") != "theft" or ev.get("model") != \
                 "fleet_self_supervised":
             return False
-        key = int(meter_keys(self.fleet, np.array([meter]))[0])
-        return self.theft.apply_outcome(st, key, outcome, ev)
+        day = int(self.calendar.lookup_same(np.array([ts], np.int64),
+                                            np.array([1], np.int64))[0][0])
+        oid = zlib.crc32(f"{alert.get('id')}:{outcome}".encode())
+        every = list(range(self.theft.partitions)) if shards is None else shards
+        return self.theft.apply_outcome(st, oid, outcome, ev, day, every)
 
     def _init_new(self, st: np.ndarray, meters: np.ndarray) -> None:
         new = st["e_init"] == 0

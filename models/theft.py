@@ -30,7 +30,11 @@ Here that happens online and for the whole fleet at once:
 
 Everything random is a hash of (seed, day, meter id), so results do not depend on how
 the readings were split into calls. The model's state is :meth:`FleetTheftModel.to_bytes`
-(a deterministic pickle); the stream's persistence of it is a later slice.
+(a deterministic pickle). There is one model per shard: the partition of the stream's
+by-area topic that an area's messages go to (:func:`area_partitions`; one shard unless
+the engine is given the stream's partition count). The worker that owns a partition
+keeps that partition's model in its state table, next to the areas' state, so a
+backtest with the stream's partition count builds exactly the stream's models.
 
 >>> import numpy as np
 >>> flat = np.full((1, 48), 0.5)
@@ -75,7 +79,8 @@ _PI = np.array([p[0] for p in _PAIRS])
 _PJ = np.array([p[1] for p in _PAIRS])
 HIST = 14  # days of energy an alert's evidence shows (before and after onset)
 OPEN_SUBTYPES = ("consumption_drop", "profile_distortion")
-UPDATE_EVERY_DAYS = 7  # an open alert's evidence (unbilled energy, days) is refreshed weekly
+UPDATE_EVERY_DAYS = 7
+OUTCOME_MEMORY = 4096  # inspected cases remembered as learned (a replay teaches nothing)  # an open alert's evidence (unbilled energy, days) is refreshed weekly
 N_RAND = 4 + SLOTS  # uniforms per example: shape, h1/bypass factor, h2 start, h2 length, g_t
 _C_KWH = 1.0  # stabiliser of level log ratios (tiny homes), as the habit CUSUM's
 _EPS_KW = 0.04
@@ -221,6 +226,24 @@ def attacked_days(vec: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return options[shape, np.arange(k)], shape
 
 
+def area_partitions(area_ids: list[str], partitions: int) -> np.ndarray:
+    """Each area's partition of the by-area topic among ``partitions``: what Kafka's
+    default partitioner (aiokafka's, which the worker's producer uses) gives the key
+    ``area_id.encode()``. All 0 for one partition.
+
+    >>> area_partitions(["A001", "A002"], 1).tolist()
+    [0, 0]
+    """
+    if partitions <= 1:
+        return np.zeros(len(area_ids), np.int32)
+    from aiokafka.partitioner import DefaultPartitioner
+
+    every = list(range(partitions))
+    choose = DefaultPartitioner()
+    return np.fromiter((choose(a.encode(), every, every) for a in area_ids), np.int32,
+                       len(area_ids))
+
+
 # -- the fleet-level model -------------------------------------------------------------------
 
 class FleetTheftModel:
@@ -234,13 +257,20 @@ class FleetTheftModel:
 
     ``add_examples`` queues a day's labelled examples and ``flush`` learns every queued
     day before a given one (in order of day, then meter key), so the learning order is
-    canonical. Scoring uses the learned weights as numpy arrays (refreshed at each
-    flush; the same arithmetic as river's ``predict_proba_many``, without a DataFrame
-    per call). ``record`` (a list, off by default) collects every scored
-    (meter, day, log-odds) for offline measurement.
+    canonical. A day's queue is kept canonical as it fills: sorted by (meter key, label),
+    one example per (meter key, label) (a replayed day close adds nothing), and no more
+    than the ``max_examples`` that the day will teach (those whose seeded hash is
+    smallest, which is the subset flush would choose from the whole day). So the queue,
+    and the bytes of the model, do not depend on how the day's meters were split into
+    calls, and its size is bounded. Scoring uses the learned weights as numpy arrays
+    (refreshed at each flush; the same arithmetic as river's ``predict_proba_many``,
+    without a DataFrame per call). ``record`` (a list, off by default) collects every
+    scored (meter, day, log-odds) for offline measurement. ``revision`` counts the
+    changes (examples queued, days learned) since the model was built or loaded: the
+    stream writes the model when it moved (it is not part of the state).
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, seed: int = 0, *, learning_rate: float = 0.05, l2: float = 1e-4,
                  minibatch: int = 32, max_examples: int = 1024) -> None:
@@ -253,10 +283,15 @@ class FleetTheftModel:
         self.clfs = [linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2,
                                                      intercept_lr=learning_rate)
                      for _ in SHAPES]
-        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        # day -> (meter keys, features, labels), canonical (see the class docstring)
+        self.pending: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.days_learned = 0
         self.examples = 0
         self.record: list | None = None
+        self.revision = 0
+        # day -> {outcome id: (features, label, copies)}: inspected cases to learn
+        self.outcomes: dict[int, dict[int, tuple[np.ndarray, int, int]]] = {}
+        self.outcomes_learned: list[int] = []  # ids of the last OUTCOME_MEMORY learned
         self._refresh()
 
     # -- scoring ----------------------------------------------------------------------
@@ -286,38 +321,71 @@ class FleetTheftModel:
     # -- learning ---------------------------------------------------------------------
     def add_examples(self, day: int, keys: np.ndarray, X: np.ndarray, label: np.ndarray) -> None:
         """Queue examples of local day ``day``: ``label`` 0 normal, 1 + shape index."""
-        if len(X):
-            self.pending.setdefault(int(day), []).append((np.asarray(keys, np.uint64), X, label))
+        if not len(X):
+            return
+        day = int(day)
+        keys = np.asarray(keys, np.uint64)
+        X = np.asarray(X, np.float64)
+        label = np.asarray(label, np.int64)
+        old = self.pending.get(day)
+        if old is not None:
+            keys, X, label = (np.concatenate([a, b]) for a, b in zip(old, (keys, X, label)))
+        order = np.lexsort((label, keys))  # stable: a queued example before its replay
+        keys, X, label = keys[order], X[order], label[order]
+        first = np.r_[True, (keys[1:] != keys[:-1]) | (label[1:] != label[:-1])]
+        if not first.all():
+            keys, X, label = keys[first], X[first], label[first]
+        if len(keys) > self.max_examples:
+            # A big fleet's day teaches a seeded subset: learning costs the same whatever
+            # the fleet's size. The smallest hashes of the whole day are the smallest of
+            # what is kept plus what comes, so keeping only them is the same choice.
+            u = uniforms(self.seed + 1, day, keys * np.uint64(16) + label.astype(np.uint64), 1)
+            keep = np.sort(np.argsort(u[:, 0], kind="stable")[:self.max_examples])
+            keys, X, label = keys[keep], X[keep], label[keep]
+        if (old is None or len(keys) != len(old[0]) or bool((keys != old[0]).any())
+                or bool((label != old[2]).any())):
+            self.revision += 1
+        self.pending[day] = (keys, X, label)
 
-    def add_outcome(self, day: int, key: int, x: np.ndarray, label: int, weight: int) -> None:
-        """Queue an inspected case as ``weight`` examples of day ``day`` (label as
-        :meth:`add_examples`): learned at the day's flush, in its canonical place."""
-        x = np.asarray(x, np.float64).reshape(1, -1)
-        self.add_examples(day, np.full(weight, key, np.uint64), np.repeat(x, weight, axis=0),
-                          np.full(weight, label, np.int64))
+    def add_outcome(self, day: int, oid: int, x: np.ndarray, label: int, weight: int) -> bool:
+        """Queue an inspected case (``oid``: its id, e.g. a hash of alert id and verdict)
+        to be learned as ``weight`` examples of day ``day`` (label as
+        :meth:`add_examples`) at that day's flush. A case already queued or learned
+        (a message read again) is not added again: False."""
+        oid = int(oid)
+        if oid in self.outcomes_learned or any(oid in q for q in self.outcomes.values()):
+            return False
+        self.outcomes.setdefault(int(day), {})[oid] = (
+            np.asarray(x, np.float64).ravel(), int(label), int(weight))
+        self.revision += 1
+        return True
+
+    def _day_examples(self, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Day ``d``'s queue, then its inspected cases in id order, each repeated."""
+        keys, X, lab = self.pending.pop(d, (np.zeros(0, np.uint64), np.zeros((0, len(FEATURES))),
+                                            np.zeros(0, np.int64)))
+        cases = self.outcomes.pop(d, {})
+        for oid in sorted(cases):
+            x, label, n = cases[oid]
+            keys = np.r_[keys, np.full(n, oid, np.uint64)]
+            X = np.vstack([X, np.repeat(x[None, :], n, axis=0)])
+            lab = np.r_[lab, np.full(n, label, np.int64)]
+            self.outcomes_learned = (self.outcomes_learned + [oid])[-OUTCOME_MEMORY:]
+        return keys, X, lab
 
     def flush(self, before_day: int) -> None:
         """Learn every queued day before ``before_day``, each in canonical order."""
-        days = sorted(x for x in self.pending if x < before_day)
+        days = sorted(x for x in {*self.pending, *self.outcomes} if x < before_day)
         for d in days:
-            parts = self.pending.pop(d)
-            keys = np.concatenate([p[0] for p in parts])
-            X = np.concatenate([p[1] for p in parts])
-            lab = np.concatenate([p[2] for p in parts])
-            order = np.lexsort((lab, keys))
-            if len(order) > self.max_examples:
-                # A big fleet's day teaches a seeded subset: learning costs the same
-                # whatever the fleet's size (chosen from the whole day, so canonical).
-                u = uniforms(self.seed + 1, d, keys[order] * np.uint64(16) + lab[order].astype(np.uint64), 1)
-                order = np.sort(order[np.argsort(u[:, 0], kind="stable")[:self.max_examples]])
-                order = order[np.lexsort((lab[order], keys[order]))]
-            # then shuffled by a hash of the day, so that minibatches mix meters
-            perm = np.argsort(uniforms(self.seed, d, np.arange(len(order), dtype=np.uint64), 1)[:, 0],
+            keys, X, lab = self._day_examples(d)  # canonical: sorted by (key, label)
+            # shuffled by a hash of the day, so that minibatches mix meters
+            perm = np.argsort(uniforms(self.seed, d, np.arange(len(keys), dtype=np.uint64), 1)[:, 0],
                               kind="stable")
-            self._learn(X[order][perm], lab[order][perm])
+            self._learn(X[perm], lab[perm])
             self.days_learned += 1
-            self.examples += len(order)
+            self.examples += len(keys)
         if days:
+            self.revision += 1
             self._refresh()
 
     def _learn(self, X: np.ndarray, lab: np.ndarray) -> None:
@@ -337,11 +405,10 @@ class FleetTheftModel:
     # -- state ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The whole model (classifier, shape statistics, queued days) as bytes."""
-        rec, self.record = self.record, None
-        try:
-            raw = pickle.dumps((self.VERSION, self.__dict__), protocol=5)
-        finally:
-            self.record = rec
+        # Neither the offline record nor the change counter is state.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("record", "revision")}
+        state["record"] = None
+        raw = pickle.dumps((self.VERSION, state), protocol=5)
         # Pickled once more from its own copy: objects the live model happens to share
         # (interned names) are shared as a loaded copy shares them, so a state that went
         # through bytes gives the very same bytes again.
@@ -354,6 +421,7 @@ class FleetTheftModel:
             raise ValueError(f"theft model state version {version}, expected {cls.VERSION}")
         m = cls.__new__(cls)
         m.__dict__.update(state)
+        m.revision = 0
         return m
 
 
@@ -447,7 +515,7 @@ class TheftDetector(BitConditions):
 
     def __init__(self, config: TheftConfig | None = None, calendar: LocalCalendar | None = None,
                  budget: BudgetConfig | None = None, habit: HabitConfig | None = None,
-                 model: FleetTheftModel | None = None) -> None:
+                 model: FleetTheftModel | None = None, partitions: int = 1) -> None:
         self.config = config or TheftConfig()
         self.calendar = calendar or LocalCalendar()
         self.budget = budget or BudgetConfig()
@@ -456,9 +524,48 @@ class TheftDetector(BitConditions):
         # suspicion: the engine wires its physical and area detectors in.
         self.corroborators: tuple = ()
         self.area_detector = None
-        self.model = model or FleetTheftModel(self.config.seed,
-                                              learning_rate=self.config.learning_rate,
-                                              max_examples=self.config.max_examples)
+        # One model per shard: the partition of the by-area topic an area's messages go
+        # to among ``partitions`` (:func:`area_partitions`), so the worker that owns a
+        # partition owns its model, and a backtest with the stream's partition count
+        # builds the stream's models. Created on first need.
+        self.partitions = max(1, int(partitions))
+        self.models: dict[int, FleetTheftModel] = {}
+        self._shard = 0  # the shard being worked on: what ``model`` means
+        self._area_shard: tuple[Fleet, np.ndarray] | None = None
+        if model is not None:
+            self.models[0] = model
+
+    def new_model(self) -> FleetTheftModel:
+        """A fresh model as this configuration seeds it (a shard's first)."""
+        return FleetTheftModel(self.config.seed, learning_rate=self.config.learning_rate,
+                               max_examples=self.config.max_examples)
+
+    def model_for(self, shard: int) -> FleetTheftModel:
+        m = self.models.get(shard)
+        if m is None:
+            m = self.models[shard] = self.new_model()
+        return m
+
+    @property
+    def model(self) -> FleetTheftModel:
+        """The model of the shard being worked on (after a step: the last one; in a
+        single-shard engine, as ``evaluate`` runs, always shard 0's)."""
+        return self.model_for(self._shard)
+
+    @model.setter
+    def model(self, m: FleetTheftModel) -> None:
+        self.models[self._shard] = m
+
+    def area_shards(self, fleet: Fleet) -> np.ndarray:
+        """Each area's shard (index into ``fleet.area_id``), per fleet object."""
+        if self._area_shard is None or self._area_shard[0] is not fleet:
+            self._area_shard = (fleet, area_partitions(fleet.area_id, self.partitions))
+        return self._area_shard[1]
+
+    def place(self, fleet: Fleet, area: int, shard: int) -> None:
+        """Area ``area``'s messages come from partition ``shard`` (the stream says so):
+        its meters use that partition's model whatever the partitioner computed."""
+        self.area_shards(fleet)[area] = shard
 
     def init(self, st: np.ndarray, fleet: Fleet, meters: np.ndarray) -> None:
         st["t_ld"] = 1.0
@@ -512,6 +619,14 @@ class TheftDetector(BitConditions):
 
     def _close_days(self, st: np.ndarray, rows: np.ndarray, batch: Batch, fleet: Fleet,
                     areas: AreaView, out: list[Finding]) -> None:
+        shard = self.area_shards(fleet)[fleet.area[batch.meter[rows]]]
+        if shard.min() != shard.max():
+            # Each shard's model learns and scores its own meters only, in shard order
+            # (an area, and so its peers, is wholly in one shard).
+            for q in np.unique(shard).tolist():
+                self._close_days(st, rows[shard == q], batch, fleet, areas, out)
+            return
+        self._shard = int(shard[0])
         hc = self.habit
         s = st[rows]
         # Every day before the oldest one closing now is complete: learn them first.
@@ -606,28 +721,33 @@ class TheftDetector(BitConditions):
         return calm
 
     # -- outcomes ---------------------------------------------------------------------------
-    def apply_outcome(self, s: np.ndarray, key: int, outcome: str, evidence: dict) -> bool:
-        """An inspection's verdict on one of this model's alerts, for the meter's record
-        ``s`` (shape (1,), mutated) and the fleet model. Both verdicts teach the model
-        the alert's day as a labelled example (``[theft] outcome_weight`` copies):
-        ``confirmed_theft`` as its attack shape, ``false_alarm`` as normal. A false
-        alarm also ends the meter's suspicion and widens its normal so that a day like
-        the dismissed one adds no evidence (it standardises to the CUSUM's reference).
-        Returns whether anything changed."""
+    def apply_outcome(self, s: np.ndarray | None, oid: int, outcome: str, evidence: dict,
+                      day: int, shards: list[int]) -> bool:
+        """An inspection's verdict (case id ``oid``) on one of this model's alerts: the
+        models of ``shards`` learn the alert's day as a labelled example (``[theft]
+        outcome_weight`` copies) on day ``day``: ``confirmed_theft`` as its attack
+        shape, ``false_alarm`` as normal. With the meter's record ``s`` (shape (1,),
+        mutated), a false alarm also ends the meter's suspicion and widens its normal so
+        that a day like the dismissed one adds no evidence (it standardises to the
+        CUSUM's reference). Returns whether anything changed."""
         if outcome not in ("confirmed_theft", "false_alarm") or not evidence.get("indicators"):
             return False
         x = np.array([float(evidence["indicators"].get(f, 0.0)) for f in FEATURES])
         shape = evidence.get("attack_shape")
         label = 0 if outcome == "false_alarm" else 1 + SHAPES.index(shape) if shape in SHAPES else 1
-        day = int(s["h_day"][0]) or 1
-        self.model.add_outcome(day, key, x, label, self.config.outcome_weight)
-        if outcome == "false_alarm":
-            lo = float(evidence.get("log_odds", 0.0))
-            lm = float(s["t_lm"][0])
-            s["t_ld"] = max(float(s["t_ld"][0]), (lo - lm) / (1.25 * self.config.k))
-            for f in ("t_open", "t_clr", "t_cu", "t_unb", "t_run", "t_shape"):
-                s[f] = 0
-        return True
+        changed = False
+        for q in shards:
+            changed |= self.model_for(q).add_outcome(day, oid, x, label,
+                                                     self.config.outcome_weight)
+        if s is None or outcome != "false_alarm":
+            return changed
+        before = s.tobytes()
+        lo = float(evidence.get("log_odds", 0.0))
+        lm = float(s["t_lm"][0])
+        s["t_ld"] = max(float(s["t_ld"][0]), (lo - lm) / (1.25 * self.config.k))
+        for f in ("t_open", "t_clr", "t_cu", "t_unb", "t_run", "t_shape"):
+            s[f] = 0
+        return changed or s.tobytes() != before
 
     def open_alerts(self, st: np.ndarray) -> OpenAlerts:
         """Open model alerts: ``t_open`` rows, by the subtype their likeliest shape has."""

@@ -24,6 +24,7 @@ from stream import metrics as M
 from stream.app import MAX_MESSAGE_BYTES, Runtime, heartbeat_interval_s, instance_id
 from stream.processing import IngestResult, SourceMessage
 from stream.registry import RegistryError
+from stream.state import is_internal_key, theft_key
 from stream.weather import apply_weather, ingest_weather, runs_by_kind
 
 log = logging.getLogger("meterwatch.agents")
@@ -470,10 +471,17 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             log.warning("earliest offset of %s unknown; not checking for a gap", tp)
             return -1
 
+    theft = rt.processor.theft  # the partitions' theft models; None when it is off
+
     async def apply(key: bytes, values: list[bytes], srcs: list[SourceMessage]) -> None:
         """Apply consecutive by-area messages of one area (log order) in one engine call,
         then write the area's state. Progress is the caller's to write, after this."""
+        part = srcs[-1].partition
         try:
+            if is_internal_key(key):
+                raise ValueError(f"by-area key {key!r} is reserved for the worker's own state")
+            if theft is not None:
+                revision = theft.load(part, tables.areas.get(theft_key(part)))
             blob = tables.areas.get(key)
             hit = cache.get(key)
             if hit is not None and blob is not None and hit[0] is blob:
@@ -493,12 +501,16 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             # Written whenever the state moved: applied or late readings, or source
             # marks that a too_late reading advanced (else a replay would reject it again).
             o = res.outcome
+            if theft is not None:
+                await write_theft(part, revision)
             if moved or o is not None and (o.applied or o.late or o.too_late):
                 new = state.to_bytes()
                 await changelog(key, new, srcs[-1].partition)
                 cache[key] = (new, state)
         except Exception as exc:
             cache.pop(key, None)  # the in-memory state may be half-updated
+            if theft is not None:
+                theft.forget(part)  # and so may the model: the table's, next time
             if len(srcs) > 1:
                 # Find the culprit: the messages one by one from the state in the table
                 # (not written since), so only a failing message is dead-lettered.
@@ -510,6 +522,17 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             log.exception("processing area %r failed", key)
             M.deadletter.labels(stage="process").inc()
             await topics.deadletter.send(value=_deadletter_raw("process", srcs[0], exc, key=key))
+
+    async def write_theft(part: int, revision: int) -> None:
+        """The partition's theft model, if this apply changed it: before the area's
+        state (same partition, same producer), so any area state in the changelog comes
+        after a model holding the examples its day close queued. (A model written without
+        the state after it is harmless: the replayed day close queues the same examples,
+        which the model already has.)"""
+        new = theft.changed(part, revision)
+        if new is not None:
+            await changelog(theft_key(part), new, part)
+            theft.written(part, new)
 
     async def handle(key: bytes, value: bytes, src: SourceMessage) -> None:
         """Apply one by-area message; its effect and the partition's progress."""
@@ -620,8 +643,9 @@ def _apply_runs(processor, values: list[bytes], srcs: list, state):
     from stream.processing import ProcessResult
 
     runs = runs_by_kind(values, srcs)
+    part = srcs[-1].partition
     if len(runs) == 1 and not runs[0][0]:
-        return processor.handle_many(values, state), False
+        return processor.handle_many(values, state, partition=part), False
     res, moved = ProcessResult(), False
     for weather, vals, _ in runs:
         if weather:
@@ -629,7 +653,7 @@ def _apply_runs(processor, values: list[bytes], srcs: list, state):
             applied, _stale, _dup = apply_weather(processor, vals, state)
             moved = moved or applied > 0
             continue
-        r = processor.handle_many(vals, state)
+        r = processor.handle_many(vals, state, partition=part)
         res.alerts += r.alerts
         res.rejected += r.rejected
         if r.outcome is not None:

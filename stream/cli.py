@@ -235,7 +235,8 @@ def cmd_backtest(args) -> None:
         sys.exit(f"meterwatch backtest: {e}")
     tz = args.local_tz or args.tz or s.timezone
     res = run(df, fleet, config=cfg, tz=tz, country=args.country or s.holidays_country or None,
-              voltage_standard=args.standard or s.voltage_standard, weather=weather)
+              voltage_standard=args.standard or s.voltage_standard, weather=weather,
+              partitions=s.topic_partitions)  # the stream's theft model shards
     from models.alerts import enc_hook
 
     enc = msgspec.json.Encoder(enc_hook=enc_hook)

@@ -7,6 +7,7 @@ benchmark without Faust in the way.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from stream.settings import Settings
 from stream.state import AreaState
 
 json_encode = msgspec.json.Encoder(enc_hook=enc_hook).encode
+log = logging.getLogger("meterwatch.processing")
 
 # Readings per validation pass (see Ingestor.handle). Measured on a 4 MB-L2 core, decode
 # and validate of a concentrator backlog in us/reading: a 5k-reading chunk 1.38, a whole
@@ -185,6 +187,48 @@ def _sources(msg: AreaReadings) -> np.ndarray:
     return src
 
 
+class TheftShards:
+    """The theft models (models.theft, one per by-area partition) as the worker's state
+    table holds them: the process agent ``load``s partition p's model before it applies
+    p's messages, writes ``changed`` bytes before the area state of the apply that
+    changed it, and ``forget``s it when the apply fails (its in-memory copy may hold
+    half of that apply: the next ``load`` takes the table's again).
+
+    A model is loaded again only when the table's value is not the one it was loaded
+    from or written as (a rebalance or a restart restored another), as the area cache."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector  # the engine's TheftDetector, None when the model is off
+        self.source: dict[int, bytes | None] = {}  # partition -> table value of its model
+
+    def load(self, partition: int, blob: bytes | None) -> int:
+        """Make the detector's model of ``partition`` the table's ``blob`` (None: none
+        stored yet, a fresh model); its revision, to tell later whether it changed."""
+        from models.theft import FleetTheftModel
+
+        det = self.detector
+        if partition in self.source and partition in det.models:
+            have = self.source[partition]
+            if have is blob or (have is not None and blob is not None and have == blob):
+                return det.models[partition].revision
+        det.models[partition] = (FleetTheftModel.from_bytes(blob) if blob is not None
+                                 else det.new_model())
+        self.source[partition] = blob
+        return 0
+
+    def changed(self, partition: int, revision: int) -> bytes | None:
+        """The model's bytes if it changed since ``load`` said ``revision``."""
+        m = self.detector.models.get(partition)
+        return None if m is None or m.revision == revision else m.to_bytes()
+
+    def written(self, partition: int, blob: bytes) -> None:
+        self.source[partition] = blob
+
+    def forget(self, partition: int) -> None:
+        self.source.pop(partition, None)
+        self.detector.models.pop(partition, None)
+
+
 @dataclass
 class ProcessResult:
     alerts: list[tuple[str, bytes, dict]] = field(default_factory=list)  # (key, json, alert)
@@ -201,12 +245,14 @@ class Processor:
         self.registry = registry
         self.engine = Engine(registry.fleet, config, tz=settings.timezone,
                              country=settings.holidays_country or None,
-                             voltage_standard=settings.voltage_standard)
+                             voltage_standard=settings.voltage_standard,
+                             partitions=settings.topic_partitions)
         self.zone = ZoneInfo(settings.timezone)
         self.metrics = M.AreaMetrics(self.engine, settings.metrics_areas_max,
                                      self.engine.voltage.standard)
         self._customers_per_area = self._count_customers(registry)
         self._ar = np.arange(0, dtype=np.int64)
+        self.theft = TheftShards(self.engine.theft) if self.engine.theft else None
 
     @staticmethod
     def _count_customers(registry: Registry) -> np.ndarray:
@@ -245,6 +291,16 @@ class Processor:
         self.engine.set_fleet(registry.fleet)
         self._customers_per_area = self._count_customers(registry)
 
+    def _place(self, area: int, partition: int) -> None:
+        theft, fleet = self.engine.theft, self.registry.fleet
+        want = int(theft.area_shards(fleet)[area])
+        if want != partition:
+            log.warning("area %r arrives on by-area partition %d, not %d as %d partitions "
+                        "would place it: its theft model is partition %d's (is the topic's "
+                        "partition count topic_partitions?)", fleet.area_id[area], partition,
+                        want, theft.partitions, partition)
+            theft.place(fleet, area, partition)
+
     def new_state(self, area_id: str) -> AreaState:
         return AreaState.empty(area_id, self.engine.dtype, self.engine.area_dtype)
 
@@ -256,12 +312,16 @@ class Processor:
     def handle(self, raw: bytes, state: AreaState, now: float | None = None) -> ProcessResult:
         return self.handle_many([raw], state, now)
 
-    def handle_many(self, raws: list[bytes], state: AreaState,
-                    now: float | None = None) -> ProcessResult:
+    def handle_many(self, raws: list[bytes], state: AreaState, now: float | None = None,
+                    partition: int | None = None) -> ProcessResult:
         """Apply consecutive by-area messages of ONE area (in their log order) in one
         engine call: what one message holding all their readings would do, which is
         what ingest makes of the same readings when they arrive in one poll (the engine
-        applies each meter's readings in time order, an area's intervals in rounds)."""
+        applies each meter's readings in time order, an area's intervals in rounds).
+
+        ``partition``: the by-area partition the messages came from, whose theft
+        model the area's meters use (the partitioner's choice for the area, unless the
+        topic was made with another partition count than ``topic_partitions``)."""
         t0 = time.perf_counter()
         msgs: list[AreaReadings] = [area_decoder.decode(r) for r in raws]
         msg = msgs[0]
@@ -297,6 +357,8 @@ class Processor:
             rows, cols, source = rows[ok], cols[ok], source[ok]
         if len(rows) == 0:
             return res
+        if partition is not None and self.engine.theft is not None:
+            self._place(area, partition)
         meters = np.unique(rows)
         mpos = state.positions([fleet.meter_id[r] for r in meters.tolist()])
         # An area's batch usually covers all its meters in state order: then the engine

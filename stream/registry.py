@@ -85,6 +85,9 @@ class Registry(CsvFile):
             area_id = r["area_id"]
             if not area_id:
                 raise RegistryError(f"{where}: empty area_id")
+            if area_id.startswith("\x00"):
+                # such keys of the worker's state table are its own (stream.state)
+                raise RegistryError(f"{where}: area_id may not start with a NUL character")
             phase = r["phase"].upper() or "A"
             if phase not in PHASES:
                 raise RegistryError(f"{where}: phase {r['phase']!r} must be one of A, B, C, ABC")

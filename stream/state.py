@@ -104,3 +104,22 @@ class AreaState:
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Blob)
+
+
+# Keys of the areas table that are not areas start with a byte no area id starts with
+# (the registry refuses such ids): the process agent's progress per partition
+# (stream.agents.PROGRESS_PREFIX) and each partition's theft model (THEFT_PREFIX).
+INTERNAL_PREFIX = b"\x00"
+THEFT_PREFIX = b"\x00theft:"
+
+
+def theft_key(partition: int) -> bytes:
+    """The table key of by-area partition ``partition``'s theft model (models.theft),
+    written to that partition of the changelog like the partition's areas."""
+    return THEFT_PREFIX + str(partition).encode()
+
+
+def is_internal_key(key: bytes) -> bool:
+    """A table key that is not an area's (progress, a theft model): skip it wherever
+    area states are read."""
+    return key.startswith(INTERNAL_PREFIX)

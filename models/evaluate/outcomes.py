@@ -87,7 +87,7 @@ class Crew:
             if self.feedback:
                 i = self.vs.fleet.index[m]
                 self.engine.apply_outcome(st[i:i + 1], i, a,
-                                          "confirmed_theft" if theft else "false_alarm")
+                                          "confirmed_theft" if theft else "false_alarm", ts=ts)
         self.result.rounds.append((ts // DAY_S, len(top), confirmed))
 
 

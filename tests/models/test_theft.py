@@ -138,6 +138,54 @@ def test_a_big_fleets_day_teaches_a_canonical_subset_of_its_examples():
     assert a.to_bytes() == b.to_bytes()
 
 
+def test_a_days_queue_is_the_same_whatever_calls_and_replays_brought_it():
+    """The stream queues a day area by area, and a worker restarted between a model
+    write and an area's state write replays that area's day close: the queue, the
+    bytes and the subset the day will teach are those of the whole day at once."""
+    rng = np.random.default_rng(4)
+    X, lab = rng.normal(size=(60, len(FEATURES))), rng.integers(0, 8, 60)
+    keys = rng.permutation(60).astype(np.uint64)
+    whole, parts = FleetTheftModel(seed=2, max_examples=16), FleetTheftModel(seed=2, max_examples=16)
+    whole.add_examples(7, keys, X, lab)
+    moved = []
+    for part in (slice(30, 60), slice(0, 10), slice(10, 30), slice(0, 10)):  # a replay
+        before = parts.revision
+        parts.add_examples(7, keys[part], X[part], lab[part])
+        moved.append(parts.revision > before)
+    assert moved[0] and not moved[-1]  # the replay changed nothing
+    assert parts.to_bytes() == whole.to_bytes()
+    # the 16 smallest hashes of the whole day, as flush would choose from it all
+    u = uniforms(2 + 1, 7, keys * np.uint64(16) + lab.astype(np.uint64), 1)[:, 0]
+    assert sorted(parts.pending[7][0].tolist()) == sorted(keys[np.argsort(u)[:16]].tolist())
+    assert len(whole.to_bytes()) < 16_000 + len(FleetTheftModel(seed=2).to_bytes())
+
+
+def test_revision_counts_changes_and_is_not_state():
+    m = FleetTheftModel(seed=0)
+    blank = m.to_bytes()
+    m.flush(10)  # nothing queued: nothing learned
+    assert m.revision == 0 and m.to_bytes() == blank
+    m.add_examples(3, np.arange(4, dtype=np.uint64), np.ones((4, len(FEATURES))),
+                   np.array([0, 1, 0, 2]))
+    m.flush(4)
+    assert m.revision == 2
+    assert FleetTheftModel.from_bytes(m.to_bytes()).revision == 0
+    assert FleetTheftModel.from_bytes(m.to_bytes()).to_bytes() == m.to_bytes()
+
+
+def test_an_areas_shard_is_the_by_area_partition_kafkas_default_partitioner_gives_it():
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from models.theft import area_partitions
+
+    ids = [f"AREA{i:03d}" for i in range(50)]
+    got = area_partitions(ids, 4)
+    assert got.tolist() == [DefaultPartitioner()(a.encode(), [0, 1, 2, 3], [0, 1, 2, 3])
+                            for a in ids]
+    assert set(got.tolist()) == {0, 1, 2, 3}
+    assert area_partitions(ids, 1).tolist() == [0] * 50
+
+
 def test_the_model_state_round_trips_through_bytes_exactly():
     rng = np.random.default_rng(1)
     m = FleetTheftModel(seed=3)
@@ -173,8 +221,8 @@ def sim():
                        interval_s=1800)
 
 
-def _run(sim, config=MODEL_ON, df=None, **kw):
-    eng = Engine(sim.fleet, config, tz=sim.tz, country=sim.country)
+def _run(sim, config=MODEL_ON, df=None, partitions=1, **kw):
+    eng = Engine(sim.fleet, config, tz=sim.tz, country=sim.country, partitions=partitions)
     res = run(sim.readings if df is None else df, sim.fleet, engine=eng, **kw)
     return eng, res
 
@@ -248,6 +296,43 @@ def test_same_input_same_model_same_alerts_however_the_readings_are_batched(sim)
     e1, r1 = _run(sim, df=df)
     e2, r2 = _run(sim, df=df, chunk_s=3 * 3600)
     assert r1.alerts == r2.alerts
+    assert e1.fleet_state() == e2.fleet_state()
+
+
+def _shards(sim, partitions):
+    from models.theft import area_partitions
+
+    return area_partitions(sim.fleet.area_id, partitions)[sim.fleet.area]
+
+
+def test_each_shard_learns_exactly_what_its_meters_alone_would_teach(sim):
+    """Two shards (2 by-area partitions): shard q's model is, byte for byte, the model
+    of a one-shard run over shard q's meters only; its alerts are theirs."""
+    meter = sim.fleet.meter_id[7]
+    df, _ = _flattened(sim, meter, 33)
+    shard = _shards(sim, 2)
+    assert set(shard.tolist()) == {0, 1}
+    both, res = _run(sim, df=df, partitions=2)
+    assert sorted(both.theft.models) == [0, 1]
+    for q in (0, 1):
+        mine = {sim.fleet.meter_id[i] for i in np.flatnonzero(shard == q)}
+        alone, res_q = _run(sim, df=df[df["meter_id"].isin(mine)])
+        assert alone.theft.models[0].to_bytes() == both.theft.models[q].to_bytes(), q
+        model_alerts = lambda r: [a for a in r.alerts if a["evidence"].get("model")]  # noqa: E731
+        assert model_alerts(res_q) == [a for a in model_alerts(res) if a["meter_id"] in mine]
+    one = _run(sim, df=df)[0]
+    assert one.theft.models[0].to_bytes() not in (both.theft.models[0].to_bytes(),
+                                                   both.theft.models[1].to_bytes())
+
+
+def test_same_input_and_seed_give_the_same_shard_models_byte_for_byte(sim):
+    meter = sim.fleet.meter_id[7]
+    df, _ = _flattened(sim, meter, 33)
+    e1, r1 = _run(sim, df=df, partitions=2)
+    e2, r2 = _run(sim, df=df, partitions=2, chunk_s=5 * 3600)
+    assert r1.alerts == r2.alerts
+    assert {q: m.to_bytes() for q, m in e1.theft.models.items()} == {
+        q: m.to_bytes() for q, m in e2.theft.models.items()}
     assert e1.fleet_state() == e2.fleet_state()
 
 

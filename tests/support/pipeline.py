@@ -241,10 +241,10 @@ def final_states(env: Env, engine_dtype, area_dtype) -> dict[str, np.void]:
     """Each meter's record as the table's changelog holds it last."""
     recs = env.read(f"{env.app_id}-areas-changelog", idle_s=4)
     last: dict[bytes, bytes] = {}
-    from stream.agents import is_progress_key
+    from stream.state import is_internal_key
 
     for m in recs:
-        if not is_progress_key(m.key):  # the process agent's per-partition progress
+        if not is_internal_key(m.key):  # the agent's per-partition progress, theft models
             last[m.key] = m.value
     out = {}
     for blob in last.values():

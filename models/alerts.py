@@ -33,8 +33,14 @@ def enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
-def alert_id(type_: str, subtype: str, scope: str, subject_id: str, start: int) -> str:
+def alert_id(type_: str, subtype: str, scope: str, subject_id: str, start: int,
+             source: str = "") -> str:
+    """The alert's id, the same for its open, updates and close, and for a replay.
+    ``source`` tells apart two detectors that may report the same condition of the same
+    subject from the same start (the theft rules and the theft model)."""
     key = f"{type_}|{subtype}|{scope}|{subject_id}|{start}".encode()
+    if source:
+        key += f"|{source}".encode()
     return hashlib.blake2b(key, digest_size=10).hexdigest()
 
 
@@ -60,7 +66,8 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
         subject = area_id
     en, zh = message(f)
     return {
-        "id": alert_id(f.type, f.subtype, f.scope, subject, f.start),
+        "id": alert_id(f.type, f.subtype, f.scope, subject, f.start,
+                       (f.evidence or {}).get("model", "")),
         "type": f.type, "subtype": f.subtype, "status": STATUS.get(f.action, f.action),
         "severity": f.severity, "scope": f.scope,
         "meter_id": meter_id, "customer_id": customer_id, "area_id": area_id,

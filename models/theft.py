@@ -701,7 +701,8 @@ class TheftDetector(BitConditions):
             start = self.calendar.day_start_ts(int(s["t_run"][j]) or int(day[j]))
             out.append(Finding("theft", self._subtype(s, j), "close", "meter",
                                int(batch.meter[rows[j]]), start, int(batch.ts[rows[j]]),
-                               "warning", 0.0, {"log_odds": round(float(lo[j]), 2)}))
+                               "warning", 0.0, {"log_odds": round(float(lo[j]), 2),
+                                                "model": "fleet_self_supervised"}))
             s["t_open"][j], s["t_clr"][j], s["t_unb"][j] = 0, 0, 0.0
             cu[j] = 0.0
         s["t_cu"] = np.minimum(cu, h + cfg.z_cap)

@@ -433,3 +433,15 @@ def test_an_open_alert_is_refreshed_weekly_under_its_opening_id(sim):
     first, later = mine[0]["evidence"], mine[1]["evidence"]
     assert later["days"] % 7 == 1 and later["days"] > first["days"]  # weekly from onset
     assert later["unbilled_kwh"] > first["unbilled_kwh"]
+
+
+def test_the_rules_and_the_model_reporting_the_same_day_raise_two_alerts_not_one_id(sim):
+    meter = sim.fleet.meter_id[7]
+    df, _ = _flattened(sim, meter, 33)
+    _, both = _run(sim, DetectorConfig().replace(theft={"model": True, "rules": True}), df=df)
+    opens = [a for a in both.alerts if a["status"] == "open"]
+    assert len({a["id"] for a in opens}) == len(opens)  # no open shares another's id
+    model = {a["id"] for a in both.alerts if a["evidence"].get("model")}
+    rules = {a["id"] for a in both.alerts if a["type"] == "theft"
+             and not a["evidence"].get("model")}
+    assert model and rules and not model & rules

@@ -93,6 +93,9 @@ class OutcomeRelay:
             await self.db(self.store.mark_outcomes_published, acked)
             for _, outcome in acked:
                 M.outcomes_relayed.labels(outcome=outcome).inc()
+            if acked:
+                log.info("published %d inspection outcome(s) to the theft model on %s",
+                         len(acked), self.topic)
             total += len(acked)
             if len(acked) < len(rows) or len(rows) < BATCH:
                 return total

@@ -298,3 +298,90 @@ def test_outcomes_resolved_while_the_broker_is_down_go_out_when_it_is_back(tmp_p
     got = {(p, O.decode(v).alert_id, O.decode(v).outcome) for p, _, v in msgs}
     assert got == {(p, t, o) for p in range(PARTITIONS)
                    for t, o in (("t1", "confirmed_theft"), ("t2", "false_alarm"))}
+
+
+def test_an_outcome_resolved_in_the_console_waits_in_the_store_then_goes_out(
+        kafka_bootstrap, tmp_path, monkeypatch):
+    """The console's resolve form, over a real HTTP server, records the outcome and
+    nothing else (the console has no Kafka client); the relay takes it from there."""
+    import stream.store
+    from aiohttp import CookieJar
+    from aiohttp.test_utils import TestClient, TestServer
+    from argon2 import PasswordHasher
+
+    from stream.console.app import make_app
+    from stream.registry import Registry
+    from tests.console.console_data import REGISTRY_CSV, SECRET, login, page_csrf
+
+    # real argon2id, test-sized cost (as the console tests)
+    monkeypatch.setattr(stream.store, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192,
+                                                                parallelism=1))
+    (tmp_path / "registry.csv").write_text(REGISTRY_CSV)
+    db = f"sqlite:///{tmp_path / 'meterwatch.db'}"
+    s = settings_for(kafka_bootstrap, db_url=db, registry=str(tmp_path / "registry.csv"),
+                     session_secret=SECRET, cookie_secure=False, worker_url="http://127.0.0.1:9")
+    store = AlertStore(db)
+    store.create_user("alice", "alice-pw-123", "manager", manager_id="mgr1")
+    store.ingest(theft_alert("t1", "MTR-A1-0001", "A1", customer_id="C1001"),
+                 manager_id="mgr1", now=1.0)
+
+    async def resolve_in_console():
+        server = TestServer(make_app(s, store, Registry.load(tmp_path / "registry.csv")),
+                            host="127.0.0.1")
+        async with TestClient(server, cookie_jar=CookieJar(unsafe=True)) as c:
+            assert (await login(c, "alice")).status == 303
+            token = await page_csrf(c, "/alerts")
+            r = await c.post("/alerts/t1/resolve", data={"csrf_token": token,
+                                                         "outcome": "confirmed_theft"},
+                             allow_redirects=False)
+            assert r.status == 303, await r.text()
+
+    async def relay_it():
+        relay = OutcomeRelay(s, store)
+        try:
+            return await relay.tick()
+        finally:
+            await relay.close()
+
+    try:
+        asyncio.run(resolve_in_console())
+        resolved_at = store.get_alert("t1")["resolved_at"]
+        assert store.unpublished_outcomes() == [{
+            "id": "t1", "meter_id": "MTR-A1-0001", "area_id": "A1", "type": "theft",
+            "subtype": "consumption_drop", "outcome": "confirmed_theft",
+            "resolved_at": resolved_at, "evidence": EVIDENCE}]
+        assert asyncio.run(relay_it()) == 1
+        assert waiting(store) == []
+    finally:
+        store.close()
+    msgs = asyncio.run(read_topic(kafka_bootstrap, s.by_area_topic))
+    assert {(p, O.decode(v).alert_id, O.decode(v).outcome) for p, _, v in msgs} == {
+        (p, "t1", "confirmed_theft") for p in range(PARTITIONS)}
+
+
+@pytest.mark.slow
+def test_the_notifier_process_relays_outcomes_on_its_timer(kafka_bootstrap, tmp_path):
+    """`meterwatch notify` as a subprocess: an outcome recorded in the store while it
+    runs reaches the by-area topic, and its /metrics counts it."""
+    from tests.notify.receivers import wait_for
+    from tests.notify.test_e2e_notify import Rig
+
+    db = f"sqlite:///{tmp_path / 'meterwatch.db'}"
+    rig = Rig(kafka_bootstrap, tmp_path, db, notify_outcome_relay_s=0.3,
+              topic_partitions=PARTITIONS)
+    store = AlertStore(db)
+    try:
+        rig.start_notifier()
+        by_area = rig.env["METERWATCH_BY_AREA_TOPIC"]
+        store.ingest(theft_alert("t1", "M001", "A2"), manager_id="mgr-02", now=1.0)
+        store.resolve("t1", "ann", "false_alarm")
+        wait_for(lambda: rig.metric("meterwatch_notify_outcomes_relayed_total",
+                                    outcome="false_alarm") == 1, 60, 0.3, "outcome relayed")
+        assert waiting(store) == []
+        msgs = asyncio.run(read_topic(kafka_bootstrap, by_area))
+        assert sorted((p, O.decode(v).alert_id) for p, _, v in msgs) == [
+            (p, "t1") for p in range(PARTITIONS)]
+        assert rig.metric("meterwatch_notify_outcome_relay_failures_total") == 0
+    finally:
+        rig.stop()
+        store.close()

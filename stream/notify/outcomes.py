@@ -36,6 +36,7 @@ log = logging.getLogger("meterwatch.notify.outcomes")
 
 BATCH = 200  # outcomes per read; a pass reads again while batches come back full
 ACK_TIMEOUT_S = 30.0  # a copy not acknowledged by then is sent again next pass
+CLOSE_TIMEOUT_S = 10.0
 
 
 class OutcomeRelay:
@@ -157,9 +158,17 @@ class OutcomeRelay:
         return p
 
     async def close(self) -> None:
+        """Stop the producer. Copies still unacknowledged are given up after
+        CLOSE_TIMEOUT_S (with Kafka down, stopping would wait for it): their outcomes are
+        not marked, so they go out again after a restart."""
         p, self._producer = self._producer, None
-        if p is not None:
-            await p.stop()
+        if p is None:
+            return
+        try:
+            await asyncio.wait_for(p.stop(), CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("outcome relay: Kafka did not take the last copies within %g s; "
+                        "their outcomes go out again after a restart", CLOSE_TIMEOUT_S)
 
     def _log_failure(self, fmt: str, *args) -> None:
         # An outage fails every pass: once a minute is enough to say so.

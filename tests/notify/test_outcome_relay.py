@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream import outcomes as O
 from stream.notify import metrics as M
-from stream.notify.outcomes import OutcomeRelay
+from stream.notify.outcomes import CLOSE_TIMEOUT_S, OutcomeRelay
 from stream.schema import OutcomeMessage
 from stream.settings import load_settings
 from stream.store import AlertStore
@@ -249,8 +249,9 @@ def test_a_database_error_is_counted_and_the_next_pass_publishes(kafka_bootstrap
 @pytest.mark.slow
 def test_outcomes_resolved_while_the_broker_is_down_go_out_when_it_is_back(tmp_path):
     """A broker of its own, stopped and started: before the relay ever reached it, and
-    again after the relay's producer was running. Nothing is marked while it is down;
-    everything goes out (at least once, on every partition) when it is back."""
+    again after the relay's producer was running (the relay is also stopped during that
+    outage, and stops without waiting for Kafka). Nothing is marked while the broker is
+    down; everything goes out (at least once, on every partition) when it is back."""
     from stream.kafka_local import LocalKafka, ensure_kafka
 
     ensure_kafka()
@@ -282,6 +283,9 @@ def test_outcomes_resolved_while_the_broker_is_down_go_out_when_it_is_back(tmp_p
             store.resolve("t2", "alice", "false_alarm", now=20.0)  # while Kafka is down
             assert await relay.tick() == 0  # sent, never acknowledged: not marked
             assert waiting(store) == [("t2", "false_alarm")]
+            t0 = time.monotonic()
+            await relay.close()  # the notifier stops meanwhile: it does not wait for Kafka
+            assert time.monotonic() - t0 < CLOSE_TIMEOUT_S + 5
             await asyncio.to_thread(kafka.start, 120)
             await until_published(relay, 1)
             assert waiting(store) == []

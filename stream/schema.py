@@ -692,3 +692,26 @@ def validate_weather(value: bytes, registry: Registry, now: float, *,
         return Reject("unknown_area", f"area {w.area_id!r} is not in the registry")
     w.ts = int(ts)
     return w
+
+
+# -- inspection outcomes ---------------------------------------------------------------
+# What an inspection found on one of the theft model's alerts, published by the notifier
+# on the by-area topic for the workers' theft model (stream/outcomes.py says where).
+
+class OutcomeMessage(msgspec.Struct, forbid_unknown_fields=False):
+    """An outcome on the by-area topic (with :data:`OUTCOME_PREFIX` before it). A map,
+    not an array: fields added later do not break an older worker."""
+
+    alert_id: str
+    meter_id: str
+    area_id: str
+    outcome: str  # confirmed_theft | false_alarm
+    type: str
+    subtype: str
+    evidence: dict[str, Any]  # the alert's evidence, as the model wrote it
+    resolved_at: float  # epoch s, when it was resolved in the console
+
+
+OUTCOME_PREFIX = b"\x00outcome\x00"  # neither AreaReadings nor WEATHER_PREFIX start so
+outcome_encoder = msgspec.msgpack.Encoder()
+outcome_decoder = msgspec.msgpack.Decoder(OutcomeMessage)

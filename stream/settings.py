@@ -251,6 +251,9 @@ class Settings:
     escalate_after_s: float = field(default=3600.0, metadata={"check": _positive})
     # Updates of an open alert are batched into one digest per this period.
     update_digest_s: float = field(default=3600.0, metadata={"check": _positive})
+    # Inspection outcomes the theft model learns from are published from the store to
+    # the by-area topic this often (and retried as often while Kafka is down).
+    notify_outcome_relay_s: float = field(default=5.0, metadata={"check": _positive})
     # --- Console (`meterwatch console`) -------------------------------------------------
     console_host: str = "127.0.0.1"
     console_port: int = field(default=6080, metadata={"check": _port})

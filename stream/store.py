@@ -2,7 +2,9 @@
 
 The notifier writes alerts into it as they arrive on ``meterwatch.alerts`` and keeps its
 delivery outbox here; the console reads alerts from it and records what people did
-(acknowledged, resolved with an outcome, notes), with an audit log of who did what.
+(acknowledged, resolved with an outcome, notes), with an audit log of who did what. The
+outcomes the theft model learns from wait here until the notifier has published them
+(an outbox too: :meth:`AlertStore.unpublished_outcomes`).
 
 One schema, two databases through SQLAlchemy Core: SQLite by default (a file under the
 data folder, WAL mode so the notifier and the console can share it) and PostgreSQL when
@@ -46,6 +48,11 @@ ROLES = ("manager", "control_room", "engineer", "admin")
 OUTCOMES = ("confirmed_theft", "confirmed_fault", "confirmed_usage_change",
             "customer_contacted", "site_visit_done", "false_alarm", "duplicate", "other")
 DELIVERY_STATES = ("pending", "held", "sent", "dead")
+# Outcomes the theft model learns from, on its own alerts only (type theft, evidence
+# model THEFT_MODEL): they are relayed to the workers (stream/notify/outcomes.py). Other
+# outcomes and other alerts' outcomes stay in the store; they teach no model.
+RELAYED_OUTCOMES = ("confirmed_theft", "false_alarm")
+THEFT_MODEL = "fleet_self_supervised"
 
 metadata = sa.MetaData()
 
@@ -79,7 +86,12 @@ alerts = sa.Table(
     sa.Column("resolved_by", sa.String(64)),
     sa.Column("resolved_at", sa.Float),
     sa.Column("outcome", sa.String(32)),
+    # The outcome last published to the theft model's topic (stream/notify/outcomes.py)
+    # and when: an outcome that differs from the one published is waiting to go out.
+    sa.Column("outcome_published", sa.String(32)),
+    sa.Column("outcome_published_at", sa.Float),
     sa.Index("ix_alerts_manager_state", "manager_id", "state"),
+    sa.Index("ix_alerts_outcome", "outcome"),
     sa.Index("ix_alerts_customer", "customer_id"),
     sa.Index("ix_alerts_detected", "detected_ts"),
 )
@@ -268,6 +280,7 @@ class AlertStore:
                 cur.close()
         metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
+        _add_missing_indexes(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -446,6 +459,48 @@ class AlertStore:
              .where(alerts.c.outcome.is_not(None)).order_by(alerts.c.resolved_at))
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
+
+    # ---- outcomes for the theft model (relayed by the notifier) -------------------------
+
+    def unpublished_outcomes(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Outcomes waiting to be published to the theft model, oldest resolution first:
+        :data:`RELAYED_OUTCOMES` on the model's own alerts (type ``theft``, evidence
+        model :data:`THEFT_MODEL`, with a meter and an area) whose outcome is not the one
+        last published. Each: id, meter_id, area_id, type, subtype, evidence (the latest
+        message's), outcome, resolved_at."""
+        c_ = alerts.c
+        q = (sa.select(c_.id, c_.meter_id, c_.area_id, c_.type, c_.subtype, c_.outcome,
+                       c_.resolved_at, c_.record)
+             .where(c_.outcome.in_(RELAYED_OUTCOMES), c_.type == "theft",
+                    c_.meter_id.is_not(None), c_.area_id.is_not(None),
+                    sa.or_(c_.outcome_published.is_(None), c_.outcome_published != c_.outcome),
+                    _evidence_model(self.engine.dialect.name) == THEFT_MODEL)
+             .order_by(c_.resolved_at, c_.id).limit(limit))
+        with self.engine.connect() as c:
+            rows = c.execute(q).mappings().all()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["evidence"] = json.loads(d.pop("record")).get("evidence") or {}
+            out.append(d)
+        return out
+
+    def mark_outcomes_published(self, sent: Iterable[tuple[str, str]], *,
+                                now: float | None = None) -> int:
+        """Record ``(alert id, outcome)`` pairs as published; how many were marked.
+
+        The outcome is part of the condition: an alert resolved again with another
+        outcome while the previous one was being sent stays unpublished, so the new
+        outcome goes out too."""
+        now = time.time() if now is None else now
+        n = 0
+        with self.engine.begin() as c:
+            for alert_id, outcome in sent:
+                n += c.execute(alerts.update()
+                               .where(alerts.c.id == alert_id, alerts.c.outcome == outcome)
+                               .values(outcome_published=outcome,
+                                       outcome_published_at=now)).rowcount
+        return n
 
     # ---- audit ------------------------------------------------------------------------
 
@@ -902,6 +957,22 @@ def _add_missing_columns(engine: sa.Engine) -> None:
                 c.execute(sa.text(ddl))
                 if (table.name, col.name) == ("notes", "manager_id"):
                     _backfill_note_scope(c)
+
+
+def _add_missing_indexes(engine: sa.Engine) -> None:
+    """Create the indexes a table gained after a database was created."""
+    for table in metadata.sorted_tables:
+        for ix in table.indexes:
+            ix.create(engine, checkfirst=True)
+
+
+def _evidence_model(dialect: str):
+    """SQL for ``record.evidence.model`` (the alert record is JSON text)."""
+    if dialect == "sqlite":
+        return sa.func.json_extract(alerts.c.record, "$.evidence.model")
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return sa.func.jsonb_extract_path_text(sa.cast(alerts.c.record, JSONB), "evidence", "model")
 
 
 def _server_default_sql(col: sa.Column, dialect) -> str | None:

@@ -58,6 +58,15 @@ am_posts = Counter(P + "alertmanager_posts_total",
 deadletter = Counter(P + "deadletter_total",
                      "Alert messages the notifier could not handle (sent to the dead-letter topic)",
                      registry=REGISTRY)
+outcomes_relayed = Counter(P + "outcomes_relayed_total",
+                           "Inspection outcomes published to the theft model on the by-area "
+                           "topic (every copy acknowledged by the broker), by outcome",
+                           ["outcome"], registry=REGISTRY)
+outcome_relay_failures = Counter(P + "outcome_relay_failures_total",
+                                 "Outcome relay failures, retried at the next pass, by stage "
+                                 "(store: the database; kafka: a pass or an outcome the "
+                                 "broker did not acknowledge; encode: an outcome that cannot "
+                                 "be encoded)", ["stage"], registry=REGISTRY)
 reloads = Counter(P + "reloads_total", "Reloads of the managers file or registry, by result",
                   ["file", "result"], registry=REGISTRY)
 managers = Gauge(P + "managers", "Account managers configured", registry=REGISTRY)
@@ -76,6 +85,10 @@ def prime() -> None:
         messages.labels(result=r)
     for w in ("deliveries", "digest_items"):
         purged.labels(what=w)
+    for o in ("confirmed_theft", "false_alarm"):
+        outcomes_relayed.labels(outcome=o)
+    for st in ("store", "kafka", "encode"):
+        outcome_relay_failures.labels(stage=st)
     up.set(1)
 
 

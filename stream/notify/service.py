@@ -26,6 +26,9 @@ Tasks, independent of the Kafka partitions this process owns:
   acknowledged after ``escalate_after_s``, keeps Alertmanager's view current (re-posts
   open alerts every ``alertmanager_refresh_s``, resolves closed ones), refreshes the
   outbox gauges, reloads the managers file and registry when they change.
+* **outcome relay** (every ``notify_outcome_relay_s``): publishes the inspection outcomes
+  the theft model learns from, from the store to the by-area topic
+  (:mod:`stream.notify.outcomes`).
 
 All database work runs on one thread beside the event loop, so a slow database (or a
 SQLite lock held by the console) never stalls Kafka heartbeats or sends.
@@ -48,6 +51,7 @@ from zoneinfo import ZoneInfo
 from stream.notify import metrics as M
 from stream.notify.channels import Channels, DeliveryError, am_alert, am_labels
 from stream.notify.managers import CONTROL_ROOM, Managers, ManagersError
+from stream.notify.outcomes import OutcomeRelay
 from stream.notify.routing import (SEVERITY_RANK, ControlRoom, digest_deliveries,
                                    escalation_deliveries, message_key, public_record, route)
 from stream.notify.scrub import one_line
@@ -636,6 +640,12 @@ def build_app(settings: Settings, notifier: Notifier | None = None):
     async def housekeeping():
         await notifier.run_housekeeping()
 
+    relay = OutcomeRelay(settings, notifier.store, db=notifier.db)
+
+    @app.task
+    async def outcome_relay():
+        await relay.run()
+
     @app.page("/metrics")
     async def metrics(web, request):
         return web.bytes(M.exposition(), content_type="text/plain; version=0.0.4")
@@ -648,4 +658,5 @@ def build_app(settings: Settings, notifier: Notifier | None = None):
 
     M.prime()
     app.notifier = notifier
+    app.outcome_relay = relay
     return app

@@ -179,9 +179,32 @@ def fit_technical(stats: np.ndarray) -> tuple[np.ndarray, float]:
 def common_level(got: np.ndarray, used: np.ndarray, axis: int = 0) -> np.ndarray:
     """The area's common level: the peers' median ratio of energy ``got`` to the usual
     ``used`` (NaN where nothing was used), within 0.5-2 (1 when nobody tells)."""
-    ratio = np.where(used > 0, got / np.maximum(used, 1e-9), np.nan)
     with _quiet_nan():
-        return np.clip(np.nan_to_num(np.nanmedian(ratio, axis=axis), nan=1.0), 0.5, 2.0)
+        return _bounded_level(np.nanmedian(_ratio(got, used), axis=axis))
+
+
+def common_level_by(got: np.ndarray, used: np.ndarray, group: np.ndarray,
+                    n_groups: int) -> np.ndarray:
+    """:func:`common_level` of each group (an area) of meters at once: (n_groups,)."""
+    x = _ratio(np.asarray(got, np.float64), np.asarray(used, np.float64))
+    ok = np.isfinite(x)
+    g, x = np.asarray(group)[ok], x[ok]
+    order = np.lexsort((x, g))
+    xs = x[order]
+    cnt = np.bincount(g, minlength=n_groups)
+    start = np.cumsum(cnt) - cnt
+    lo = np.minimum(start + (cnt - 1) // 2, max(len(xs) - 1, 0))
+    hi = np.minimum(start + cnt // 2, max(len(xs) - 1, 0))
+    med = np.where(cnt > 0, (xs[lo] + xs[hi]) / 2 if len(xs) else 0.0, np.nan)
+    return _bounded_level(med)
+
+
+def _ratio(got, used):
+    return np.where(used > 0, got / np.maximum(used, 1e-9), np.nan)
+
+
+def _bounded_level(median):
+    return np.clip(np.nan_to_num(median, nan=1.0), 0.5, 2.0)
 
 
 def laplace_scale(mad: np.ndarray, tau2: float) -> np.ndarray:

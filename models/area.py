@@ -37,7 +37,7 @@ import numpy as np
 from models.base import AreaView, Batch, BitConditions, Condition, Finding, Fleet
 from models.config import AreaConfig
 from models.localtime import LocalCalendar
-from models.theft_area import (N_TECH_STATS, SUSPECT_LOG_LR, common_level_by, fit_technical, laplace_scale,
+from models.theft_area import (N_TECH_STATS, common_level_by, fit_technical, laplace_scale,
                                slot_log_lr)
 
 RANK_HORIZON_S = 7 * 86400  # e-folding time of the per-meter evidence
@@ -250,13 +250,12 @@ class AreaDetector(BitConditions):
         """The alert's opening, or an update when its first suspects changed."""
         ast = areas.st
         suspects, rows = self._rank(st, batch, fleet, areas, a)
-        # Updates when the decisive head of the list changes, not when a meter with
-        # little evidence moves in or out behind it.
-        decisive = rows[[s.get("log_lr", SUSPECT_LOG_LR) >= SUSPECT_LOG_LR
-                         for s in suspects]][:TOP_TOLD]
         top = np.zeros(TOP_TOLD, np.int32)
-        top[:len(decisive)] = decisive + 1
-        if action == "update" and np.array_equal(top, ast["al_top"][a]):
+        top[:min(len(rows), TOP_TOLD)] = rows[:TOP_TOLD] + 1
+        told = ast["al_top"][a]
+        # Told again when the first suspect or the first three change, not when two of
+        # them swap places behind the first.
+        if action == "update" and top[0] == told[0] and set(top) == set(told):
             return
         ast["al_top"][a] = top
         rise = loss - mu
@@ -273,8 +272,11 @@ class AreaDetector(BitConditions):
 
     def _rank(self, st, batch, fleet, areas, a, top: int = 10) -> tuple[list[dict], np.ndarray]:
         """The area's customer meters by the log LR that each takes the loss (the slot
-        balance's plus, with the theft model, the meter's own evidence), those above
-        even odds, best first; and their fleet rows. An area whose balance never scored
+        balance's plus, with the theft model, the meter's own evidence), best first, and
+        their fleet rows. Not only those above even odds: against "honest" every meter
+        of a noisy area can score below zero, and the one the loss fits least badly is
+        still the likeliest to take it (the posterior over "which meter" goes as
+        exp(log LR)). An area whose balance never scored
         (its area meter's readings come apart from the customers') falls back to the
         energy each meter's own sustained fall accounts for."""
         rows = np.flatnonzero((areas.pos == a) & ~fleet.is_area_meter[batch.meter])
@@ -289,7 +291,7 @@ class AreaDetector(BitConditions):
         score = area_llr + (own if own is not None else 0.0)
         meters = batch.meter[rows]
         order = np.lexsort((meters, -score))
-        order = order[score[order] > 0][:top]
+        order = order[:top]
         per_day = float(areas.st["al_w"][a]) * batch.interval_s[rows] / 86400.0
         deficit = s["al_def"] / np.maximum(per_day, 1e-9)
         usual = s["h_lv"].mean(axis=1) if "h_lv" in names else s["h_ref"].mean(axis=1)

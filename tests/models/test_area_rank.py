@@ -83,7 +83,10 @@ def test_a_meter_reporting_part_of_its_use_ranks_first_with_its_likelihood_ratio
     assert first["log_lr"] > np.log(100)  # decisive, from two days of slots
     # its deficit: what it no longer reports, a share of its usual day
     assert 0 < first["deficit_kwh_per_day"] < first["usual_day_kwh"]
-    assert all(s["log_lr"] > 0 for s in opening["evidence"]["suspects"])
+    # every customer, best first, the next a long way behind
+    rest = opening["evidence"]["suspects"][1:]
+    assert len(rest) == N - 1 and [s["rank"] for s in rest] == list(range(2, N + 1))
+    assert rest[0]["log_lr"] < first["log_lr"] - np.log(100)
 
 
 def test_a_customer_whose_use_fell_while_the_balance_did_not_move_is_not_ranked_above_the_thief():
@@ -105,7 +108,9 @@ def test_a_week_away_before_the_theft_earns_no_suspicion():
 
     got = area_alerts(street(other=away))
     opening = next(a for a in got if a["status"] == "open")
-    assert suspects(opening) == [THIEF]
+    ev = {s["meter_id"]: s["log_lr"] for s in opening["evidence"]["suspects"]}
+    assert suspects(opening)[0] == THIEF and ev[OTHER] < 0 < ev[THIEF]
+    assert ev[OTHER] < ev[THIEF] - np.log(100)
 
 
 def test_the_ranking_is_refreshed_while_the_alert_is_open_and_keeps_its_id():

@@ -37,7 +37,7 @@ import numpy as np
 from models.base import AreaView, Batch, BitConditions, Condition, Finding, Fleet
 from models.config import AreaConfig
 from models.localtime import LocalCalendar
-from models.theft_area import (N_TECH_STATS, common_level_by, fit_technical, laplace_scale,
+from models.theft_area import (N_TECH_STATS, common_level, common_level_by, fit_technical, laplace_scale,
                                slot_log_lr)
 
 RANK_HORIZON_S = 7 * 86400  # e-folding time of the per-meter evidence
@@ -185,18 +185,21 @@ class AreaDetector(BitConditions):
         L = y - (coef[:, 0] + coef[:, 1] * A + coef[:, 2] * A2)
         rows = np.flatnonzero(~is_tx & ready[pos])
         p = pos[rows]
-        hours = batch.interval_s[rows] / 3600.0
-        _, slot, dtype, *_ = self.calendar.lookup(batch.ts[rows], batch.interval_s[rows])
-        s = st[rows]
-        mu = s["h_mu"][np.arange(len(rows)), dtype, slot] * hours
-        dev = s["h_dev"][np.arange(len(rows)), dtype, slot] * hours
+        iv = batch.interval_s[rows]
+        hours = iv / 3600.0
+        _, slot, dtype, *_ = self.calendar.lookup(batch.ts[rows], iv)
+        # Field by field: a copy of the rows' whole records would cost more than the rest.
+        mu = st["h_mu"][rows, dtype, slot] * hours
+        dev = st["h_dev"][rows, dtype, slot] * hours
         # The common level so far today, shrunk by two usual hours towards 1 (a day's
         # first slots alone would make it a coin toss).
-        prior = s["h_lv"][np.arange(len(rows)), dtype] / 12.0
-        level = common_level_by(s["h_dkwh"] + prior, s["h_dexp"] + prior, p, n)[p]
+        prior = st["h_lv"][rows, dtype] / 12.0
+        got, used = st["h_dkwh"][rows] + prior, st["h_dexp"][rows] + prior
+        level = (common_level_by(got, used, p, n)[p] if np.count_nonzero(ready) > 1 else
+                 common_level(got, used))  # one area (the stream's call): a plain median
         d = mu * level - kwh[rows]
         term = slot_log_lr(d, L[p], laplace_scale(dev * level, coef[p, 3]))
-        keep = np.exp(-batch.interval_s[rows] / RANK_HORIZON_S)
+        keep = np.exp(-iv / RANK_HORIZON_S)
         st["al_llr"][rows] = st["al_llr"][rows] * keep + term
         st["al_def"][rows] = st["al_def"][rows] * keep + d
         tx_iv = np.bincount(pos[is_tx], weights=batch.interval_s[is_tx], minlength=n)

@@ -179,8 +179,16 @@ def fit_technical(stats: np.ndarray) -> tuple[np.ndarray, float]:
 def common_level(got: np.ndarray, used: np.ndarray, axis: int = 0) -> np.ndarray:
     """The area's common level: the peers' median ratio of energy ``got`` to the usual
     ``used`` (NaN where nothing was used), within 0.5-2 (1 when nobody tells)."""
+    r = _ratio(got, used)
+    if r.ndim == 1:  # one area's meters (the stream): a partition, not nanmedian's sort
+        r = r[np.isfinite(r)]
+        if not len(r):
+            return _bounded_level(np.nan)
+        k = len(r) // 2
+        part = np.partition(r, [k - 1, k] if len(r) % 2 == 0 else [k])
+        return _bounded_level((part[k - 1] + part[k]) / 2 if len(r) % 2 == 0 else part[k])
     with _quiet_nan():
-        return _bounded_level(np.nanmedian(_ratio(got, used), axis=axis))
+        return _bounded_level(np.nanmedian(r, axis=axis))
 
 
 def common_level_by(got: np.ndarray, used: np.ndarray, group: np.ndarray,

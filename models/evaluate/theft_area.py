@@ -314,6 +314,7 @@ def summarize_live(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, floa
     for r in rows:
         groups[(r["seed"], r["horizon"])].append(r)
         groups[("all", r["horizon"])].append(r)
+        groups[("all", r["horizon"], r["shape"])].append(r)
     out = {}
     for key, rs in groups.items():
         al = np.array([r["alert_rank"] or 10 ** 6 for r in rs])
@@ -331,13 +332,20 @@ def summarize_live(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, floa
 
 def live_text(summary: dict[tuple, dict[str, float]], title: str) -> str:
     lines = [title]
-    for (s, h), v in sorted(summary.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+    for key, v in sorted(summary.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if len(key) == 3:
+            continue
+        s, h = key
         lines.append(
             f"  seed {s}, {h:2d} d after onset ({v['cases']} cases): alert raised {v['alerted']:.2f}; "
             f"thief in the alert's top 3 {v['top3']:.2f} (top 1 {v['top1']:.2f}), among alerted "
             f"{v['top3_alerted']:.2f} ({v['top1_alerted']:.2f}); live score top 3 "
             f"{v['state_top3']:.2f} ({v['state_top1']:.2f}); offline top 3 "
             f"{v['offline_top3']:.2f} ({v['offline_top1']:.2f})")
+        if s == "all":
+            lines.append("    by shape, alert raised / thief in its top 3 / live score top 3: " + ", ".join(
+                f"{sh} {summary[k]['alerted']:.2f}/{summary[k]['top3']:.2f}/{summary[k]['state_top3']:.2f}"
+                for sh in SHAPES if (k := ("all", h, sh)) in summary))
     return "\n".join(lines)
 
 

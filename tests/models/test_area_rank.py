@@ -206,3 +206,13 @@ def test_the_technical_loss_is_learned_on_normal_days_only():
     # the fit is the 3 % loss of the normal days, not pulled up by the stolen energy
     assert np.abs(y - tech).max() < 0.002 * A.max()
     assert res.area_state["al_open"][0] == 1
+
+
+def test_with_the_theft_model_each_suspect_adds_its_own_evidence_with_weight_one():
+    config = DetectorConfig().replace(theft={"model": True})
+    got = area_alerts(street(), config=config)
+    opening = next(a for a in got if a["status"] == "open")
+    for s in opening["evidence"]["suspects"]:
+        assert s["own_evidence"] >= 0
+        assert s["log_lr"] == pytest.approx(s["area_log_lr"] + s["own_evidence"], abs=0.02)
+    assert suspects(opening)[0] == THIEF

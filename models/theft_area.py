@@ -39,8 +39,10 @@ treated as conditionally independent), so ``score = log LR_area + own``, each wi
 weight one: nothing is fitted to the figure. Without the model, the meter's own deficit
 is already inside the area term (``d``), so ``own = 0`` (no double counting).
 
-Pure numpy over per-meter slot series; the streaming hook reuses
-:func:`day_log_lr` at each area day close (state: see the module's README paragraph).
+Pure numpy over per-meter slot series. The streaming hook (:mod:`models.area`) uses
+the same pieces per interval: :func:`technical_stats` / :func:`fit_technical` (the
+technical loss from sums kept per area), :func:`common_level`, :func:`laplace_scale`
+and :func:`slot_log_lr`.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

@@ -172,7 +172,7 @@ class AreaDetector(BitConditions):
         if not whole.any():
             return
         ast, n, pos = areas.st, len(areas.area), areas.pos
-        kwh = np.nan_to_num(batch.kwh)
+        kwh = batch.kwh  # a NaN only spoils its own area's sums, and that area is not whole
         A = np.bincount(pos[is_tx], weights=kwh[is_tx], minlength=n)
         y = A - np.bincount(pos[~is_tx], weights=kwh[~is_tx], minlength=n)
         A2 = A * A

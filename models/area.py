@@ -202,8 +202,9 @@ class AreaDetector(BitConditions):
         keep = np.exp(-iv / RANK_HORIZON_S)
         st["al_llr"][rows] = st["al_llr"][rows] * keep + term
         st["al_def"][rows] = st["al_def"][rows] * keep + d
-        tx_iv = np.bincount(pos[is_tx], weights=batch.interval_s[is_tx], minlength=n)
-        ast["al_w"][ready] = (ast["al_w"][ready] * np.exp(-tx_iv[ready] / RANK_HORIZON_S) + 1)
+        # al_def's denominator decays as the customers' sums do (their mean interval)
+        c_iv = np.bincount(p, weights=iv, minlength=n) / np.maximum(np.bincount(p, minlength=n), 1)
+        ast["al_w"][ready] = ast["al_w"][ready] * np.exp(-c_iv[ready] / RANK_HORIZON_S) + 1
 
     def _learn_technical(self, a: int, ast: np.ndarray) -> None:
         """A normal day (no loss alert open) joins the technical-loss fit."""

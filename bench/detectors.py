@@ -60,11 +60,50 @@ def _time_detectors(eng: Engine) -> dict[str, float]:
     return spent
 
 
-def _learned(st: np.ndarray, rows: np.ndarray, days: int) -> None:
-    """Mark meters (initialised by their first reading) as having ``days`` of history."""
+def _learned(st: np.ndarray, rows: np.ndarray, days: int, ast: np.ndarray | None = None) -> None:
+    """Mark meters (initialised by their first reading) as having ``days`` of history,
+    and their area's loss balance as learned (so the area-loss hook scores)."""
     st["h_ndays"][rows] = (days - days // 2, days // 2)
     if "t_ln" in st.dtype.names:
         st["t_ln"][rows] = days
+    if ast is not None:
+        ast["al_ndays"] = days
+        ast["al_tech"][:, 0] = np.maximum(ast["al_tech"][:, 0], 1.0)
+
+
+def _with_area_meters(fleet: Fleet, area_rows: list[np.ndarray]) -> None:
+    """The last meter of each area becomes its area meter."""
+    fleet.is_area_meter[[rows[-1] for rows in area_rows]] = True
+
+
+def _stream_pass(eng: Engine, fleet: Fleet, area_rows, intervals: int, seed: int,
+                 history_days: int) -> tuple[float, int, int]:
+    """Per interval, per area, one engine call with that area's state (an area meter's
+    reading is the area's customers' sum plus 3 %). (engine s, readings, findings)."""
+    st_all = eng.new_state(len(fleet))
+    ast_all = eng.new_area_state(len(area_rows))
+    rng = np.random.default_rng(seed)
+    t0_ts = 1_767_196_800 + 900  # 2026-01-01 00:15 +08:00 (end of the first interval)
+    t_engine, n, findings = 0.0, 0, 0
+    for i in range(intervals):
+        ts = t0_ts + i * 900
+        for k, rows in enumerate(area_rows):
+            cols = synthetic_columns(fleet, ts, rng, rows)
+            tx = fleet.is_area_meter[rows]
+            if tx.any():
+                cols["kwh"][tx] = cols["kwh"][~tx].sum() * 1.03 / tx.sum()
+            st = st_all[rows]
+            ast = ast_all[k:k + 1]
+            t = time.perf_counter()
+            out = eng.process(rows, cols, st, ast, rows, np.array([k]))
+            t_engine += time.perf_counter() - t
+            st_all[rows] = st
+            ast_all[k:k + 1] = ast
+            if i == 0 and history_days:
+                _learned(st_all, rows, history_days, ast_all[k:k + 1])
+            n += len(rows)
+            findings += len(out.findings)
+    return t_engine, n, findings
 
 
 def main(argv=None) -> dict:
@@ -77,41 +116,37 @@ def main(argv=None) -> dict:
     ap.add_argument("--history-days", type=int, default=0,
                     help="start every meter as if it had this many days learned, so the "
                          "day closes run the habit and theft checks as in steady state")
+    ap.add_argument("--area-meters", action="store_true",
+                    help="each area's last meter is its area meter; the area step is timed "
+                         "twice, without and with the area-loss ranking hook")
     a = ap.parse_args(argv)
     n_areas = max(1, a.meters // a.area_size)
     fleet = Fleet.simple(a.meters, areas=n_areas)
     # Contiguous areas, as a registry lists them.
     fleet.area = (np.arange(a.meters) // a.area_size).clip(max=n_areas - 1).astype(np.int32)
-    eng = Engine(fleet, load_config(a.config) if a.config else None)
-    spent = _time_detectors(eng)
-    st_all = eng.new_state(a.meters)
-    ast_all = eng.new_area_state(n_areas)
-    rng = np.random.default_rng(0)
-    t0_ts = 1_767_196_800 + 900  # 2026-01-01 00:15 +08:00 (end of the first interval)
     intervals = int(a.days * 96)
     area_rows = [np.flatnonzero(fleet.area == k) for k in range(n_areas)]
-
-    # Stream-shaped: per interval, per area, one engine call with that area's state.
-    t_engine = 0.0
-    n = 0
-    findings = 0
+    if a.area_meters:
+        _with_area_meters(fleet, area_rows)
+    eng = Engine(fleet, load_config(a.config) if a.config else None)
+    spent = _time_detectors(eng)
+    hook = {}
+    if a.area_meters:
+        # The same readings without the hook first: the area step's cost before/after.
+        eng.area.live_rank = False
+        _t, n0, _f = _stream_pass(eng, fleet, area_rows, intervals, 0, a.history_days)
+        hook["off"] = spent["AreaDetector"] / n0 * 1e6
+        eng.area.live_rank = True
+        for k in spent:
+            spent[k] = 0.0
     wall0 = time.perf_counter()
-    for i in range(intervals):
-        ts = t0_ts + i * 900
-        for k, rows in enumerate(area_rows):
-            cols = synthetic_columns(fleet, ts, rng, rows)
-            st = st_all[rows]
-            ast = ast_all[k:k + 1]
-            t = time.perf_counter()
-            out = eng.process(rows, cols, st, ast, rows, np.array([k]))
-            t_engine += time.perf_counter() - t
-            st_all[rows] = st
-            ast_all[k:k + 1] = ast
-            if i == 0 and a.history_days:
-                _learned(st_all, rows, a.history_days)
-            n += len(rows)
-            findings += len(out.findings)
+    # Stream-shaped: per interval, per area, one engine call with that area's state.
+    t_engine, n, findings = _stream_pass(eng, fleet, area_rows, intervals, 0, a.history_days)
     wall = time.perf_counter() - wall0
+    if a.area_meters:
+        hook["on"] = spent["AreaDetector"] / n * 1e6
+    rng = np.random.default_rng(1)
+    t0_ts = 1_767_196_800 + 900
     per_area = t_engine / n * 1e6
     shares = {k: round(v / n * 1e6, 3) for k, v in spent.items()}
 
@@ -142,12 +177,18 @@ def main(argv=None) -> dict:
         "state_mb_total": round(eng.state_bytes * a.meters / 1e6, 1),
         "wall_s": round(wall, 1),
         "us_per_reading_by_detector_area_batches": shares,
+        "area_meters": a.area_meters,
+        "area_step_us_per_reading_without_hook": round(hook["off"], 3) if hook else None,
+        "area_step_us_per_reading_with_hook": round(hook["on"], 3) if hook else None,
     }
     print(f"engine over {n:,} readings of {a.meters:,} meters in {n_areas} areas of {a.area_size}:")
     print(f"  area batches  (stream shape)  : {per_area:6.2f} us/reading")
     print(f"  fleet batches (backtest shape): {per_fleet:6.2f} us/reading")
     print("  of which, per detector (stream shape): "
           + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()) + " us/reading")
+    if hook:
+        print(f"  area step with area meters: {hook['off']:.3f} us/reading without the "
+              f"area-loss ranking hook, {hook['on']:.3f} with it")
     print(f"  state: {eng.state_bytes} B/meter ({res['state_mb_total']} MB for the fleet), "
           f"{eng.area_dtype.itemsize} B/area; {findings} findings")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

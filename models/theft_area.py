@@ -39,8 +39,10 @@ treated as conditionally independent), so ``score = log LR_area + own``, each wi
 weight one: nothing is fitted to the figure. Without the model, the meter's own deficit
 is already inside the area term (``d``), so ``own = 0`` (no double counting).
 
-Pure numpy over per-meter slot series; the streaming hook reuses
-:func:`day_log_lr` at each area day close (state: see the module's README paragraph).
+Pure numpy over per-meter slot series. The streaming hook (:mod:`models.area`) uses
+the same pieces per interval: :func:`technical_stats` / :func:`fit_technical` (the
+technical loss from sums kept per area), :func:`common_level`, :func:`laplace_scale`
+and :func:`slot_log_lr`.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -136,11 +138,95 @@ def learn_usual(R: np.ndarray, A: np.ndarray, base: np.ndarray,
     mu = np.nan_to_num(mu)
     mad = np.nan_to_num(mad)
     a = A[ok]
-    loss = a - R[:, ok].sum(axis=0)
-    X = np.stack([np.ones_like(a), a, a * a], axis=1)
-    coef, *_ = np.linalg.lstsq(X, loss, rcond=None)
-    tau2 = float(np.var(loss - X @ coef)) if len(a) > 3 else 0.0
+    coef, tau2 = fit_technical(technical_stats(a, a - R[:, ok].sum(axis=0)))
     return AreaUsual(mu, mad, coef, tau2)
+
+
+# -- the technical loss from sufficient statistics (offline fit and the streaming hook) --
+N_TECH_STATS = 9  # n, sum A^1..4, sum y A^0..2, sum y^2
+
+
+def technical_stats(A: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """The least-squares fit's sufficient statistics for ``loss`` (``A - sum R`` per
+    slot) on ``1, A, A^2``: (n, sum A, A^2, A^3, A^4, sum y, yA, yA^2, y^2). Sums add,
+    so the stream keeps them per area and learns a day by adding its own."""
+    A = np.asarray(A, np.float64).ravel()
+    y = np.asarray(loss, np.float64).ravel()
+    A2 = A * A
+    return np.array([len(A), A.sum(), A2.sum(), (A2 * A).sum(), (A2 * A2).sum(),
+                     y.sum(), (y * A).sum(), (y * A2).sum(), (y * y).sum()])
+
+
+def fit_technical(stats: np.ndarray) -> tuple[np.ndarray, float]:
+    """(coefficients on ``1, A, A^2``, variance of the residual) from
+    :func:`technical_stats`; zeros when there is nothing to fit. Solved on ``A``
+    scaled to its RMS so the normal equations stay well conditioned; a degenerate
+    design (a constant load) gets the minimum-norm solution, as ``lstsq`` on the data."""
+    st = np.asarray(stats, np.float64)
+    n = st[0]
+    if n <= 0:
+        return np.zeros(3), 0.0
+    s = float(np.sqrt(st[2] / n)) or 1.0
+    p = s ** np.arange(5)
+    m = st[1:5] / p[1:]  # sum u^k, u = A / s
+    G = np.array([[n, m[0], m[1]], [m[0], m[1], m[2]], [m[1], m[2], m[3]]])
+    b = st[5:8] / p[:3]
+    c, *_ = np.linalg.lstsq(G, b, rcond=1e-12)
+    tau2 = (st[8] - 2 * c @ b + c @ G @ c) / n if n > 3 else 0.0
+    return c / p[:3], float(max(tau2, 0.0))
+
+
+# -- the per-slot terms (offline days and the streaming hook) ----------------------------
+
+def common_level(got: np.ndarray, used: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The area's common level: the peers' median ratio of energy ``got`` to the usual
+    ``used`` (NaN where nothing was used), within 0.5-2 (1 when nobody tells)."""
+    r = _ratio(got, used)
+    if r.ndim == 1:  # one area's meters (the stream): a partition, not nanmedian's sort
+        r = r[np.isfinite(r)]
+        if not len(r):
+            return _bounded_level(np.nan)
+        k = len(r) // 2
+        part = np.partition(r, [k - 1, k] if len(r) % 2 == 0 else [k])
+        return _bounded_level((part[k - 1] + part[k]) / 2 if len(r) % 2 == 0 else part[k])
+    with _quiet_nan():
+        return _bounded_level(np.nanmedian(r, axis=axis))
+
+
+def common_level_by(got: np.ndarray, used: np.ndarray, group: np.ndarray,
+                    n_groups: int) -> np.ndarray:
+    """:func:`common_level` of each group (an area) of meters at once: (n_groups,)."""
+    x = _ratio(np.asarray(got, np.float64), np.asarray(used, np.float64))
+    ok = np.isfinite(x)
+    g, x = np.asarray(group)[ok], x[ok]
+    order = np.lexsort((x, g))
+    xs = x[order]
+    cnt = np.bincount(g, minlength=n_groups)
+    start = np.cumsum(cnt) - cnt
+    lo = np.minimum(start + (cnt - 1) // 2, max(len(xs) - 1, 0))
+    hi = np.minimum(start + cnt // 2, max(len(xs) - 1, 0))
+    med = np.where(cnt > 0, (xs[lo] + xs[hi]) / 2 if len(xs) else 0.0, np.nan)
+    return _bounded_level(med)
+
+
+def _ratio(got, used):
+    return np.where(used > 0, got / np.maximum(used, 1e-9), np.nan)
+
+
+def _bounded_level(median):
+    return np.clip(np.nan_to_num(median, nan=1.0), 0.5, 2.0)
+
+
+def laplace_scale(mad: np.ndarray, tau2: float) -> np.ndarray:
+    """A slot's Laplace scale: the meter's usual mean absolute deviation (kWh, at the
+    day's level) widened by the balance's residual (its sd as a Laplace scale)."""
+    return mad + np.sqrt(tau2 + _B_FLOOR ** 2) / SD_PER_SCALE
+
+
+def slot_log_lr(d: np.ndarray, L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per slot, the log LR that the meter with deficit ``d`` (usual minus reported)
+    and scale ``b`` takes the unaccounted energy ``L``: ``(|d| - |d - L|) / b``."""
+    return (np.abs(d) - np.abs(d - L)) / b
 
 
 class _quiet_nan:
@@ -182,16 +268,12 @@ def day_log_lr(usual: AreaUsual, R: np.ndarray, L: np.ndarray,
     # The area's common level today: the peers' median ratio of day to usual day.
     used = np.where(okR, mu, 0.0).sum(axis=2)
     got = np.where(okR, R, 0.0).sum(axis=2)
-    ratio = np.where(used > 0, got / np.maximum(used, 1e-9), np.nan)
-    with _quiet_nan():
-        level = np.clip(np.nan_to_num(np.nanmedian(ratio, axis=0), nan=1.0), 0.5, 2.0)
+    level = common_level(got, used, axis=0)
     m = mu * level[None, :, None]
     d = np.where(okR, m - R, 0.0)
     Lz = np.where(ok, L, 0.0)[None]
-    # Laplace scale: the meter's mean absolute deviation (at today's level), widened by
-    # the balance's own residual (its sd as a Laplace scale).
-    b = usual.mad[:, wk] * level[None, :, None] + np.sqrt(usual.tau2 + _B_FLOOR ** 2) / SD_PER_SCALE
-    llr = np.where(okR, (np.abs(d) - np.abs(d - Lz)) / b, 0.0).sum(axis=2)
+    b = laplace_scale(usual.mad[:, wk] * level[None, :, None], usual.tau2)
+    llr = np.where(okR, slot_log_lr(d, Lz, b), 0.0).sum(axis=2)
     return llr, d.sum(axis=2)
 
 

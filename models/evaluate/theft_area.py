@@ -20,8 +20,15 @@ top 3, per attack shape, per seed and per half (design the method on ``design``,
 whose area meters the simulator already computes (customers' true net flow plus the
 transformer's losses).
 
+**Live** (``--live N``): the first ``N`` cases of each seed and half also go through
+the engine (:func:`models.backtest.run`, the area meter in the registry, readings per
+timestamp as a data concentrator sends an area's interval), and the row records where
+the thief stands in the latest ``theft/area_loss`` message's suspects (open or update,
+by the horizon; no alert or not named: a miss), in the streaming score's own order
+(the state, alert or not), and offline on the same case.
+
 Run ``python -m models.evaluate.theft_area --seeds 0 1 2`` (``--half``, ``--cases``,
-``--sim-areas``).
+``--sim-areas``, ``--live``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from models.attacks import Attack
+from models.base import Fleet
 from models.evaluate.inject import weekend
 from models.theft_area import AreaRanking, rank_area
 
@@ -87,6 +95,7 @@ class Case:
     onset: int  # day index of the onset within the span
     weekend: np.ndarray
     clean: np.ndarray | None = None  # R without the attack (the same area, no thief)
+    day0: int = 0  # the span's first day, days since 1970-01-01 (UTC: the sample's clock)
 
 
 def attacked(x: np.ndarray, shape: str, rng: np.random.Generator) -> np.ndarray:
@@ -140,7 +149,8 @@ def make_case(hh: Households, shape: str, rng: np.random.Generator,
     R[k, first:] = attacked(C[k, first:], shape, rng) * bias[k]
     R, clean = (np.where(gap, np.nan, np.round(x, 3)) for x in (R, clean))
     days = hh.day0 + lo + np.arange(SPAN_DAYS)
-    return Case(shape, k, [hh.ids[m] for m in members], R, A, first, weekend(days), clean)
+    return Case(shape, k, [hh.ids[m] for m in members], R, A, first, weekend(days), clean,
+                int(days[0]))
 
 
 def rank_case(case: Case, horizon: int, *, clean: bool = False) -> AreaRanking:
@@ -214,6 +224,131 @@ def summary_text(summary: dict[tuple, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
+# -- the live ranking: the same cases through the engine ------------------------------------
+
+LIVE_IDS = "H"  # customer meters H0.., the area meter TX
+
+
+def case_frame(case: Case, slots: int = 48) -> tuple[pd.DataFrame, Fleet]:
+    """The case as readings (``meter_id, ts`` = interval end, ``interval_s, kwh``; a
+    missing reading is left out) and a registry of one area with its area meter."""
+    n, D, S = case.R.shape
+    iv = DAY_S // slots
+    ids = [f"{LIVE_IDS}{j}" for j in range(n)] + ["TX"]
+    X = np.concatenate([case.R, case.A[None]])
+    ts = (case.day0 * DAY_S + iv * (np.arange(D * S) + 1))[None].repeat(n + 1, axis=0)
+    ok = np.isfinite(X.reshape(n + 1, -1))
+    df = pd.DataFrame({"meter_id": np.repeat(ids, D * S)[ok.ravel()], "ts": ts[ok],
+                       "interval_s": iv, "kwh": X.reshape(n + 1, -1)[ok]})
+    df = df.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+    fleet = Fleet.simple(n + 1, is_area_meter=[False] * n + [True])
+    fleet.meter_id, fleet.index = ids, {m: i for i, m in enumerate(ids)}
+    return df, fleet
+
+
+def live_case_rows(case: Case, seed: int, config=None, **extra: Any) -> list[dict[str, Any]]:
+    """Run the case through the engine (:func:`models.backtest.run`, the area meter in
+    the registry) and, at each horizon, where the thief stands in the area_loss alert's
+    latest suspects (open or update; ``alert_rank`` None: no alert, or the thief not
+    named) and in the hook's own ranking of the state (``state_rank``: the order the
+    alert would carry, raised or not)."""
+    from models.backtest import run
+
+    df, fleet = case_frame(case)
+    onset_ts = (case.day0 + case.onset) * DAY_S
+    due = {h: onset_ts + h * DAY_S for h in HORIZONS}
+    ranks: dict[int, int] = {}
+
+    def at_horizon(last_ts: int, st: np.ndarray, _new: list[dict]) -> None:
+        for h, t in due.items():
+            if h not in ranks and last_ts >= t - DAY_S // 48:
+                ranks[h] = _state_rank(st, case.thief, len(case.R))
+
+    res = run(df, fleet, config=config, tz="UTC", country=None, after_call=at_horizon)
+    told = [(int(pd.Timestamp(a["detected_at"]).timestamp()), a) for a in res.alerts
+            if a["subtype"] == "area_loss" and a["status"] in ("open", "update")]
+    thief = fleet.meter_id[case.thief]
+    rows = []
+    for h, t in due.items():
+        # the day closes with the first reading after midnight
+        last = [a for ts, a in told if ts <= t + DAY_S // 48]
+        names = [s["meter_id"] for s in last[-1]["evidence"]["suspects"]] if last else []
+        rows.append({"seed": seed, "shape": case.shape, "horizon": h, "meters": len(case.R),
+                     "alert": bool(last), "alert_rank": names.index(thief) + 1 if thief in names else None,
+                     "state_rank": ranks.get(h), **extra})
+    return rows
+
+
+def _state_rank(st: np.ndarray, thief: int, n: int) -> int:
+    score = st["al_llr"][:n].astype(np.float64)
+    if "t_cu" in st.dtype.names:
+        score = score + np.maximum(st["t_cu"][:n], 0.0)
+    order = np.lexsort((np.arange(n), -score))
+    return int(np.flatnonzero(order == thief)[0]) + 1
+
+
+def london_live(hh: Households, seed: int, n_cases: int, config=None) -> list[dict[str, Any]]:
+    """:func:`london_cases`' cases (the same draws: the first ``n_cases``), through the
+    engine; each row also carries the offline rank of the same case and horizon."""
+    rng = np.random.default_rng([seed, 14, 3])
+    rows: list[dict[str, Any]] = []
+    done = tries = 0
+    while done < n_cases and tries < 20 * n_cases:
+        tries += 1
+        shape = SHAPES[done % len(SHAPES)]
+        case = make_case(hh, shape, rng)
+        if case is None:
+            continue
+        done += 1
+        offline = {h: rank_case(case, h).rank_of(case.thief) for h in HORIZONS}
+        for r in live_case_rows(case, seed, config):
+            rows.append(r | {"offline_rank": offline[r["horizon"]]})
+    return rows
+
+
+def summarize_live(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, float]]:
+    """(seed, horizon) -> cases, share with an alert, thief top 3 / top 1 of the alert's
+    suspects (no alert: a miss), the same among alerted cases, the hook's own ranking
+    of the state, and the offline ranking of the same cases."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["seed"], r["horizon"])].append(r)
+        groups[("all", r["horizon"])].append(r)
+        groups[("all", r["horizon"], r["shape"])].append(r)
+    out = {}
+    for key, rs in groups.items():
+        al = np.array([r["alert_rank"] or 10 ** 6 for r in rs])
+        has = np.array([r["alert"] for r in rs])
+        sr = np.array([r["state_rank"] or 10 ** 6 for r in rs])
+        off = np.array([r["offline_rank"] for r in rs])
+        out[key] = {"cases": len(rs), "alerted": float(has.mean()),
+                    "top3": float((al <= 3).mean()), "top1": float((al == 1).mean()),
+                    "top3_alerted": float((al[has] <= 3).mean()) if has.any() else float("nan"),
+                    "top1_alerted": float((al[has] == 1).mean()) if has.any() else float("nan"),
+                    "state_top3": float((sr <= 3).mean()), "state_top1": float((sr == 1).mean()),
+                    "offline_top3": float((off <= 3).mean()), "offline_top1": float((off == 1).mean())}
+    return out
+
+
+def live_text(summary: dict[tuple, dict[str, float]], title: str) -> str:
+    lines = [title]
+    for key, v in sorted(summary.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if len(key) == 3:
+            continue
+        s, h = key
+        lines.append(
+            f"  seed {s}, {h:2d} d after onset ({v['cases']} cases): alert raised {v['alerted']:.2f}; "
+            f"thief in the alert's top 3 {v['top3']:.2f} (top 1 {v['top1']:.2f}), among alerted "
+            f"{v['top3_alerted']:.2f} ({v['top1_alerted']:.2f}); live score top 3 "
+            f"{v['state_top3']:.2f} ({v['state_top1']:.2f}); offline top 3 "
+            f"{v['offline_top3']:.2f} ({v['offline_top1']:.2f})")
+        if s == "all":
+            lines.append("    by shape, alert raised / thief in its top 3 / live score top 3: " + ", ".join(
+                f"{sh} {summary[k]['alerted']:.2f}/{summary[k]['top3']:.2f}/{summary[k]['state_top3']:.2f}"
+                for sh in SHAPES if (k := ("all", h, sh)) in summary))
+    return "\n".join(lines)
+
+
 # -- the simulator's areas -------------------------------------------------------------------
 
 def simulated_cases(seed: int, areas: int = 10, per_area: int = 10,
@@ -270,6 +405,16 @@ def london(path: str, half: str, seeds: Iterable[int], n_cases: int) -> list[dic
     return [r for s in seeds for r in london_cases(hh, s, n_cases)]
 
 
+def london_live_run(path: str, half: str, seeds: Iterable[int], n_cases: int,
+                    config_path: str | None = None) -> list[dict[str, Any]]:
+    from models.config import load_config
+    from models.evaluate.real import load_real
+
+    hh = households_array(load_real(path, tz="UTC", half=half))
+    config = load_config(config_path) if config_path else None
+    return [r for s in seeds for r in london_live(hh, s, n_cases, config)]
+
+
 def main(argv: list[str] | None = None) -> int:
     from models.evaluate.targets import DEFAULT_READINGS
 
@@ -282,12 +427,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=210, help="cases per seed and half")
     ap.add_argument("--sim-areas", type=int, default=14,
                     help="simulated areas per seed (0: no simulator run)")
+    ap.add_argument("--live", type=int, default=0,
+                    help="cases per seed and half run through the engine as well (the "
+                         "area_loss alert's ranking; ~2-3 s a case)")
+    ap.add_argument("--config", help="detector thresholds TOML for the live run")
     a = ap.parse_args(argv)
     for half in a.half:
         t0 = time.perf_counter()
         rows = london(a.readings, half, a.seeds, a.cases)
         print(summary_text(summarize(rows), f"London households, {half} half "
-                           f"({time.perf_counter() - t0:.0f} s):"))
+                           f"({time.perf_counter() - t0:.0f} s):"), flush=True)
+        if a.live:
+            t0 = time.perf_counter()
+            rows = london_live_run(a.readings, half, a.seeds, a.live, a.config)
+            print(live_text(summarize_live(rows), f"The same cases through the engine, {half} "
+                            f"half, first {a.live} per seed ({time.perf_counter() - t0:.0f} s):"),
+                  flush=True)
     if a.sim_areas:
         t0 = time.perf_counter()
         rows = [r for s in a.seeds for r in simulated_cases(s, a.sim_areas)]

@@ -11,6 +11,7 @@ import pytest
 from models.evaluate.real import load_real
 from models.evaluate.targets import DEFAULT_READINGS
 from models.evaluate.theft_area import (HORIZONS, SHAPES, Households, area_meter, attacked,
+                                        case_frame, live_case_rows, summarize_live,
                                         households_array, london_cases, main, make_case,
                                         simulated_cases, summarize)
 
@@ -91,3 +92,24 @@ def test_the_command_prints_each_half_and_the_simulator(design, capsys):
     assert main(["--seeds", "0", "--half", "design", "--cases", "7", "--sim-areas", "2"]) == 0
     out = capsys.readouterr().out
     assert "design half" in out and "Simulated fleet" in out and "top 3" in out
+
+
+def test_a_case_becomes_readings_of_one_area_with_its_area_meter(design):
+    case = make_case(design, "bypass", np.random.default_rng(2))
+    df, fleet = case_frame(case)
+    n, D, S = case.R.shape
+    assert list(fleet.is_area_meter) == [False] * n + [True]
+    assert len(df) == np.isfinite(case.R).sum() + np.isfinite(case.A).sum()
+    first = df[df["meter_id"] == "TX"].iloc[0]
+    assert first["ts"] == case.day0 * 86400 + 1800 and first["kwh"] == case.A[0, 0]
+
+
+def test_the_live_run_finds_where_the_thief_stands_in_the_area_loss_alert(design):
+    case = make_case(design, "bypass", np.random.default_rng(2))
+    rows = live_case_rows(case, 0)
+    assert [r["horizon"] for r in rows] == list(HORIZONS)
+    for r in rows:
+        assert r["alert"] and r["alert_rank"] is not None and r["alert_rank"] <= 3
+        assert r["state_rank"] <= 3
+    s = summarize_live([r | {"offline_rank": 1} for r in rows])
+    assert s[(0, 7)]["alerted"] == 1.0 and s[(0, 7)]["top3"] == 1.0

@@ -152,7 +152,7 @@ class Engine:
             self.theft.models = {int(q): FleetTheftModel.from_bytes(b)
                                  for q, b in pickle.loads(data)}
 
-    def apply_outcome(self, st: np.ndarray | None, meter: int, alert: dict, outcome: str, *,
+    def apply_outcome(self, st: np.ndarray | None, alert: dict, outcome: str, *,
                       ts: int, shards: list[int] | None = None) -> bool:
         """An inspection outcome, resolved at ``ts``, on ``alert`` (an alert record of
         this engine): the theft model learns from its own alerts' outcomes, in the
@@ -166,7 +166,9 @@ class Engine:
             return False
         day = int(self.calendar.lookup_same(np.array([ts], np.int64),
                                             np.array([1], np.int64))[0][0])
-        oid = zlib.crc32(f"{alert.get('id')}:{outcome}".encode())
+        # One inspection: the alert, the verdict and when it was given (an alert judged
+        # again later, even back to an earlier verdict, is a new case).
+        oid = zlib.crc32(f"{alert.get('id')}:{outcome}:{int(ts)}".encode())
         every = list(range(self.theft.partitions)) if shards is None else shards
         return self.theft.apply_outcome(st, oid, outcome, ev, day, every)
 

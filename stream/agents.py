@@ -25,7 +25,9 @@ from stream.app import MAX_MESSAGE_BYTES, Runtime, heartbeat_interval_s, instanc
 from stream.processing import IngestResult, SourceMessage
 from stream.registry import RegistryError
 from stream.state import is_internal_key, theft_key
-from stream.weather import apply_weather, ingest_weather, runs_by_kind
+from stream.bykind import OUTCOME, READINGS, WEATHER, runs_by_kind
+from stream.outcomes import OUTCOME_KEY, apply_outcomes, learn_outcomes
+from stream.weather import apply_weather, ingest_weather
 
 log = logging.getLogger("meterwatch.agents")
 _enc = msgspec.json.Encoder()
@@ -478,6 +480,9 @@ def _register_process(rt: Runtime, cache: dict) -> None:
         then write the area's state. Progress is the caller's to write, after this."""
         part = srcs[-1].partition
         try:
+            if key == OUTCOME_KEY:
+                await learn_foreign(part, values)
+                return
             if is_internal_key(key):
                 raise ValueError(f"by-area key {key!r} is reserved for the worker's own state")
             if theft is not None:
@@ -522,6 +527,15 @@ def _register_process(rt: Runtime, cache: dict) -> None:
             log.exception("processing area %r failed", key)
             M.deadletter.labels(stage="process").inc()
             await topics.deadletter.send(value=_deadletter_raw("process", srcs[0], exc, key=key))
+
+    async def learn_foreign(part: int, values: list[bytes]) -> None:
+        """Outcomes on other partitions' alerts: this partition's model learns them."""
+        if theft is None:
+            learn_outcomes(rt.processor, values, part)  # counted as ignored
+            return
+        revision = theft.load(part, tables.areas.get(theft_key(part)))
+        learn_outcomes(rt.processor, values, part)
+        await write_theft(part, revision)
 
     async def write_theft(part: int, revision: int) -> None:
         """The partition's theft model, if this apply changed it: before the area's
@@ -638,17 +652,21 @@ def _register_process(rt: Runtime, cache: dict) -> None:
 
 def _apply_runs(processor, values: list[bytes], srcs: list, state):
     """Apply an area's by-area messages in log order: each run of readings in one engine
-    call, each run of temperature samples into the area record. (The readings' result,
-    merged over the runs; whether a temperature sample moved the state.)"""
+    call, each run of temperature samples into the area record, each run of inspection
+    outcomes into its meters' records and the partition's theft model. (The readings'
+    result, merged over the runs; whether a sample or an outcome moved the state.)"""
     from stream.processing import ProcessResult
 
     runs = runs_by_kind(values, srcs)
     part = srcs[-1].partition
-    if len(runs) == 1 and not runs[0][0]:
+    if len(runs) == 1 and runs[0][0] == READINGS:
         return processor.handle_many(values, state, partition=part), False
     res, moved = ProcessResult(), False
-    for weather, vals, _ in runs:
-        if weather:
+    for kind, vals, _ in runs:
+        if kind == OUTCOME:
+            moved = apply_outcomes(processor, vals, state, part) or moved
+            continue
+        if kind == WEATHER:
             # A replayed or stale sample changes nothing (stale, dup: not written).
             applied, _stale, _dup = apply_weather(processor, vals, state)
             moved = moved or applied > 0

@@ -66,6 +66,11 @@ readings_duplicate = Counter(P + "readings_duplicate_total",
                              registry=REGISTRY)
 readings_late = Counter(P + "readings_late_total", "Readings that arrived after a later one",
                         registry=REGISTRY)
+theft_outcomes = Counter(P + "theft_outcomes_total",
+                         "Inspection outcomes read from the by-area topic, by what the theft "
+                         "model made of them (learned, repeated: read before, ignored: model "
+                         "off or not its alert)", ["result"], registry=REGISTRY)
+OUTCOME_RESULTS = ("learned", "repeated", "ignored")
 comm_gaps = Counter(P + "comm_gaps_total", "Gaps in a meter's readings (comm_gap)", registry=REGISTRY)
 alerts = Counter(P + "alerts_total", "Alert messages published, by type, subtype, severity, status",
                  ["type", "subtype", "severity", "status"], registry=REGISTRY)
@@ -124,6 +129,8 @@ def prime(reasons=REASONS) -> None:
     for stage in ("ingest", "process"):
         deadletter.labels(stage=stage)
     process_skipped.labels(why="already_handled")
+    for r in OUTCOME_RESULTS:
+        theft_outcomes.labels(result=r)
 
 
 class AreaLabels:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from stream.schema import OUTCOME_PREFIX, OutcomeMessage, outcome_decoder, outcome_encoder
 
 OUTCOME_KEY = b"\x00outcome"  # the copies on partitions other than the area's
@@ -58,9 +56,11 @@ def from_row(row: dict[str, Any]) -> OutcomeMessage:
 
 
 def area_partition(area_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives the key ``area_id`` (murmur2,
-    as the Java client and aiokafka: where the area's readings are)."""
-    return (murmur2(area_id.encode()) & 0x7FFFFFFF) % partitions
+    """The partition Kafka's default partitioner gives the key ``area_id`` (where the
+    area's readings are, and whose theft model its meters use)."""
+    from models.theft import area_partitions
+
+    return int(area_partitions([area_id], partitions)[0]) if partitions > 1 else 0
 
 
 def copies(msg: OutcomeMessage, partitions: int) -> list[tuple[int, bytes, bytes]]:
@@ -70,3 +70,53 @@ def copies(msg: OutcomeMessage, partitions: int) -> list[tuple[int, bytes, bytes
     own = area_partition(msg.area_id, partitions)
     return [(own, msg.area_id.encode(), value)] + [
         (p, OUTCOME_KEY, value) for p in range(partitions) if p != own]
+
+
+def _alert(msg: OutcomeMessage) -> dict[str, Any]:
+    return {"id": msg.alert_id, "type": msg.type, "subtype": msg.subtype,
+            "evidence": msg.evidence}
+
+
+def _count(learned: bool, applicable: bool) -> None:
+    from stream import metrics as M
+
+    M.theft_outcomes.labels(result="learned" if learned else "repeated" if applicable
+                            else "ignored").inc()
+
+
+def _applicable(engine, msg: OutcomeMessage) -> bool:
+    return (engine.theft is not None and msg.type == "theft"
+            and (msg.evidence or {}).get("model") == "fleet_self_supervised")
+
+
+def apply_outcomes(processor, raws: list[bytes], state, partition: int) -> bool:
+    """The area's own copies (in log order with its readings): each teaches partition
+    ``partition``'s theft model and, if the meter is in the area's state, gives the
+    meter its verdict. Whether the area's state moved (to be written)."""
+    eng = processor.engine
+    moved = False
+    for raw in raws:
+        msg = decode(raw)
+        ok = _applicable(eng, msg)
+        rec = None
+        if ok and msg.meter_id in state.meter_ids:
+            i = state.meter_ids.index(msg.meter_id)
+            rec = state.records[i:i + 1]  # a view: the verdict lands in the state
+        before = rec.tobytes() if rec is not None else b""
+        learned = ok and eng.apply_outcome(rec, _alert(msg), msg.outcome,
+                                           ts=int(msg.resolved_at), shards=[partition])
+        moved = moved or (rec is not None and rec.tobytes() != before)
+        _count(bool(learned), ok)
+    return moved
+
+
+def learn_outcomes(processor, raws: list[bytes], partition: int) -> None:
+    """The copies for other partitions than the area's (key :data:`OUTCOME_KEY`): each
+    teaches partition ``partition``'s theft model only."""
+    eng = processor.engine
+    for raw in raws:
+        msg = decode(raw)
+        ok = _applicable(eng, msg)
+        learned = ok and eng.apply_outcome(None, _alert(msg), msg.outcome,
+                                           ts=int(msg.resolved_at), shards=[partition])
+        _count(bool(learned), ok)

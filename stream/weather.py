@@ -57,17 +57,3 @@ def apply_weather(processor, raws: list[bytes], state) -> tuple[int, int, int]:
     areas = np.array([area], np.int64)
     return processor.engine.apply_weather(np.full(len(msgs), area, np.int64), ts, temp,
                                           state.area_record, areas)
-
-
-def runs_by_kind(values: list[bytes], srcs: list) -> list[tuple[bool, list, list]]:
-    """Consecutive messages of one kind together: (weather?, values, srcs) in log order,
-    so readings and temperatures reach the area in the order they were published."""
-    out: list[tuple[bool, list, list]] = []
-    for v, s in zip(values, srcs):
-        w = is_weather(v)
-        if out and out[-1][0] == w:
-            out[-1][1].append(v)
-            out[-1][2].append(s)
-        else:
-            out.append((w, [v], [s]))
-    return out

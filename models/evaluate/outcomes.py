@@ -86,7 +86,7 @@ class Crew:
             self.done.add(a["id"])
             if self.feedback:
                 i = self.vs.fleet.index[m]
-                self.engine.apply_outcome(st[i:i + 1], i, a,
+                self.engine.apply_outcome(st[i:i + 1], a,
                                           "confirmed_theft" if theft else "false_alarm", ts=ts)
         self.result.rounds.append((ts // DAY_S, len(top), confirmed))
 

@@ -219,3 +219,67 @@ def test_area_ids_that_would_be_the_workers_own_table_keys_are_refused():
             "solar,care\n")
     with pytest.raises(RegistryError, match="NUL"):
         Registry.from_csv_text(head + "M1,C1,\x00theft:0,A,220,am,residential,no,no\n")
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_an_outcome_entered_for_a_model_alert_teaches_every_partitions_model_and_ends_it(
+        kafka_bootstrap, tmp_path):
+    """console -> store -> the notifier's relay -> every by-area partition -> worker: a
+    false alarm on the h1 meter's alert reaches each partition's model once (one copy
+    per partition, read again after a restart without being learned twice) and ends
+    the meter's suspicion in its area's state."""
+    import asyncio
+
+    from stream.notify.outcomes import OutcomeRelay
+    from stream.settings import load_settings
+    from stream.store import AlertStore
+
+    env = TheftEnv(kafka_bootstrap, tmp_path)
+    path = tmp_path / "readings.parquet"
+    env.sim.write_readings(path, days=DAYS)
+    n_readings = len(load_readings(path))
+    eng = Engine(Registry.load(env.registry_path).fleet, CONFIG)
+    store = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}")
+    try:
+        _, port = env.start_worker()
+        env.publish(env.messages(DAYS))
+        assert env.wait_applied([port], n_readings, timeout_s=400) == n_readings
+        alert = next(a for a in got_records(env.read(env.topics["alerts"], idle_s=6))
+                     if a["meter_id"] == "M000013" and a["status"] == "open"
+                     and a["evidence"].get("model"))
+        assert final_states(env, eng.dtype, eng.area_dtype)["M000013"]["t_open"] > 0
+        store.ingest(alert, manager_id="mgr-01", now=time.time())
+        store.resolve(alert["id"], "crew", "false_alarm", now=time.time())
+        s = load_settings(env=env.env(0))
+
+        async def relay_once():
+            relay = OutcomeRelay(s, store)
+            try:
+                return await relay.tick()
+            finally:
+                await relay.close()
+
+        assert asyncio.run(relay_once()) == 1
+        learned = 'meterwatch_theft_outcomes_total{result="learned"}'
+        deadline = time.monotonic() + 60
+        while env.metric(port, learned) < env.partitions() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert env.metric(port, learned) == env.partitions()
+
+        def cases(blob: bytes) -> int:
+            m = FleetTheftModel.from_bytes(blob)
+            return len(m.outcomes_learned) + sum(len(q) for q in m.outcomes.values())
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            models = env.stream_models()
+            if len(models) == env.partitions() and all(cases(v) == 1 for v in models.values()):
+                break
+            time.sleep(2)
+        assert len(models) == env.partitions() and all(cases(v) == 1 for v in models.values())
+        assert final_states(env, eng.dtype, eng.area_dtype)["M000013"]["t_open"] == 0
+        assert env.read(env.topics["dead"], idle_s=1) == []
+    finally:
+        env.stop_all()
+        store.close()

@@ -53,7 +53,7 @@ def test_a_false_alarm_ends_the_suspicion_and_a_day_like_it_adds_no_evidence(byp
         for a in alerts:
             if (a["meter_id"] == meter and a["status"] == "open" and not told
                     and a["evidence"].get("model")):
-                assert eng.apply_outcome(st[i:i + 1], i, a, "false_alarm", ts=ts)
+                assert eng.apply_outcome(st[i:i + 1], a, "false_alarm", ts=ts)
                 told.append((a, ts))
 
     res = run(df, sim.fleet, engine=eng, after_call=dismiss)
@@ -76,23 +76,23 @@ def test_an_outcome_teaches_the_model_its_weight_in_examples_once(bypassed):
     i = sim.fleet.index[meter]
     model = eng.theft.model
     ts = int(df["ts"].max())
-    assert eng.apply_outcome(res.state[i:i + 1], i, a, "confirmed_theft", ts=ts)
+    assert eng.apply_outcome(res.state[i:i + 1], a, "confirmed_theft", ts=ts)
     (day, cases), = model.outcomes.items()
     (x, label, copies), = cases.values()
     assert copies == MODEL_ON.theft.outcome_weight
     assert label == 1 + ["h1", "h2", "h3", "h4", "h5", "h6", "bypass"].index(
         a["evidence"]["attack_shape"])
     # the same verdict read again (a replayed message) teaches nothing more
-    assert not eng.apply_outcome(res.state[i:i + 1], i, a, "confirmed_theft", ts=ts)
+    assert not eng.apply_outcome(res.state[i:i + 1], a, "confirmed_theft", ts=ts)
     n = model.examples
     queued = sum(len(q[0]) for d, q in model.pending.items() if d <= day)
     model.flush(day + 1)
     assert model.examples - n == queued + copies  # learned with the day's own examples
-    assert not model.outcomes and not eng.apply_outcome(None, i, a, "confirmed_theft", ts=ts)
+    assert not model.outcomes and not eng.apply_outcome(None, a, "confirmed_theft", ts=ts)
     # other alerts' outcomes, and other verdicts, teach nothing
-    assert not eng.apply_outcome(res.state[i:i + 1], i, {**a, "type": "outage"}, "false_alarm",
+    assert not eng.apply_outcome(res.state[i:i + 1], {**a, "type": "outage"}, "false_alarm",
                                  ts=ts)
-    assert not eng.apply_outcome(res.state[i:i + 1], i, a, "customer_contacted", ts=ts)
+    assert not eng.apply_outcome(res.state[i:i + 1], a, "customer_contacted", ts=ts)
 
 
 def test_the_crew_inspects_the_top_of_the_list_and_scores_by_the_truth(bypassed):

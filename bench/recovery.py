@@ -143,7 +143,7 @@ async def watch(run: Run, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer
 
     from models.engine import Engine
-    from stream.agents import is_progress_key
+    from stream.state import is_internal_key
     from stream.registry import Registry
     from stream.state import AreaState
 
@@ -159,7 +159,7 @@ async def watch(run: Run, stop: asyncio.Event) -> None:
             now = time.monotonic()
             for recs in batch.values():
                 for r in recs:
-                    if r.key is None or is_progress_key(r.key):
+                    if r.key is None or is_internal_key(r.key):
                         continue
                     st = AreaState.from_bytes(r.value, eng.dtype, eng.area_dtype)
                     # A reading's ts is the END of its interval: interval i ends at

@@ -173,8 +173,12 @@ class AreaDetector(BitConditions):
             return
         ast, n, pos = areas.st, len(areas.area), areas.pos
         kwh = batch.kwh  # a NaN only spoils its own area's sums, and that area is not whole
-        A = np.bincount(pos[is_tx], weights=kwh[is_tx], minlength=n)
-        y = A - np.bincount(pos[~is_tx], weights=kwh[~is_tx], minlength=n)
+        # Summed in meter order within each area: the same bits whether the call holds
+        # one area's message (the stream, in its own order) or every area (backtest).
+        o = np.lexsort((batch.meter, pos))
+        po, ko, to = pos[o], kwh[o], is_tx[o]
+        A = np.bincount(po[to], weights=ko[to], minlength=n)
+        y = A - np.bincount(po[~to], weights=ko[~to], minlength=n)
         A2 = A * A
         ast["al_tday"][whole] += np.stack([np.ones(n), A, A2, A2 * A, A2 * A2, y, y * A,
                                            y * A2, y * y], axis=1)[whole]

@@ -181,7 +181,9 @@ def fit_technical(stats: np.ndarray) -> tuple[np.ndarray, float]:
 def common_level(got: np.ndarray, used: np.ndarray, axis: int = 0) -> np.ndarray:
     """The area's common level: the peers' median ratio of energy ``got`` to the usual
     ``used`` (NaN where nothing was used), within 0.5-2 (1 when nobody tells)."""
-    r = _ratio(got, used)
+    # float64 as common_level_by: one area alone (the stream) and every area at once
+    # (the backtest) must give the same bits
+    r = _ratio(np.asarray(got, np.float64), np.asarray(used, np.float64))
     if r.ndim == 1:  # one area's meters (the stream): a partition, not nanmedian's sort
         r = r[np.isfinite(r)]
         if not len(r):

@@ -52,10 +52,10 @@ def reference(env: Env):
 
 def area_records(env: Env, eng: Engine) -> dict[str, np.void]:
     """Each area's record as the table's changelog holds it last."""
-    from stream.agents import is_progress_key
+    from stream.state import is_internal_key
 
     last = {m.key: m.value for m in env.read(f"{env.app_id}-areas-changelog", idle_s=4)
-            if not is_progress_key(m.key)}
+            if not is_internal_key(m.key)}
     return {k.decode(): AreaState.from_bytes(v, eng.dtype, eng.area_dtype).area_record[0]
             for k, v in last.items()}
 

@@ -548,8 +548,8 @@ def profiled_worker(out: str, lo: int, hi: int) -> None:
     to ``hi`` readings applied (start-up and the idle tail stay out of the profile)."""
     import cProfile
 
-    import stream.agents as agents
-    from stream import metrics as M
+    import stream.worker.agents as agents
+    from stream.worker import metrics as M
 
     orig = agents.register
 
@@ -612,10 +612,10 @@ KEY_FUNCS = (
     ("faust/transport/conductor.py", "on_message", "faust conductor.on_message (decode, queue put)"),
     ("faust/streams.py", "_c_aiter", "faust Stream._c_aiter (queue get, sensors, processors)"),
     ("faust/streams.py", "take_events", "faust take_events buffer"),
-    ("stream/processing.py", "handle", "meterwatch Ingestor.handle (+ Processor.handle, old agents)"),
-    ("stream/processing.py", "handle_many", "meterwatch Processor.handle_many"),
+    ("stream/worker/processing.py", "handle", "meterwatch Ingestor.handle (+ Processor.handle, old agents)"),
+    ("stream/worker/processing.py", "handle_many", "meterwatch Processor.handle_many"),
     ("models/engine.py", "process", "  of which Engine.process (detectors)"),
-    ("stream/state.py", "to_bytes", "meterwatch AreaState.to_bytes (state blob)"),
+    ("stream/worker/state.py", "to_bytes", "meterwatch AreaState.to_bytes (state blob)"),
     ("faust/topics.py", "send", "faust Topic.send (by-area, alerts, changelog)"),
     ("aiokafka/producer/sender.py", "_send_produce_req", "aiokafka produce requests"),
     ("logging/__init__.py", "debug", "logging .debug() calls that build records"),

@@ -143,9 +143,9 @@ async def watch(run: Run, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer
 
     from models.engine import Engine
-    from stream.state import is_internal_key
+    from stream.worker.state import is_internal_key
     from stream.registry import Registry
-    from stream.state import AreaState
+    from stream.worker.state import AreaState
 
     eng = Engine(Registry.load(run.registry).fleet)
     t_start = int(START.timestamp())

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from stream.processing import Ingestor, Processor, SourceMessage  # noqa: E402
+from stream.worker.processing import Ingestor, Processor, SourceMessage  # noqa: E402
 from stream.registry import Registry  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 from models.evaluate.sim import FleetSimulator  # noqa: E402
@@ -91,7 +91,7 @@ def run(values: list[bytes], registry: Registry, poll: int, profile: cProfile.Pr
 
 
 def _detector_seconds() -> float:
-    from stream import metrics as M
+    from stream.worker import metrics as M
 
     return M.REGISTRY.get_sample_value("meterwatch_detector_seconds_total") or 0.0
 

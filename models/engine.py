@@ -140,7 +140,7 @@ class Engine:
     def fleet_state(self) -> bytes:
         """The fleet-level state (the theft models, by shard) as bytes; empty when the
         model is off. (The stream keeps each shard's model on its own: see
-        stream/agents.py.)"""
+        stream/worker/process.py.)"""
         if not self.theft:
             return b""
         return pickle.dumps(sorted((q, m.to_bytes()) for q, m in self.theft.models.items()),

@@ -1,47 +1,28 @@
-"""The Faust application and everything a worker holds: settings, registry, engine,
-topics, tables. ``build(settings)`` wires it; the CLI runs it.
+"""The Faust applications' common ground: the wire limits and the client configuration
+shared by the worker (:mod:`stream.worker`) and the notifier (:mod:`stream.notify`).
 
-Data flow (see README for the diagram)::
-
-    ami.readings (any key) --ingest--> meterwatch.readings.by-area (key: area_id)
-        |                                   |
-        +--> ami.readings.rejected          +--process--> meterwatch.alerts (key: customer)
-                                            |              (state: table "areas",
-                                            +--> meterwatch.deadletter   key area_id)
+This module is at the bottom of the house, as ``app.py`` is in Faust's own project
+layout: everything may import it and it imports nothing of the project's, so no
+wiring can come back to it in a cycle. (Settings are duck-typed here; the annotation
+is for readers and type checkers.)
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import faust
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    import faust
 
-from models.config import DetectorConfig, load_config
-from stream.registry import Registry
-from stream.settings import Settings
+    from stream.settings import Settings
 
-log = logging.getLogger("meterwatch")
-
-# One area's state blob is its meters' records back to back (~1.3 KB each): allow
+# One area's state blob is its meters' records back to back (~2 KB each): allow
 # changelog messages well beyond Kafka's 1 MB default for large transformer areas.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 PRODUCER_BATCH_BYTES = 1024 * 1024
 CONSUMER_FETCH_BYTES = 8 * 1024 * 1024
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    registry: Registry
-    config: DetectorConfig
-    app: faust.App
-    topics: "object" = None
-    tables: "object" = None
-    processor: "object" = None
-    ingestor: "object" = None
-    extras: dict = field(default_factory=dict)
 
 
 def instance_id(settings: Settings) -> str:
@@ -50,8 +31,6 @@ def instance_id(settings: Settings) -> str:
     Stable across restarts, so a restarted worker takes its partitions back at once
     instead of the group waiting out the dead member's session; unique per worker (two
     workers on one host differ by web port, which they cannot share)."""
-    import socket
-
     return settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
 
 
@@ -62,24 +41,43 @@ def heartbeat_interval_s(settings: Settings) -> float:
     return min(1.0, settings.session_timeout_s / 3)
 
 
-def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App:
+def faust_app(settings: Settings, app_id: str, *, web_port: int, datadir_name: str,
+              **options: Any) -> faust.App:
+    """A Faust app on the configured broker with what every meterwatch process wants:
+    acks from all replicas, a web server on the configured host, a supervisor that stops
+    the process rather than ack past an agent's unhandled error (the agents handle their
+    errors themselves; one that still raises has a bug), and logging left to the CLI.
+    ``options`` are the process's own (store, batch sizes, sessions)."""
+    import faust
+
     if not settings.broker:
         raise ValueError("no broker configured: set METERWATCH_BROKER (or run `meterwatch demo`, "
                          "which starts a local one)")
-    datadir = Path(settings.data_dir) / "faust" / (worker_id or "worker")
+    datadir = Path(settings.data_dir) / "faust" / datadir_name
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
+    base: dict[str, Any] = dict(
         broker=settings.kafka_url,
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         web_enabled=True,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # web_host is only the advertised name
-        web_port=settings.web_port,
+        web_port=web_port,
         web_in_thread=False,
+        producer_acks=-1,
+        agent_supervisor="mode.CrashingSupervisor",
+        logging_config=None,
+    )
+    return faust.App(app_id, **(base | options))
+
+
+def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App:
+    """The worker's app (consumer group ``app_id``)."""
+    return faust_app(
+        settings, settings.app_id, web_port=settings.web_port,
+        datadir_name=worker_id or "worker",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         producer_max_request_size=MAX_MESSAGE_BYTES,
         # aiokafka keeps one produce request in flight per broker and puts one batch
         # per partition in each; with Faust's 16 KB default every area batch (~25 KB)
@@ -96,7 +94,6 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         # reading per message 47k -> 56k. The largest message is still returned
         # whole by the broker (record batches beyond the limit come back alone).
         consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
-        producer_acks=-1,
         # Static membership and a session chosen on purpose (see Settings): with
         # Faust's 60 s session a killed worker's partitions stood still for a minute.
         consumer_group_instance_id=instance_id(settings),
@@ -105,29 +102,4 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
-        # The agents handle every error themselves (dead-letter); an agent that still
-        # raises has a bug and the worker should stop rather than ack past it.
-        agent_supervisor="mode.CrashingSupervisor",
-        logging_config=None,
     )
-    return app
-
-
-def build(settings: Settings, *, worker_id: str | None = None) -> Runtime:
-    """A worker's runtime: the app with its topics, tables, agents and views."""
-    from stream import agents, tables, topics, views
-    from stream.processing import Ingestor, Processor
-
-    if not settings.registry:
-        raise ValueError("no meter registry configured: set METERWATCH_REGISTRY to a CSV file")
-    registry = Registry.load(settings.registry)
-    config = load_config(settings.detectors_config or None)
-    app = create_app(settings, worker_id=worker_id)
-    rt = Runtime(settings, registry, config, app)
-    rt.topics = topics.declare(app, settings)
-    rt.tables = tables.declare(app, settings)
-    rt.processor = Processor(settings, registry, config)
-    rt.ingestor = Ingestor(settings, registry)
-    agents.register(rt)
-    views.register(rt)
-    return rt

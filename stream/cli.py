@@ -47,7 +47,7 @@ def _settings(args, **over) -> Settings:
 def cmd_worker(args) -> None:
     from faust.worker import Worker
 
-    from stream.app import build
+    from stream.worker.build import build
 
     s = _settings(args, registry=args.registry, broker=args.broker,
                   web_port=args.web_port)
@@ -206,7 +206,7 @@ def cmd_replay(args) -> None:
         sys.exit(f"meterwatch replay: {e}")
     reg = Registry.load(s.registry)
     asyncio.run(ensure_topics(s))
-    with tqdm(total=df.groupby(["ts"]).ngroups * 0 + len(df), unit="reading",
+    with tqdm(total=len(df), unit="reading",
               disable=args.quiet) as bar:
         def counting():
             for key, value in replay_messages(df, reg):

@@ -86,7 +86,7 @@ class Registry(CsvFile):
             if not area_id:
                 raise RegistryError(f"{where}: empty area_id")
             if area_id.startswith("\x00"):
-                # such keys of the worker's state table are its own (stream.state)
+                # such keys of the worker's state table are its own (stream.worker.state)
                 raise RegistryError(f"{where}: area_id may not start with a NUL character")
             phase = r["phase"].upper() or "A"
             if phase not in PHASES:

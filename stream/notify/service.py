@@ -578,31 +578,14 @@ def load(settings: Settings) -> Notifier:
 
 def build_app(settings: Settings, notifier: Notifier | None = None):
     """The Faust app of the notifier (app id = consumer group ``notify_group``)."""
-    from pathlib import Path
+    from stream.app import MAX_MESSAGE_BYTES, faust_app
+    from stream.deadletter import from_event as _deadletter
 
-    import faust
-
-    from stream.agents import _deadletter
-    from stream.app import MAX_MESSAGE_BYTES
-
-    if not settings.broker:
-        raise ValueError("no broker configured: set METERWATCH_BROKER (or --broker)")
     notifier = notifier or load(settings)
-    datadir = Path(settings.data_dir) / "faust" / f"notify-{settings.notify_web_port}"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.notify_group,
-        broker=settings.kafka_url,
+    app = faust_app(
+        settings, settings.notify_group, web_port=settings.notify_web_port,
+        datadir_name=f"notify-{settings.notify_web_port}",
         store="memory://",
-        datadir=str(datadir),
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
-        web_enabled=True,
-        web_host=settings.web_host,
-        web_bind=settings.web_host,
-        web_port=settings.notify_web_port,
-        web_in_thread=False,
-        producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         # A notifier that died is dropped from its group after 15 s (default 60 s), so a
@@ -610,10 +593,6 @@ def build_app(settings: Settings, notifier: Notifier | None = None):
         # database work never blocks (it runs on its own thread).
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
-        # The agent handles every error itself (dead-letter or wait); one that still
-        # raises has a bug and the process should stop rather than ack past it.
-        agent_supervisor="mode.CrashingSupervisor",
-        logging_config=None,
     )
 
     def topic(name: str):

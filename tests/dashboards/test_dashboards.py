@@ -144,13 +144,13 @@ def test_ratio_panels_use_percent_and_seconds_panels_use_seconds():
 
 
 def test_queries_name_only_metrics_the_project_exports():
-    """Series names in panels and rules: the worker's (``stream/metrics.py``), the
+    """Series names in panels and rules: the worker's (``stream/worker/metrics.py``), the
     console's (declared for the Alerts dashboard), the recording rules', and ``up``."""
     from types import SimpleNamespace
 
     from faust.sensors.monitor import Monitor
 
-    from stream import metrics as M
+    from stream.worker import metrics as M
 
     fams = list(M.REGISTRY.collect())
     fams += list(M._FaustCollector(SimpleNamespace(monitor=Monitor(), rebalancing_count=0,

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.base import ALERT_TYPES, Fleet
 from models.engine import Engine
-from stream import metrics as M
-from stream.processing import Ingestor, Processor, SourceMessage
+from stream.worker import metrics as M
+from stream.worker.processing import Ingestor, Processor, SourceMessage
 from stream.registry import Registry
 from stream.settings import load_settings
 from models.evaluate.sim import FleetSimulator

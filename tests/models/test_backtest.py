@@ -81,7 +81,7 @@ def test_a_tamper_alert_carries_the_same_evidence_in_backtest_and_stream(tmp_pat
     import numpy as np
     import pandas as pd
 
-    from stream.processing import Ingestor, Processor, SourceMessage
+    from stream.worker.processing import Ingestor, Processor, SourceMessage
     from stream.registry import Registry
     from stream.settings import load_settings
 

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from models.backtest import load_readings, run
 from stream.registry import Registry
 from models.evaluate.sim import FleetSimulator
-from stream.state import AreaState
+from stream.worker.state import AreaState
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -241,7 +241,7 @@ def final_states(env: Env, engine_dtype, area_dtype) -> dict[str, np.void]:
     """Each meter's record as the table's changelog holds it last."""
     recs = env.read(f"{env.app_id}-areas-changelog", idle_s=4)
     last: dict[bytes, bytes] = {}
-    from stream.state import is_internal_key
+    from stream.worker.state import is_internal_key
 
     for m in recs:
         if not is_internal_key(m.key):  # the agent's per-partition progress, theft models

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream import metrics as M
+from stream.worker import metrics as M
 
 
 @pytest.fixture(autouse=True)

@@ -21,13 +21,13 @@ import numpy as np
 from models.alerts import enc_hook, to_alert
 from models.config import DetectorConfig
 from models.engine import Engine, Outcome
-from stream import metrics as M
+from stream.worker import metrics as M
 from stream.registry import Registry
 from stream.schema import (SOURCE_DTYPE, AreaReadings, Decoded, Reject, Validated,
                            area_decoder, area_encoder, decode_message, rejected_record, split_by_area,
                            validate)
 from stream.settings import Settings
-from stream.state import AreaState
+from stream.worker.state import AreaState
 
 json_encode = msgspec.json.Encoder(enc_hook=enc_hook).encode
 log = logging.getLogger("meterwatch.processing")
@@ -66,7 +66,7 @@ class Ingestor:
     def handle(self, msgs: list[SourceMessage], now: float | None = None) -> IngestResult:
         """The area batches and rejects of one poll. Metrics are counted only once the
         whole poll is handled: a poll that fails is handled again message by message
-        (see stream/agents.py) and must not be counted twice."""
+        (see stream/worker/ingest.py) and must not be counted twice."""
         now = time.time() if now is None else now
         res = IngestResult()
         parts, kept_src = self._decode_and_validate(msgs, res, now)

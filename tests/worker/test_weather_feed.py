@@ -16,7 +16,7 @@ from models.backtest import load_readings, run
 from models.engine import Engine
 from models.weather import WEATHER_AREA_FIELDS
 from stream.registry import Registry
-from stream.state import AreaState
+from stream.worker.state import AreaState
 from tests.support.pipeline import Env, alert_keys, final_states
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -52,7 +52,7 @@ def reference(env: Env):
 
 def area_records(env: Env, eng: Engine) -> dict[str, np.void]:
     """Each area's record as the table's changelog holds it last."""
-    from stream.state import is_internal_key
+    from stream.worker.state import is_internal_key
 
     last = {m.key: m.value for m in env.read(f"{env.app_id}-areas-changelog", idle_s=4)
             if not is_internal_key(m.key)}

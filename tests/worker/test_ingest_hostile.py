@@ -11,8 +11,8 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-import stream.processing as processing
-from stream.processing import Ingestor, SourceMessage
+import stream.worker.processing as processing
+from stream.worker.processing import Ingestor, SourceMessage
 from stream.settings import load_settings
 from tests.stream.test_pipeline import Env
 
@@ -80,7 +80,7 @@ async def _read_all(bootstrap: str, topic: str, idle_s: float = 3.0) -> list:
 
 def test_a_poll_that_fails_is_handled_message_by_message_and_only_the_culprit_dead_letters(
         kafka_bootstrap, tmp_path, monkeypatch):
-    from stream.agents import ingest_poll
+    from stream.worker.ingest import ingest_poll
     from stream.registry import Registry
 
     env = Env(kafka_bootstrap, tmp_path)

@@ -1,5 +1,5 @@
 """Tables: the per-area state (meter records + area record) as one changelogged blob
-per transformer area. See stream/state.py for why the area is the key."""
+per transformer area. See stream/worker/state.py for why the area is the key."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.processing import Ingestor, SourceMessage
+from stream.worker.processing import Ingestor, SourceMessage
 from stream.registry import Registry
 from stream.schema import REASONS, area_decoder
 from stream.settings import load_settings

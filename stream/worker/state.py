@@ -108,7 +108,7 @@ _decoder = msgspec.msgpack.Decoder(_Blob)
 
 # Keys of the areas table that are not areas start with a byte no area id starts with
 # (the registry refuses such ids): the process agent's progress per partition
-# (stream.agents.PROGRESS_PREFIX) and each partition's theft model (THEFT_PREFIX).
+# (stream.worker.progress.PROGRESS_PREFIX) and each partition's theft model (THEFT_PREFIX).
 INTERNAL_PREFIX = b"\x00"
 THEFT_PREFIX = b"\x00theft:"
 

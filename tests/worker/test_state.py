@@ -1,4 +1,4 @@
-"""stream.state: one transformer area's changelogged state, serialised with its dtype so
+"""stream.worker.state: one transformer area's changelogged state, serialised with its dtype so
 a release that adds or drops detector fields migrates old state by field name."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from models.base import Fleet
 from models.engine import Engine
-from stream.state import AreaState
+from stream.worker.state import AreaState
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,7 @@ def test_ingest_commits_what_is_in_flight_before_a_revoke_and_never_a_partition_
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from stream.agents import _IngestCommits, _ingest_listener
+    from stream.worker.ingest import IngestCommits, rebalance_listener
 
     topic, group = f"t-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     tps = [TopicPartition(topic, p) for p in range(4)]
@@ -131,8 +131,8 @@ def test_ingest_commits_what_is_in_flight_before_a_revoke_and_never_a_partition_
         await admin.create_topics([NewTopic(topic, 4, 1)])
         await admin.close()
         c1 = member()
-        commits = _IngestCommits(c1)
-        c1.subscribe([topic], listener=_ingest_listener(commits))
+        commits = IngestCommits(c1)
+        c1.subscribe([topic], listener=rebalance_listener(commits))
         await c1.start()
         c2 = member()
         try:

@@ -28,9 +28,9 @@ from models.backtest import load_readings, run
 from models.config import DetectorConfig, to_toml
 from models.engine import Engine
 from models.theft import FleetTheftModel, TheftDetector
-from stream.processing import TheftShards
+from stream.worker.processing import TheftShards
 from stream.registry import Registry
-from stream.state import THEFT_PREFIX, theft_key
+from stream.worker.state import THEFT_PREFIX, theft_key
 from tests.support.pipeline import Env, alert_keys, final_states, got_records
 
 DAYS = 20

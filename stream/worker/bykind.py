@@ -1,5 +1,5 @@
 """The kinds of by-area messages: an area's readings (msgpack ``AreaReadings``), its
-temperature samples (:mod:`stream.weather`) and inspection outcomes on its meters'
+temperature samples (:mod:`stream.worker.weather`) and inspection outcomes on its meters'
 theft alerts (:mod:`stream.outcomes`), told apart by their first bytes. An area's
 messages are applied in log order, a run of one kind at a time.
 """

@@ -9,7 +9,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.agents import _AlignedPoller
+from stream.worker.ingest import AlignedPoller
 
 T0 = 1_767_225_600_000  # producer timestamps (ms)
 
@@ -49,7 +49,7 @@ async def _drain(bootstrap: str, topic: str, n_parts: int, total: int, max_recor
             if all(c.highwater(tp) for tp in tps):
                 break
             await asyncio.sleep(0.05)
-        poller = _AlignedPoller(c, max_records)
+        poller = AlignedPoller(c, max_records)
         polls, seen = [], 0
         for _ in range(500):
             batch = await poller.poll()

@@ -1,4 +1,4 @@
-"""stream.processing without Kafka: the Ingestor turns source messages into per-area
+"""stream.worker.processing without Kafka: the Ingestor turns source messages into per-area
 batches and dead-letter records; the Processor applies an area batch to its state."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.processing import Ingestor, Processor, SourceMessage
+from stream.worker.processing import Ingestor, Processor, SourceMessage
 from stream.registry import Registry
 from stream.schema import AreaReadings, area_decoder, area_encoder
 from stream.settings import load_settings
@@ -131,7 +131,7 @@ def test_reject_index_is_the_position_within_its_own_message(reg, settings):
 
 
 def test_a_poll_validated_in_chunks_gives_what_one_pass_gives(reg, settings, monkeypatch):
-    import stream.processing as processing
+    import stream.worker.processing as processing
 
     # Chunks end inside messages and between them; rejects fall in the second and third.
     msgs = [msg([rd("M1", kwh=0.1), rd("M4", kwh=0.4)], 7),

@@ -9,8 +9,8 @@ from faust.web.exceptions import ServiceUnavailable
 
 from models import compliance as C
 from models.habit import habit_context, habit_profile
-from stream import metrics as M
-from stream.app import Runtime
+from stream.worker import metrics as M
+from stream.worker.runtime import Runtime
 
 
 def register(rt: Runtime) -> None:

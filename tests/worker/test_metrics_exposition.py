@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info,
                                generate_latest)
 
-from stream import metrics as M
+from stream.worker import metrics as M
 
 
 def test_cached_exposition_is_generate_latest_byte_for_byte():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from stream import metrics as M
+from stream.worker import metrics as M
 from stream.schema import (WEATHER_PREFIX, AreaTemperature, Reject, rejected_record,
                            validate_weather, weather_decoder, weather_encoder)
 
@@ -23,7 +23,7 @@ def is_weather(value: bytes) -> bool:
 
 def ingest_weather(ingestor, msgs, res, now: float | None = None) -> None:
     """Validate weather messages; add their by-area messages and rejects to ``res``
-    (an :class:`stream.processing.IngestResult`)."""
+    (an :class:`stream.worker.processing.IngestResult`)."""
     now = time.time() if now is None else now
     s = ingestor.settings
     for m in msgs:

@@ -327,7 +327,7 @@ def test_a_partition_resumed_past_unhandled_messages_reads_them_back(kafka_boots
     """
     from aiokafka import TopicPartition
 
-    from stream.processing import Ingestor, SourceMessage
+    from stream.worker.processing import Ingestor, SourceMessage
     from stream.settings import load_settings
 
     env = Env(kafka_bootstrap, tmp_path)

@@ -10,7 +10,7 @@ under ``other``). Never a meter or customer id.
 Three kinds of series:
 
 * plain counters and histograms, updated where the work happens (``processing.py``,
-  ``agents.py``);
+  ``ingest.py``, ``process.py``);
 * **area gauges** that describe *state* (alerts open, meters reporting, voltage
   compliance, line loss, theft suspicions): computed per area batch from that area's
   own state records (O(meters of the area), never O(fleet)), kept in :data:`AREAS`
@@ -668,7 +668,7 @@ start_time.set(_started)
 # series, which a benchmark scraping 4 times a second measured as 17 % of the worker's
 # CPU. The text of a sample's name and labels never changes, so it is built once, with
 # the library's own escaping functions, and only the value is formatted per scrape. The
-# output is byte-identical to generate_latest's (tests/stream/test_metrics_exposition.py).
+# output is byte-identical to generate_latest's (tests/worker/test_metrics_exposition.py).
 from prometheus_client.openmetrics import exposition as _om  # noqa: E402
 from prometheus_client.utils import floatToGoString as _fmt  # noqa: E402
 

@@ -9,7 +9,7 @@ import pytest
 from aiokafka.errors import ProducerClosed, KafkaTimeoutError
 from faust.exceptions import NotReady
 
-from stream.agents import _stopping
+from stream.worker.ingest import is_shutdown
 
 
 def _wrapped(inner: BaseException) -> BaseException:
@@ -26,13 +26,13 @@ def _wrapped(inner: BaseException) -> BaseException:
                                  _wrapped(NotReady("stopped"))],
                          ids=["aiokafka closed", "faust not ready", "wrapped"])
 def test_a_stopped_producer_under_a_stopping_app_is_the_shutdown(exc):
-    assert _stopping(SimpleNamespace(should_stop=True), exc)
+    assert is_shutdown(SimpleNamespace(should_stop=True), exc)
 
 
 @pytest.mark.parametrize("exc", [ProducerClosed(), NotReady("x")])
 def test_the_same_error_while_the_app_runs_is_a_failure(exc):
-    assert not _stopping(SimpleNamespace(should_stop=False), exc)
+    assert not is_shutdown(SimpleNamespace(should_stop=False), exc)
 
 
 def test_other_errors_during_shutdown_are_still_failures():
-    assert not _stopping(SimpleNamespace(should_stop=True), KafkaTimeoutError())
+    assert not is_shutdown(SimpleNamespace(should_stop=True), KafkaTimeoutError())

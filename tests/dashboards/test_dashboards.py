@@ -52,16 +52,17 @@ def test_uids_are_unique_and_panel_ids_unique_within_a_dashboard():
 
 def test_every_datasource_reference_is_the_provisioned_prometheus():
     prov = (PROVISIONING / "datasources" / "prometheus.yml").read_text()
-    assert f"uid: {G.DS['uid']}" in prov and "type: prometheus" in prov
+    assert f"uid: {G.DS.uid}" in prov and "type: prometheus" in prov
+    ds = G.DS.to_json()
     for path in DASH_FILES:
         d = load(path)
         for p in panels(d):
-            assert p["datasource"] == G.DS, (path.name, p["title"])
+            assert p["datasource"] == ds, (path.name, p["title"])
             for t in p["targets"]:
-                assert t["datasource"] == G.DS, (path.name, p["title"])
+                assert t["datasource"] == ds, (path.name, p["title"])
         for v in d["templating"]["list"]:
             if v["type"] == "query":
-                assert v["datasource"] == G.DS
+                assert v["datasource"] == ds
 
 
 def test_template_variables_area_and_window_and_a_time_range():
@@ -71,7 +72,7 @@ def test_template_variables_area_and_window_and_a_time_range():
         area = vs["area"]
         assert area["type"] == "query" and area["multi"] and area["includeAll"]
         assert area["allValue"] == ".*"
-        assert "label_values(meterwatch_area_meters_expected, area)" in area["definition"]
+        assert area["query"]["query"] == "label_values(meterwatch_area_meters_expected, area)"
         assert vs["window"]["type"] == "interval"
         assert d["time"]["from"].startswith("now-") and d["time"]["to"] == "now"
         assert d["timepicker"]["refresh_intervals"]
@@ -415,6 +416,37 @@ def test_every_panel_query_unit_threshold_and_place_survived_the_sdk_port():
         assert [p[1] for p in got[uid]] == [p[1] for p in want], uid
         for new, old in zip(got[uid], want):
             assert new == old, (uid, old[1])
+
+
+def test_every_setting_of_the_description_reaches_the_json():
+    """What the table above leaves out, against the description in generate.py: legends,
+    instant or range, query formats, descriptions, sizes, stacking, the heatmap's axis."""
+    for fn in G.DASHBOARDS.values():
+        desc = fn()
+        d = G.dashboard_json(desc)
+        assert (d["uid"], d["title"], d["description"], d["tags"]) == (
+            desc.uid, desc.title, desc.description, list(desc.tags))
+        assert [p["title"] for p in d["panels"]] == [item.title for item in desc.panels]
+        for item, p in zip(desc.panels, d["panels"]):
+            if isinstance(item, G.Row):
+                assert p["type"] == "row" and p["collapsed"] is False
+                continue
+            assert (p["type"], p["gridPos"]["w"], p["gridPos"]["h"]) == (item.kind, item.w, item.h)
+            assert p.get("description", "") == item.description
+            assert [(t["refId"], t["expr"], t["legendFormat"], t["instant"], t["range"],
+                     t["format"], t["editorMode"]) for t in p["targets"]] == [
+                (chr(ord("A") + i), q.expr, q.legend or "__auto", q.instant, not q.instant,
+                 q.fmt, "code") for i, q in enumerate(item.queries)]
+            if item.kind in ("timeseries", "heatmap"):
+                assert p["interval"] == "15s"
+            if item.kind == "timeseries":
+                custom = p["fieldConfig"]["defaults"]["custom"]
+                assert custom["stacking"]["mode"] == ("normal" if item.stack else "none")
+                assert custom["fillOpacity"] == (10 if item.stack else 0)
+                assert custom["thresholdsStyle"]["mode"] == ("line" if item.thresholds else "off")
+            if item.kind == "heatmap":
+                assert p["options"]["calculate"] is False
+                assert p["options"]["yAxis"]["unit"] == item.y_unit == "percentunit"
 
 
 def test_dashboard_settings_links_and_variables_as_before_the_sdk_port():

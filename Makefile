@@ -18,7 +18,7 @@ DEB_BINS := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanag
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,rocksdb]'
+	$(BIN)/pip install --quiet -e '.[test,rocksdb,dashboards]'
 	touch $(STAMP)
 
 system-deps:

@@ -4,6 +4,8 @@
     python dashboards/generate.py --check  # exit 1 if a written file is out of date
 
 Writes ``dashboards/grafana/dashboards/*.json`` and ``dashboards/prometheus/rules/*.yml``.
+The dashboards' JSON is built by Grafana's own as-code SDK (``grafana-foundation-sdk``,
+the ``dashboards`` extra of pyproject.toml), from the compact panel descriptions below.
 Everything a panel or rule queries is listed here, so the tests can evaluate every
 expression against a real Prometheus (``tests/dashboards/test_prometheus_live.py``).
 
@@ -20,13 +22,22 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from grafana_foundation_sdk.builders import (bargauge, common, gauge, heatmap, prometheus, stat,
+                                             table, timeseries)
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import heatmap as hm
+from grafana_foundation_sdk.models import prometheus as pm
 
 HERE = Path(__file__).resolve().parent
 DASH_DIR = HERE / "grafana" / "dashboards"
 RULES_DIR = HERE / "prometheus" / "rules"
-DS = {"type": "prometheus", "uid": "meterwatch-prometheus"}
+DS = dm.DataSourceRef(type_val="prometheus", uid="meterwatch-prometheus")
 WORKER_JOB = "meterwatch-worker"
 CONSOLE_JOB = "meterwatch-console"
 #: Series exported by the console process (alert lifecycle), not by the workers.
@@ -37,11 +48,11 @@ AREA = 'area=~"$area"'
 GREEN, YELLOW, ORANGE, RED, BLUE = "green", "yellow", "orange", "red", "blue"
 
 
-def steps(*pairs) -> dict:
+def steps(*pairs) -> list[dm.Threshold]:
     """Thresholds: ``steps(GREEN, (YELLOW, 10), (RED, 100))`` -> base colour then from-values."""
     base, *rest = pairs
-    return {"mode": "absolute",
-            "steps": [{"color": base, "value": None}] + [{"color": c, "value": v} for c, v in rest]}
+    return [dm.Threshold(color=base, value=None)] + [dm.Threshold(color=c, value=v)
+                                                     for c, v in rest]
 
 
 HIGH_BAD = steps(GREEN, (YELLOW, 1), (RED, 10))
@@ -65,11 +76,11 @@ class Panel:
     w: int = 12
     h: int = 8
     description: str = ""
-    thresholds: dict | None = None
+    thresholds: list[dm.Threshold] | None = None
     min: float | None = None
     max: float | None = None
     stack: bool = False
-    options: dict = field(default_factory=dict)
+    y_unit: str = ""  # heatmap: the unit of its bucket bounds (the y axis)
 
 
 @dataclass
@@ -232,8 +243,7 @@ def voltage_dashboard() -> Dashboard:
                  f"[$__rate_interval]))", "{{le}}", fmt="heatmap")], "short", w=12, h=9,
               description="Meters' interval mean voltage over nominal; the standard's limits "
                           "(0.9, 0.93, 1.07, 1.1) are bucket bounds.",
-              options={"calculate": False, "yAxis": {"unit": "percentunit"},
-                       "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64}}),
+              y_unit="percentunit"),
         Panel("Area mean voltage", "timeseries",
               [Q(f"avg by (area) (meterwatch_area_voltage_mean_volts{{{AREA}}})", "{{area}}")],
               "volt", w=12, h=9),
@@ -506,7 +516,7 @@ def rules_files() -> dict[str, dict]:
     return {"recording.yml": rec, "alerts.yml": alerts}
 
 
-# -- rendering ----------------------------------------------------------------------------
+# -- rendering the rules as YAML ----------------------------------------------------------
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/ -]*$")
 
 
@@ -551,112 +561,152 @@ def to_yaml(obj, indent: int = 0) -> str:
     return "\n".join(out)
 
 
-def _field_config(p: Panel) -> dict:
-    d: dict = {"unit": p.unit, "color": {"mode": "thresholds" if p.kind in ("stat", "gauge", "bargauge", "table") else "palette-classic"}}
-    d["thresholds"] = p.thresholds or steps(GREEN)
+
+# -- rendering the dashboards with grafana-foundation-sdk ---------------------------------
+# The SDK's builders write the JSON model Grafana's own schema describes (Grafana 11.2,
+# the version docker-compose.yml runs): each option is a method and its values an enum,
+# so a misspelt one fails here instead of being a key Grafana silently ignores.
+THRESHOLD_KINDS = ("stat", "gauge", "bargauge", "table")
+
+
+def _reduce() -> common.ReduceDataOptions:
+    # Single-value panels show the latest sample, not a mean over the time range.
+    return common.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
+
+
+def _stat(p: Panel) -> stat.Panel:
+    return (stat.Panel().reduce_options(_reduce()).color_mode(cm.BigValueColorMode.BACKGROUND)
+            .graph_mode(cm.BigValueGraphMode.AREA).text_mode(cm.BigValueTextMode.AUTO)
+            .justify_mode(cm.BigValueJustifyMode.AUTO).orientation(cm.VizOrientation.AUTO))
+
+
+def _gauge(p: Panel) -> gauge.Panel:
+    return (gauge.Panel().reduce_options(_reduce()).show_threshold_markers(True)
+            .show_threshold_labels(False))
+
+
+def _bargauge(p: Panel) -> bargauge.Panel:
+    return (bargauge.Panel().reduce_options(_reduce())
+            .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+            .orientation(cm.VizOrientation.HORIZONTAL).show_unfilled(True))
+
+
+def _timeseries(p: Panel) -> timeseries.Panel:
+    # Stacked panels are shares of a whole: filled so the parts read as areas.
+    stacking = cm.StackingMode.NORMAL if p.stack else cm.StackingMode.NONE
+    marks = cm.GraphThresholdsStyleMode.LINE if p.thresholds else cm.GraphThresholdsStyleMode.OFF
+    return (timeseries.Panel()
+            .legend(common.VizLegendOptions().display_mode(cm.LegendDisplayMode.LIST)
+                    .placement(cm.LegendPlacement.BOTTOM).show_legend(True))
+            .tooltip(common.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI)
+                     .sort(cm.SortOrder.DESCENDING))
+            .draw_style(cm.GraphDrawStyle.LINE).line_width(1).fill_opacity(10 if p.stack else 0)
+            .show_points(cm.VisibilityMode.NEVER).span_nulls(True)
+            .stacking(common.StackingConfig().mode(stacking).group("A"))
+            .thresholds_style(common.GraphThresholdsStyleConfig().mode(marks))
+            .interval("15s"))
+
+
+def _heatmap(p: Panel) -> heatmap.Panel:
+    # Prometheus already buckets (format heatmap): Grafana must not re-bucket.
+    return (heatmap.Panel().calculate(False).cell_gap(1)
+            .y_axis(heatmap.YAxisConfig().unit(p.y_unit))
+            .show_legend().show_y_histogram()
+            .rows_frame(heatmap.RowsHeatmapOptions().layout(cm.HeatmapCellLayout.AUTO))
+            .color(heatmap.HeatmapColorOptions().mode(hm.HeatmapColorMode.SCHEME)
+                   .scheme("Oranges").steps(64))
+            .interval("15s"))
+
+
+def _table(p: Panel) -> table.Panel:
+    return (table.Panel().show_header(True).cell_height(cm.TableCellHeight.SM)
+            .footer(common.TableFooterOptions().show(False))
+            .cell_options(cm.TableColoredBackgroundCellOptions())
+            .align(cm.FieldTextAlignment.AUTO))
+
+
+KINDS = {"stat": _stat, "gauge": _gauge, "bargauge": _bargauge, "timeseries": _timeseries,
+         "heatmap": _heatmap, "table": _table}
+
+
+def _target(q: Q, i: int) -> prometheus.Dataquery:
+    t = (prometheus.Dataquery().datasource(DS).ref_id(chr(ord("A") + i)).expr(q.expr)
+         .legend_format(q.legend or "__auto").format(pm.PromQueryFormat(q.fmt))
+         .editor_mode(pm.QueryEditorMode.CODE))
+    return t.instant() if q.instant else t.range()
+
+
+def _panel(p: Panel, pid: int):
+    """The panel's builder; the dashboard builder places it (left to right, wrapping)."""
+    colour = (dm.FieldColorModeId.THRESHOLDS if p.kind in THRESHOLD_KINDS
+              else dm.FieldColorModeId.PALETTE_CLASSIC)
+    b = (KINDS[p.kind](p).id(pid).title(p.title).datasource(DS).span(p.w).height(p.h)
+         .unit(p.unit).color_scheme(db.FieldColor().mode(colour))
+         .thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
+                     .steps(p.thresholds or steps(GREEN))))
+    for i, q in enumerate(p.queries):
+        b.with_target(_target(q, i))
+    if p.description:
+        b.description(p.description)
     if p.min is not None:
-        d["min"] = p.min
+        b.min(p.min)
     if p.max is not None:
-        d["max"] = p.max
-    if p.kind == "timeseries":
-        d["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if p.stack else 0,
-                       "showPoints": "never", "spanNulls": True,
-                       "stacking": {"mode": "normal" if p.stack else "none", "group": "A"},
-                       "thresholdsStyle": {"mode": "line" if p.thresholds else "off"}}
-    if p.kind == "table":
-        d["custom"] = {"cellOptions": {"type": "color-background"}, "align": "auto"}
-    return {"defaults": d, "overrides": []}
+        b.max(p.max)
+    return b
 
 
-def _options(p: Panel) -> dict:
-    if p.kind == "stat":
-        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-             "colorMode": "background", "graphMode": "area", "textMode": "auto",
-             "justifyMode": "auto", "orientation": "auto"}
-    elif p.kind == "gauge":
-        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-             "showThresholdMarkers": True, "showThresholdLabels": False}
-    elif p.kind == "bargauge":
-        o = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-             "displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True}
-    elif p.kind == "timeseries":
-        o = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-             "tooltip": {"mode": "multi", "sort": "desc"}}
-    elif p.kind == "heatmap":
-        o = {"calculate": False, "cellGap": 1, "yAxis": {"axisPlacement": "left"},
-             "legend": {"show": True}, "tooltip": {"show": True, "yHistogram": True},
-             "rowsFrame": {"layout": "auto"}}
-    elif p.kind == "table":
-        o = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
-    else:
-        o = {}
-    o.update(p.options)
-    return o
+def _area_variable() -> db.QueryVariable:
+    # Multi-select with All as ``.*``: panels filter with ``area=~"$area"``.
+    query = "label_values(meterwatch_area_meters_expected, area)"
+    return (db.QueryVariable("area").label("Area").datasource(DS)
+            .query({"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery",
+                    "qryType": 1})
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_ASC).multi(True).include_all(True)
+            .all_value(".*").regex("").hide(dm.VariableHide.DONT_HIDE).options([])
+            .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"])))
+
+
+def _window_variable() -> db.IntervalVariable:
+    spans = ("5m", "15m", "1h", "6h", "1d", "7d")
+    return (db.IntervalVariable("window").label("Window").values(",".join(spans))
+            .auto(False).hide(dm.VariableHide.DONT_HIDE)
+            .current(dm.VariableOption(selected=True, text="1h", value="1h"))
+            .options([dm.VariableOption(selected=v == "1h", text=v, value=v) for v in spans]))
+
+
+def _annotations() -> db.AnnotationQuery:
+    # Grafana's built-in "Annotations & Alerts", hidden, as a new dashboard has it.
+    return (db.AnnotationQuery().name("Annotations & Alerts").built_in(1).enable(True)
+            .hide(True).icon_color("rgba(0, 211, 255, 1)").type("dashboard")
+            .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --")))
+
+
+def _links() -> db.DashboardLink:
+    # A drop-down to the other meterwatch dashboards, keeping the time range and area.
+    return (db.DashboardLink("meterwatch").type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["meterwatch"]).as_dropdown(True).include_vars(True).keep_time(True))
+
+
+def dashboard_builder(d: Dashboard) -> db.Dashboard:
+    b = (db.Dashboard(d.title).uid(d.uid).description(d.description).tags(list(d.tags))
+         .editable().tooltip(dm.DashboardCursorSync.CROSSHAIR).version(1).refresh("30s")
+         .time("now-6h", "now").timezone("browser").fiscal_year_start_month(0)
+         .live_now(False).week_start("")
+         .timepicker(db.TimePicker().refresh_intervals(["10s", "30s", "1m", "5m", "15m", "1h"]))
+         .annotation(_annotations()).link(_links())
+         .with_variable(_area_variable()).with_variable(_window_variable()))
+    for pid, item in enumerate(d.panels, start=1):
+        if isinstance(item, Row):
+            b.with_row(db.Row(item.title).id(pid))
+        else:
+            b.with_panel(_panel(item, pid))
+    return b
 
 
 def dashboard_json(d: Dashboard) -> dict:
-    panels = []
-    x = y = row_h = 0
-    pid = 1
-    for item in d.panels:
-        if isinstance(item, Row):
-            if x:
-                y += row_h
-            x, row_h = 0, 0
-            panels.append({"id": pid, "type": "row", "title": item.title, "collapsed": False,
-                           "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
-            pid += 1
-            y += 1
-            continue
-        p: Panel = item
-        if x + p.w > 24:
-            x, y = 0, y + row_h
-            row_h = 0
-        targets = []
-        for i, q in enumerate(p.queries):
-            t = {"datasource": DS, "refId": chr(ord("A") + i), "expr": q.expr,
-                 "legendFormat": q.legend or "__auto", "range": not q.instant,
-                 "instant": q.instant, "format": q.fmt, "editorMode": "code"}
-            targets.append(t)
-        panel = {"id": pid, "type": p.kind, "title": p.title, "datasource": DS,
-                 "gridPos": {"h": p.h, "w": p.w, "x": x, "y": y},
-                 "fieldConfig": _field_config(p), "options": _options(p), "targets": targets}
-        if p.description:
-            panel["description"] = p.description
-        if p.kind in ("timeseries", "heatmap"):
-            panel["interval"] = "15s"
-        panels.append(panel)
-        pid += 1
-        x += p.w
-        row_h = max(row_h, p.h)
-    return {
-        "uid": d.uid, "title": d.title, "description": d.description, "tags": list(d.tags),
-        "editable": True, "graphTooltip": 1, "schemaVersion": 39, "version": 1,
-        "refresh": "30s", "time": {"from": "now-6h", "to": "now"},
-        "timepicker": {"refresh_intervals": ["10s", "30s", "1m", "5m", "15m", "1h"]},
-        "timezone": "browser", "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts", "type": "dashboard"}]},
-        "links": [{"asDropdown": True, "includeVars": True, "keepTime": True, "tags": ["meterwatch"],
-                   "title": "meterwatch", "type": "dashboards"}],
-        "templating": {"list": [
-            {"name": "area", "label": "Area", "type": "query", "datasource": DS,
-             "definition": "label_values(meterwatch_area_meters_expected, area)",
-             "query": {"query": "label_values(meterwatch_area_meters_expected, area)",
-                       "refId": "PrometheusVariableQueryEditor-VariableQuery", "qryType": 1},
-             "refresh": 2, "sort": 1, "multi": True, "includeAll": True, "allValue": ".*",
-             "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-             "options": [], "regex": "", "hide": 0},
-            {"name": "window", "label": "Window", "type": "interval",
-             "query": "5m,15m,1h,6h,1d,7d", "auto": False, "refresh": 2, "hide": 0,
-             "current": {"selected": True, "text": "1h", "value": "1h"},
-             "options": [{"selected": v == "1h", "text": v, "value": v}
-                         for v in ("5m", "15m", "1h", "6h", "1d", "7d")]},
-        ]},
-        "panels": panels,
-    }
+    """The dashboard as Grafana's JSON model (plain dicts and lists)."""
+    return json.loads(json.dumps(dashboard_builder(d).build(), cls=JSONEncoder))
 
 
 def expressions(d: dict) -> list[tuple[str, str, str]]:

@@ -1,4 +1,4 @@
-module meterwatch/dashboards/compose-check
+module meterwatch/scripts/compose-check
 
 go 1.24
 

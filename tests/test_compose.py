@@ -3,7 +3,7 @@
 ``docker compose`` is not installed here (no Docker engine either), so the file is loaded
 with compose-go, the Go library ``docker compose config`` is built on: interpolation from
 ``.env``, the compose-spec schema, normalisation and the consistency checks. The tiny
-program is ``dashboards/compose-check`` (built once into ``.cache/bin``; modules come from
+program is ``scripts/compose-check`` (built once into ``.cache/bin``; modules come from
 the Go module proxy). Where the real ``docker compose`` is installed it is run as well.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "dashboards" / "compose-check"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "scripts" / "compose-check"
 BIN = ROOT / ".cache" / "bin" / "compose-check"
 COMPOSE = ROOT / "docker-compose.yml"
 ENV = ROOT / ".env"
@@ -35,8 +35,8 @@ def checker() -> Path:
         return BIN
     go = shutil.which("go") or "/usr/local/go/bin/go"
     if not Path(go).exists():
-        pytest.fail("Go is needed to build dashboards/compose-check (or run the Makefile's "
-                    "compose-check step)")
+        pytest.fail("Go is needed to build scripts/compose-check (go on PATH or in "
+                    "/usr/local/go)")
     BIN.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run([go, "build", "-o", str(BIN), "."], cwd=SRC, capture_output=True,
                        text=True, timeout=600, env={**os.environ, "CGO_ENABLED": "0"})

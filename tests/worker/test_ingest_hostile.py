@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import stream.worker.processing as processing
 from stream.worker.processing import Ingestor, SourceMessage
 from stream.settings import load_settings
-from tests.stream.test_pipeline import Env
+from tests.worker.test_pipeline import Env
 
 DEEP = b"[" * 1000 + b"]" * 1000  # ~2 KB of JSON that msgspec cannot decode recursively
 
@@ -123,7 +123,7 @@ def test_a_poll_that_fails_is_handled_message_by_message_and_only_the_culprit_de
 @pytest.mark.parametrize("bad", [b'{"readings": [{"meter_id": "M1", "x": ' + DEEP + b"}]}",
                                  b'{"x": ' + DEEP + b"}", b"[{\"x\": " + DEEP + b"}]"])
 def test_handle_never_raises_on_deep_nesting(bad):
-    from tests.stream.test_processing import REGISTRY
+    from tests.worker.test_processing import REGISTRY
 
     from stream.registry import Registry
 

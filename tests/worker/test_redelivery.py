@@ -12,7 +12,7 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.stream.test_pipeline import Env, _scenario, reference
+from tests.worker.test_pipeline import Env, _scenario, reference
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 import pytest
 
-from stream.store import AlertStore, deliveries
+from stream.store import AlertStore
+from stream.store.schema import deliveries
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def test_passwords_are_hashed_and_verified(store):
     assert store.verify_user("mallory", "correct horse") is None
     with pytest.raises(ValueError, match="manager id"):
         store.create_user("bob", "long enough", "manager")
-    from stream.store import users
+    from stream.store.schema import users
     import sqlalchemy as sa
     with store.engine.connect() as c:
         h = c.execute(sa.select(users.c.password_hash)).scalar()

@@ -9,7 +9,7 @@ outcomes the theft model learns from wait here until the notifier has published 
 One schema (:mod:`stream.store.schema`), two databases through SQLAlchemy Core: SQLite
 by default (a file under the data folder, WAL mode so the notifier and the console can
 share it) and PostgreSQL when ``METERWATCH_DB_URL`` says so. Opening the store brings
-the database's schema up to date (:mod:`stream.store.migrate`).
+the database's schema to the current revision (:mod:`stream.store.migrate`).
 
 The queries live in one repository per concern, each usable alone over an engine:
 

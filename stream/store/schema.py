@@ -1,8 +1,9 @@
 """The alert store's tables: one SQLAlchemy metadata for SQLite and PostgreSQL.
 
 The tables are the schema as the code reads and writes it today; how a database gets
-there (and how an older one is brought up to date) is :mod:`stream.store.migrate`'s
-business, applied when the store opens.
+there (and how an older one is brought up to date) is the migrations' business
+(``stream/store/migrations/``, applied when the store opens). A column added here
+needs a new revision there.
 
 The value sets a column may hold (workflow states, roles, outcomes) live here too:
 they are part of what the schema means.

@@ -206,6 +206,7 @@ def test_a_store_made_before_outcomes_were_published_gains_the_columns(db_url):
         c.execute(sa.text("DROP INDEX ix_alerts_outcome"))
         c.execute(sa.text("ALTER TABLE alerts DROP COLUMN outcome_published"))
         c.execute(sa.text("ALTER TABLE alerts DROP COLUMN outcome_published_at"))
+        c.execute(sa.text("DROP TABLE alembic_version"))  # made before migrations
     s.close()
     s = AlertStore(db_url)
     try:

@@ -22,11 +22,11 @@ def _cheaper_argon2(monkeypatch):
     """Real argon2id hashes, with test-sized cost parameters: the seeded users would
     otherwise cost ~0.5 s of CPU per test. The parameters travel in each hash, so the
     production hasher (in a console subprocess) verifies them all the same."""
-    import stream.store
+    import stream.store.users
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr(stream.store, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192,
-                                                                parallelism=1))
+    monkeypatch.setattr(stream.store.users, "_HASHER",
+                        PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
 
 
 @pytest.fixture

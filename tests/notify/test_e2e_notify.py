@@ -437,7 +437,7 @@ def test_alerts_raised_by_the_pipeline_reach_managers_and_the_control_room_once(
                        if d["channel"] == "alertmanager"}
             assert am_sent == room
             import sqlalchemy as sa
-            from stream.store import am_alerts
+            from stream.store.schema import am_alerts
             with st.engine.connect() as c:
                 am_state = dict(c.execute(sa.select(am_alerts.c.alert_id, am_alerts.c.state)).all())
             assert am_state == {i: "resolved" if i in closed else "firing" for i in room}

@@ -308,7 +308,7 @@ def test_an_outcome_resolved_in_the_console_waits_in_the_store_then_goes_out(
         kafka_bootstrap, tmp_path, monkeypatch):
     """The console's resolve form, over a real HTTP server, records the outcome and
     nothing else (the console has no Kafka client); the relay takes it from there."""
-    import stream.store
+    import stream.store.users
     from aiohttp import CookieJar
     from aiohttp.test_utils import TestClient, TestServer
     from argon2 import PasswordHasher
@@ -318,8 +318,8 @@ def test_an_outcome_resolved_in_the_console_waits_in_the_store_then_goes_out(
     from tests.console.console_data import REGISTRY_CSV, SECRET, login, page_csrf
 
     # real argon2id, test-sized cost (as the console tests)
-    monkeypatch.setattr(stream.store, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192,
-                                                                parallelism=1))
+    monkeypatch.setattr(stream.store.users, "_HASHER",
+                        PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
     (tmp_path / "registry.csv").write_text(REGISTRY_CSV)
     db = f"sqlite:///{tmp_path / 'meterwatch.db'}"
     s = settings_for(kafka_bootstrap, db_url=db, registry=str(tmp_path / "registry.csv"),

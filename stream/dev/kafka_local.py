@@ -6,7 +6,7 @@ is run straight from them with ``java -cp '<libs>/*' kafka.Kafka server.properti
 
 Python API::
 
-    from stream.kafka_local import LocalKafka, ensure_kafka
+    from stream.dev.kafka_local import LocalKafka, ensure_kafka
 
     ensure_kafka()                          # fetch jars once (cached)
     with LocalKafka("/tmp/kafka-data") as kafka:   # free ports, formats storage once
@@ -14,10 +14,10 @@ Python API::
 
 CLI (broker detached in the background, survives the command)::
 
-    python -m stream.kafka_local fetch
-    python -m stream.kafka_local start  [--data-dir DIR] [--port 9092] [--controller-port 9093]
-    python -m stream.kafka_local status [--data-dir DIR]
-    python -m stream.kafka_local stop   [--data-dir DIR]
+    python -m stream.dev.kafka_local fetch
+    python -m stream.dev.kafka_local start  [--data-dir DIR] [--port 9092] [--controller-port 9093]
+    python -m stream.dev.kafka_local status [--data-dir DIR]
+    python -m stream.dev.kafka_local stop   [--data-dir DIR]
 
 Files kept in the data dir: ``server.properties``, ``log4j2.properties``,
 ``ports.json`` (reused on restart), ``kafka.pid``, ``server.log`` and the
@@ -60,7 +60,7 @@ __all__ = [
 KAFKA_VERSION = "4.3.1"
 MIN_JAVA = 17  # Kafka 4.x brokers require Java 17+
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POM_PATH = PROJECT_ROOT / "scripts" / "kafka" / "pom.xml"
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "kafka"
 CLI_DEFAULT_PORT = 9092
@@ -324,7 +324,7 @@ def _read_ports(data_dir: Path) -> dict[str, int]:
 
 
 _LOG4J2 = """\
-# written by stream/kafka_local.py
+# written by stream/dev/kafka_local.py
 status = warn
 shutdownHook = disable
 appender.out.type = Console
@@ -454,7 +454,7 @@ class LocalKafka:
 
     def _write_files(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        lines = ["# written by stream/kafka_local.py; rewritten on every start"]
+        lines = ["# written by stream/dev/kafka_local.py; rewritten on every start"]
         lines += [f"{k}={v}" for k, v in self.config().items()]
         self.config_file.write_text("\n".join(lines) + "\n")
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -645,7 +645,7 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m stream.kafka_local",
+        prog="python -m stream.dev.kafka_local",
         description=f"Local single-node KRaft Kafka {KAFKA_VERSION} broker (jars from Maven Central).",
     )
     ap.add_argument("command", choices=["start", "stop", "status", "fetch"])

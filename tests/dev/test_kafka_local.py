@@ -1,4 +1,4 @@
-"""The local KRaft broker (stream/kafka_local.py) and aiokafka 0.14 against Kafka 4.3.1."""
+"""The local KRaft broker (stream/dev/kafka_local.py) and aiokafka 0.14 against Kafka 4.3.1."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream import kafka_local
-from stream.kafka_local import KafkaLocalError, LocalKafka, ensure_kafka
+from stream.dev import kafka_local
+from stream.dev.kafka_local import KafkaLocalError, LocalKafka, ensure_kafka
 
 
 def _topic(prefix: str) -> str:

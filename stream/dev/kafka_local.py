@@ -23,24 +23,27 @@ Files kept in the data dir: ``server.properties``, ``log4j2.properties``,
 ``ports.json`` (reused on restart), ``kafka.pid``, ``server.log`` and the
 KRaft/log storage in ``data/`` (formatted once, reused on restart).
 
-Standard library only.
+Standard library, and aiokafka to ask the broker whether it serves.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
+import contextvars
 import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -260,55 +263,62 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        buf += chunk
-    return bytes(buf)
+# aiokafka logs each refused connection and each empty answer while a broker boots.
+# Inside a probe those are the expected "not yet", so the records logged from a probe's
+# task (marked by this variable, which its child tasks inherit) are dropped; every
+# other aiokafka client of the process keeps its logs.
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("kafka_local_probing",
+                                                                 default=False)
 
 
-def _kafka_call(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
-    """One request with a v1 (non-flexible) request header; returns the response body."""
-    client_id = b"meterwatch-probe"
-    msg = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    resp = _recv_exact(sock, size)
-    (rcorr,) = struct.unpack_from(">i", resp, 0)
-    if rcorr != corr:
-        raise ConnectionError("bad correlation id in broker response")
-    return resp[4:]
+class _DropProbeLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _PROBING.get()
+
+
+for _name in ("aiokafka", "aiokafka.conn", "aiokafka.cluster"):  # client.py logs on "aiokafka"
+    logging.getLogger(_name).addFilter(_DropProbeLogs())
+
+
+def _run_private(coro):
+    """Run ``coro`` on an event loop of its own: LocalKafka's API is synchronous, and
+    its caller may be inside a running loop (then the private loop runs in a thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _live_brokers(bootstrap: str, timeout: float) -> int:
+    from aiokafka.client import AIOKafkaClient
+
+    _PROBING.set(True)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap,
+                            request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        # A broker that answers but has not registered yet sends no broker metadata.
+        return len(client.cluster.brokers())
+    finally:
+        await client.close()
 
 
 def probe_broker(host: str, port: int, timeout: float = 5.0) -> int:
-    """Speak the Kafka protocol to ``host:port``: ApiVersions, then Metadata.
+    """Ask ``host:port`` for its metadata (aiokafka: ApiVersions, then Metadata).
 
     Returns the number of live brokers in the metadata (>= 1 once the broker is
     registered and serving). Raises OSError/ConnectionError if it isn't serving.
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        body = _kafka_call(sock, 18, 0, 1, b"")  # ApiVersions v0
-        (err, n) = struct.unpack_from(">hi", body, 0)
-        if err:
-            raise ConnectionError(f"ApiVersions error code {err}")
-        ranges = {}
-        for i in range(n):
-            k, lo, hi = struct.unpack_from(">hhh", body, 6 + 6 * i)
-            ranges[k] = (lo, hi)
-        lo, hi = ranges.get(3, (0, 0))
-        version = max(lo, 4)  # v4..v8 share the fields used here and are non-flexible
-        if version > min(hi, 8):
-            return 1  # unknown future broker: ApiVersions answering is good enough
-        # topics: empty array (no topics); allow_auto_topic_creation: false;
-        # v8+ adds include_{cluster,topic}_authorized_operations booleans.
-        req = struct.pack(">ib", 0, 0) + (b"\0\0" if version >= 8 else b"")
-        body = _kafka_call(sock, 3, version, 2, req)
-        (_throttle, nbrokers) = struct.unpack_from(">ii", body, 0)
-        return nbrokers
+    from aiokafka.errors import KafkaError
+
+    # Plain TCP first: while the JVM starts nothing listens, and this costs no client.
+    socket.create_connection((host, port), timeout=timeout).close()
+    try:
+        return _run_private(_live_brokers(f"{host}:{port}", timeout))
+    except (KafkaError, asyncio.TimeoutError) as exc:
+        raise ConnectionError(f"{host}:{port} is not serving Kafka yet: {exc!r}") from exc
 
 
 def _read_ports(data_dir: Path) -> dict[str, int]:
@@ -575,7 +585,7 @@ class LocalKafka:
                 if probe_broker(self.host, self.port, timeout=2) >= 1:
                     self.startup_seconds = time.monotonic() - t0
                     return
-            except (OSError, ConnectionError, struct.error) as exc:
+            except OSError as exc:  # ConnectionError included
                 last = exc
             time.sleep(0.2)
         raise KafkaLocalError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging.config
 import os
 import signal
 import subprocess
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from stream import logsplit
 from stream.cliparse import settings
 from stream.dev.feed import DEMO_WEATHER_TOPIC, publish, sim_start, simulator
-from stream.kafka_admin import ensure_topics
+from stream.kafka_admin import ensure_topics, pipeline_topics
 from stream.settings import PROJECT_ROOT, Settings
 
 
@@ -42,6 +44,11 @@ def cmd_demo(args) -> None:
     s = settings(args)
     data = Path(s.data_dir) / "demo"
     data.mkdir(parents=True, exist_ok=True)
+    # What the Kafka libraries say while they work (each retry while a fresh broker
+    # settles, a warning) means nothing to someone trying the demo: it goes to this
+    # file, which the banner names; their errors and this project's warnings still show.
+    log_file = data / "demo.log"
+    logging.config.dictConfig(logsplit.config(log_file, "INFO", mode="w"))
     kafka = None
     procs: list[subprocess.Popen] = []
     broker = s.broker
@@ -56,18 +63,14 @@ def cmd_demo(args) -> None:
         sim = simulator(args, start)
         sim.write_registry_csv(data / "registry.csv")
         weather = {"weather_topic": (s.weather_topic or DEMO_WEATHER_TOPIC) if args.weather else ""}
-        env = dict(os.environ, METERWATCH_BROKER=broker, METERWATCH_REGISTRY=str(data / "registry.csv"),
-                   METERWATCH_WEB_PORT=str(s.web_port), METERWATCH_DATA_DIR=str(data),
-                   METERWATCH_LOG_LEVEL="warning",
-                   METERWATCH_WEATHER_TOPIC=weather["weather_topic"])
         s2 = settings(args, broker=broker, registry=str(data / "registry.csv"), **weather)
-        asyncio.run(ensure_topics(s2))
+        asyncio.run(_broker_ready(s2))
         # Ctrl-C reaches only this process (the worker and the broker are in their own
         # process groups): the worker is stopped first, then the broker, so the worker
         # does not spend its shutdown on a broker that is already gone. Both still die
         # with this process if it is killed.
-        procs.append(_start_worker(args, env))
-        _demo_banner(args, s, broker, data)
+        procs.append(_start_worker(args, _worker_env(s, s2, data), log_file))
+        _demo_banner(args, s, broker, data, log_file, kafka)
         asyncio.run(_demo_run(s2, sim, args, data, state, procs[0]))
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
@@ -105,30 +108,58 @@ def _start_local_kafka(data: Path):
     return kafka
 
 
-def _demo_banner(args, s: Settings, broker: str, data: Path) -> None:
+def _groups(s: Settings) -> tuple[str, str]:
+    """The worker's consumer groups: the ingest stage's, the process stage's."""
+    return (f"{s.app_id}-ingest" if s.ingest == "direct" else s.app_id), s.app_id
+
+
+async def _broker_ready(s: Settings) -> None:
+    """Create the pipeline's topics, then wait until the broker serves them and the
+    worker's groups: a worker (or this process's clients) started earlier would fill
+    the log with retries while a fresh broker elects leaders and creates its offsets
+    topic."""
+    from stream.dev.kafka_local import wait_until_ready
+
+    await ensure_topics(s)
+    await wait_until_ready(s.broker, pipeline_topics(s), set(_groups(s)))
+
+
+def _worker_env(s: Settings, s2: Settings, data: Path) -> dict[str, str]:
+    """The worker's settings: the demo's broker, registry, port, data and weather."""
+    return dict(os.environ, METERWATCH_BROKER=s2.broker, METERWATCH_REGISTRY=s2.registry,
+                METERWATCH_WEB_PORT=str(s.web_port), METERWATCH_DATA_DIR=str(data),
+                # info: the log file tells what the worker did (the screen shows warnings)
+                METERWATCH_LOG_LEVEL="info", METERWATCH_WEATHER_TOPIC=s2.weather_topic)
+
+
+def _demo_banner(args, s: Settings, broker: str, data: Path, log_file: Path,
+                 kafka) -> None:
     ending = ("when the simulation has been published and the worker has caught up, the "
               "alerts are scored against the ground truth; the worker then keeps running "
               "until Ctrl-C" if args.keep_running else
               "when the simulation has been published and the worker has caught up, the "
               "alerts are scored against the ground truth and everything stops; Ctrl-C "
               "stops (and scores) earlier")
+    broker_log = f" (the broker's: {kafka.log_file})" if kafka is not None else ""
     print(f"""
 meterwatch demo
   broker          {broker}
   worker metrics  http://{s.web_host}:{s.web_port}/metrics
   registry        {data / 'registry.csv'}  ({args.customers} customers, {args.areas} areas)
   ground truth    {data / 'ground_truth.jsonl'} (written when the simulation ends)
+  log             {log_file}{broker_log}
   simulating {args.days:g} days at {args.speed:g}x ({args.speed / 86400:.2f} days/s); alerts below.
   {ending}.
 """, flush=True)
 
 
-def _start_worker(args, env: dict[str, str]) -> subprocess.Popen:
+def _start_worker(args, env: dict[str, str], log_file: Path) -> subprocess.Popen:
     """The demo's worker, in its own process group, dying with this process."""
     from stream.dev.kafka_local import die_with_parent
 
     config = ["--config", args.config] if args.config else []
-    return subprocess.Popen([sys.executable, "-m", "stream.cli", *config, "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "stream.cli", *config, "worker",
+                             "--log-file", str(log_file)], env=env,
                             cwd=PROJECT_ROOT, process_group=0, preexec_fn=die_with_parent)
 
 
@@ -206,19 +237,9 @@ def _tracking(messages, state: _DemoState):
 async def _alerts_from_end(admin, consumer, topic: str, state: _DemoState) -> None:
     """Read the alerts topic from its end as it is now: every alert of this run, none of
     an earlier one."""
-    import logging
-
     tps = await _partitions(admin, topic)
     consumer.assign(tps)
-    # Just created, a partition's leader may still be loading: aiokafka retries the
-    # offset request, logging each refusal as an error the user need not see.
-    fetcher_log = logging.getLogger("aiokafka.consumer.fetcher")
-    level = fetcher_log.level
-    fetcher_log.setLevel(logging.CRITICAL)
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        fetcher_log.setLevel(level)
+    ends = await consumer.end_offsets(tps)
     for tp, end in ends.items():
         consumer.seek(tp, end)
         state.read[tp] = end
@@ -247,8 +268,8 @@ async def _caught_up(s: Settings, admin, consumer, state: _DemoState,
     the alerts it raised are acknowledged, so when its group has committed the by-area
     topic's end, those alerts are on the alerts topic; they are received when this
     consumer has read to that topic's end."""
-    ingest_group = f"{s.app_id}-ingest" if s.ingest == "direct" else s.app_id
-    for topic, group in ((s.readings_topic, ingest_group), (s.by_area_topic, s.app_id)):
+    ingest_group, process_group = _groups(s)
+    for topic, group in ((s.readings_topic, ingest_group), (s.by_area_topic, process_group)):
         end = await consumer.end_offsets(await _partitions(admin, topic))
 
         async def behind(group=group, end=end) -> int:

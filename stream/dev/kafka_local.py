@@ -6,11 +6,13 @@ is run straight from them with ``java -cp '<libs>/*' kafka.Kafka server.properti
 
 Python API::
 
-    from stream.dev.kafka_local import LocalKafka, ensure_kafka
+    from stream.dev.kafka_local import LocalKafka, ensure_kafka, wait_until_ready
 
     ensure_kafka()                          # fetch jars once (cached)
     with LocalKafka("/tmp/kafka-data") as kafka:   # free ports, formats storage once
         print(kafka.bootstrap)              # "127.0.0.1:<port>"
+        # clients started now would log retries while leaders are elected: wait first
+        asyncio.run(wait_until_ready(kafka.bootstrap, ["t1"], groups=["g1"]))
 
 CLI (broker detached in the background, survives the command)::
 
@@ -50,6 +52,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 __all__ = [
     "KAFKA_VERSION",
@@ -58,6 +61,7 @@ __all__ = [
     "default_cache_dir",
     "ensure_kafka",
     "main",
+    "wait_until_ready",
 ]
 
 KAFKA_VERSION = "4.3.1"
@@ -319,6 +323,57 @@ def probe_broker(host: str, port: int, timeout: float = 5.0) -> int:
         return _run_private(_live_brokers(f"{host}:{port}", timeout))
     except (KafkaError, asyncio.TimeoutError) as exc:
         raise ConnectionError(f"{host}:{port} is not serving Kafka yet: {exc!r}") from exc
+
+
+async def wait_until_ready(bootstrap: str, topics: Iterable[str] = (),
+                           groups: Iterable[str] = (), timeout: float = 60) -> None:
+    """Wait until ``bootstrap`` serves ``topics`` and ``groups``: every partition of
+    each topic has a leader, and a FindCoordinator for each group names one.
+
+    A fresh broker elects the leaders of new topics, and creates its offsets topic at
+    the first FindCoordinator, in the seconds after it starts; a client started before
+    then logs NotLeaderForPartition, GroupCoordinatorNotAvailable and "Marking the
+    coordinator dead" on every retry until it has. Raises KafkaLocalError after
+    ``timeout`` seconds, naming what is still missing."""
+    from aiokafka.client import AIOKafkaClient
+
+    topics, groups = list(topics), list(groups)
+    _PROBING.set(True)  # the retries of this wait are not news either
+    deadline = time.monotonic() + timeout
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    try:
+        await client.bootstrap()
+        while missing := await _not_ready(client, topics, groups):
+            if time.monotonic() > deadline:
+                raise KafkaLocalError(f"{bootstrap} not ready after {timeout:.0f}s: "
+                                      f"{', '.join(missing)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+async def _not_ready(client, topics: list[str], groups: list[str]) -> list[str]:
+    """What of ``topics`` and ``groups`` the broker does not serve yet."""
+    from aiokafka.client import CoordinationType
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+
+    try:
+        cluster = await client.fetch_all_metadata()
+    except KafkaError as exc:
+        return [f"metadata ({exc!r})"]
+    missing = []
+    for t in topics:
+        parts = cluster.partitions_for_topic(t)
+        if not parts or any(cluster.leader_for_partition(TopicPartition(t, p)) in (None, -1)
+                            for p in parts):
+            missing.append(f"topic {t} (a partition without a leader)")
+    for g in groups:
+        try:
+            await client.coordinator_lookup(CoordinationType.GROUP, g)
+        except KafkaError as exc:
+            missing.append(f"group {g} ({exc!r})")
+    return missing
 
 
 def _read_ports(data_dir: Path) -> dict[str, int]:

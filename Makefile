@@ -1,6 +1,6 @@
 # The two commands the README promises, each bootstrapping what it needs from this
 # repository alone: a virtualenv from pyproject.toml, and Kafka's jars from Maven
-# Central (fetched on first use by stream/kafka_local.py into .cache/).
+# Central (fetched on first use by stream/dev/kafka_local.py into .cache/).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,7 +32,7 @@ system-deps:
 	fi
 
 kafka-fetch: $(STAMP)
-	$(BIN)/python -m stream.kafka_local fetch
+	$(BIN)/python -m stream.dev.kafka_local fetch
 
 ## Run the local demo: broker, worker, simulated fleet, live alerts and metrics, then
 ## the score of its alerts against the simulated ground truth.

@@ -201,7 +201,7 @@ class Pipeline:
         return load_settings(env=self.env())
 
     def ensure_topics(self) -> None:
-        from stream.cli import ensure_topics
+        from stream.kafka_admin import ensure_topics
 
         asyncio.run(ensure_topics(self.settings()))
 
@@ -865,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
             res["meta"]["broker_kind"] = "external"
             BROKER_PID = args.broker_pid
         else:
-            from stream.kafka_local import LocalKafka, ensure_kafka
+            from stream.dev.kafka_local import LocalKafka, ensure_kafka
 
             ensure_kafka()
             kafka = LocalKafka(tmp / "kafka")

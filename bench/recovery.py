@@ -225,7 +225,7 @@ async def one(scenario: str, bootstrap: str, tmp: Path, code: Path, n_areas: int
     msgs = list(run.sim.iter_messages(days=30))
     per = len(run.sim.area_ids)
     intervals = [msgs[i:i + per] for i in range(0, len(msgs), per)]
-    from stream.cli import ensure_topics
+    from stream.kafka_admin import ensure_topics
     from stream.settings import load_settings
 
     await ensure_topics(load_settings(env=run.env(0)))
@@ -278,7 +278,7 @@ def main() -> None:
     broker = os.environ.get("METERWATCH_BROKER")
     kafka = None
     if not broker:
-        from stream.kafka_local import LocalKafka, ensure_kafka
+        from stream.dev.kafka_local import LocalKafka, ensure_kafka
 
         ensure_kafka()
         kafka = LocalKafka(tmp / "kafka")

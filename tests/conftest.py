@@ -1,9 +1,9 @@
 """Shared pytest fixtures.
 
-``kafka_bootstrap``: ONE real single-node KRaft Kafka broker (stream/kafka_local.py)
+``kafka_bootstrap``: ONE real single-node KRaft Kafka broker (stream/dev/kafka_local.py)
 for the whole test session, on free 127.0.0.1 ports in a temp dir. The first run
 fetches the broker jars with Maven into the jar cache (~45 MB, see
-``stream.kafka_local.default_cache_dir``); later runs reuse it.
+``stream.dev.kafka_local.default_cache_dir``); later runs reuse it.
 Tests create their own topics (AIOKafkaAdminClient or auto-creation).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.kafka_local import LocalKafka, ensure_kafka
+from stream.dev.kafka_local import LocalKafka, ensure_kafka
 
 
 @pytest.fixture(scope="session")

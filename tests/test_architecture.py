@@ -1,6 +1,7 @@
 """The house's rules, checked on the source: no import cycles in ``stream/`` or
 ``models/`` (lazy imports inside functions count: they are cycles waiting for a
-refactor), and the app module at the bottom imports nothing of the project's."""
+refactor), the app module at the bottom imports nothing of the project's, and the
+development tools (``stream/dev/``) are reached only from the command line's root."""
 
 from __future__ import annotations
 
@@ -87,6 +88,15 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_there_is_no_import_cycle_in_stream_or_models():
     assert cycles(import_graph()) == []
+
+
+def test_only_the_command_line_root_imports_the_development_tools():
+    # stream/dev/ (local broker, demo, simulator feed) is not part of a deployment: a
+    # service importing it would carry it into production.
+    users = {mod for mod, edges in import_graph().items()
+             if any(e == "stream.dev" or e.startswith("stream.dev.") for e in edges)
+             and not (mod == "stream.dev" or mod.startswith("stream.dev."))}
+    assert users == {"stream.cli"}
 
 
 def test_a_cycle_would_be_found():

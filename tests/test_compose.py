@@ -198,8 +198,10 @@ def test_meterwatch_commands_are_accepted_by_the_real_cli(project, monkeypatch, 
     where it would connect to Kafka or listen."""
     import aiohttp.web
 
-    import stream.cli as cli
+    import stream.dev.cli as dev_cli
     import stream.notify.cli as notify_cli
+    import stream.worker.cli as worker_cli
+    from stream.cliparse import settings
     from models.evaluate.sim import FleetSimulator
 
     s = project["services"]
@@ -212,9 +214,9 @@ def test_meterwatch_commands_are_accepted_by_the_real_cli(project, monkeypatch, 
             seen[name] = (args, fn(args))
         return fake
 
-    monkeypatch.setattr(cli, "cmd_worker", settle("worker", lambda a: cli._settings(
+    monkeypatch.setattr(worker_cli, "cmd_worker", settle("worker", lambda a: settings(
         a, registry=a.registry, broker=a.broker, web_port=a.web_port)))
-    monkeypatch.setattr(cli, "cmd_simulate", settle("simulate", lambda a: cli._settings(a)))
+    monkeypatch.setattr(dev_cli, "cmd_simulate", settle("simulate", lambda a: settings(a)))
     monkeypatch.setattr(notify_cli, "cmd_run", settle("notify", notify_cli._settings))
     monkeypatch.setattr(aiohttp.web, "run_app",
                         lambda app, **kw: seen.__setitem__("console", (app, kw)))

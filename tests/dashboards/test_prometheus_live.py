@@ -128,7 +128,7 @@ class Live:
                           registry=self.registry, data_dir=self.tmp / "data", web_port=web_port)
 
     def start_worker(self) -> int:
-        from stream.cli import ensure_topics
+        from stream.kafka_admin import ensure_topics
         from stream.settings import load_settings
 
         asyncio.run(ensure_topics(load_settings(env=self.env(0))))

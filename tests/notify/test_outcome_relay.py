@@ -252,7 +252,7 @@ def test_outcomes_resolved_while_the_broker_is_down_go_out_when_it_is_back(tmp_p
     again after the relay's producer was running (the relay is also stopped during that
     outage, and stops without waiting for Kafka). Nothing is marked while the broker is
     down; everything goes out (at least once, on every partition) when it is back."""
-    from stream.kafka_local import LocalKafka, ensure_kafka
+    from stream.dev.kafka_local import LocalKafka, ensure_kafka
 
     ensure_kafka()
     kafka = LocalKafka(tmp_path / "kafka")  # ports fixed now, broker not started yet

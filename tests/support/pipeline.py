@@ -85,7 +85,7 @@ class Env:
                           METERWATCH_WEATHER_TOPIC=self.topics["weather"] if self.weather else "")
 
     def ensure_topics(self) -> None:
-        from stream.cli import ensure_topics
+        from stream.kafka_admin import ensure_topics
         from stream.settings import load_settings
 
         asyncio.run(ensure_topics(load_settings(env=self.env(0))))

@@ -6,47 +6,53 @@ is run straight from them with ``java -cp '<libs>/*' kafka.Kafka server.properti
 
 Python API::
 
-    from stream.kafka_local import LocalKafka, ensure_kafka
+    from stream.dev.kafka_local import LocalKafka, ensure_kafka, wait_until_ready
 
     ensure_kafka()                          # fetch jars once (cached)
     with LocalKafka("/tmp/kafka-data") as kafka:   # free ports, formats storage once
         print(kafka.bootstrap)              # "127.0.0.1:<port>"
+        # clients started now would log retries while leaders are elected: wait first
+        asyncio.run(wait_until_ready(kafka.bootstrap, ["t1"], groups=["g1"]))
 
 CLI (broker detached in the background, survives the command)::
 
-    python -m stream.kafka_local fetch
-    python -m stream.kafka_local start  [--data-dir DIR] [--port 9092] [--controller-port 9093]
-    python -m stream.kafka_local status [--data-dir DIR]
-    python -m stream.kafka_local stop   [--data-dir DIR]
+    python -m stream.dev.kafka_local fetch
+    python -m stream.dev.kafka_local start  [--data-dir DIR] [--port 9092] [--controller-port 9093]
+    python -m stream.dev.kafka_local status [--data-dir DIR]
+    python -m stream.dev.kafka_local stop   [--data-dir DIR]
 
 Files kept in the data dir: ``server.properties``, ``log4j2.properties``,
 ``ports.json`` (reused on restart), ``kafka.pid``, ``server.log`` and the
 KRaft/log storage in ``data/`` (formatted once, reused on restart).
 
-Standard library only.
+Standard library, and aiokafka to ask the broker whether it serves.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
+import contextvars
 import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 __all__ = [
     "KAFKA_VERSION",
@@ -55,12 +61,13 @@ __all__ = [
     "default_cache_dir",
     "ensure_kafka",
     "main",
+    "wait_until_ready",
 ]
 
 KAFKA_VERSION = "4.3.1"
 MIN_JAVA = 17  # Kafka 4.x brokers require Java 17+
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POM_PATH = PROJECT_ROOT / "scripts" / "kafka" / "pom.xml"
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "kafka"
 CLI_DEFAULT_PORT = 9092
@@ -260,55 +267,113 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        buf += chunk
-    return bytes(buf)
+# aiokafka logs each refused connection and each empty answer while a broker boots.
+# Inside a probe those are the expected "not yet", so the records logged from a probe's
+# task (marked by this variable, which its child tasks inherit) are dropped; every
+# other aiokafka client of the process keeps its logs.
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("kafka_local_probing",
+                                                                 default=False)
 
 
-def _kafka_call(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
-    """One request with a v1 (non-flexible) request header; returns the response body."""
-    client_id = b"meterwatch-probe"
-    msg = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    resp = _recv_exact(sock, size)
-    (rcorr,) = struct.unpack_from(">i", resp, 0)
-    if rcorr != corr:
-        raise ConnectionError("bad correlation id in broker response")
-    return resp[4:]
+class _DropProbeLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _PROBING.get()
+
+
+for _name in ("aiokafka", "aiokafka.conn", "aiokafka.cluster"):  # client.py logs on "aiokafka"
+    logging.getLogger(_name).addFilter(_DropProbeLogs())
+
+
+def _run_private(coro):
+    """Run ``coro`` on an event loop of its own: LocalKafka's API is synchronous, and
+    its caller may be inside a running loop (then the private loop runs in a thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _live_brokers(bootstrap: str, timeout: float) -> int:
+    from aiokafka.client import AIOKafkaClient
+
+    _PROBING.set(True)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap,
+                            request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        # A broker that answers but has not registered yet sends no broker metadata.
+        return len(client.cluster.brokers())
+    finally:
+        await client.close()
 
 
 def probe_broker(host: str, port: int, timeout: float = 5.0) -> int:
-    """Speak the Kafka protocol to ``host:port``: ApiVersions, then Metadata.
+    """Ask ``host:port`` for its metadata (aiokafka: ApiVersions, then Metadata).
 
     Returns the number of live brokers in the metadata (>= 1 once the broker is
     registered and serving). Raises OSError/ConnectionError if it isn't serving.
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        body = _kafka_call(sock, 18, 0, 1, b"")  # ApiVersions v0
-        (err, n) = struct.unpack_from(">hi", body, 0)
-        if err:
-            raise ConnectionError(f"ApiVersions error code {err}")
-        ranges = {}
-        for i in range(n):
-            k, lo, hi = struct.unpack_from(">hhh", body, 6 + 6 * i)
-            ranges[k] = (lo, hi)
-        lo, hi = ranges.get(3, (0, 0))
-        version = max(lo, 4)  # v4..v8 share the fields used here and are non-flexible
-        if version > min(hi, 8):
-            return 1  # unknown future broker: ApiVersions answering is good enough
-        # topics: empty array (no topics); allow_auto_topic_creation: false;
-        # v8+ adds include_{cluster,topic}_authorized_operations booleans.
-        req = struct.pack(">ib", 0, 0) + (b"\0\0" if version >= 8 else b"")
-        body = _kafka_call(sock, 3, version, 2, req)
-        (_throttle, nbrokers) = struct.unpack_from(">ii", body, 0)
-        return nbrokers
+    from aiokafka.errors import KafkaError
+
+    # Plain TCP first: while the JVM starts nothing listens, and this costs no client.
+    socket.create_connection((host, port), timeout=timeout).close()
+    try:
+        return _run_private(_live_brokers(f"{host}:{port}", timeout))
+    except (KafkaError, asyncio.TimeoutError) as exc:
+        raise ConnectionError(f"{host}:{port} is not serving Kafka yet: {exc!r}") from exc
+
+
+async def wait_until_ready(bootstrap: str, topics: Iterable[str] = (),
+                           groups: Iterable[str] = (), timeout: float = 60) -> None:
+    """Wait until ``bootstrap`` serves ``topics`` and ``groups``: every partition of
+    each topic has a leader, and a FindCoordinator for each group names one.
+
+    A fresh broker elects the leaders of new topics, and creates its offsets topic at
+    the first FindCoordinator, in the seconds after it starts; a client started before
+    then logs NotLeaderForPartition, GroupCoordinatorNotAvailable and "Marking the
+    coordinator dead" on every retry until it has. Raises KafkaLocalError after
+    ``timeout`` seconds, naming what is still missing."""
+    from aiokafka.client import AIOKafkaClient
+
+    topics, groups = list(topics), list(groups)
+    _PROBING.set(True)  # the retries of this wait are not news either
+    deadline = time.monotonic() + timeout
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    try:
+        await client.bootstrap()
+        while missing := await _not_ready(client, topics, groups):
+            if time.monotonic() > deadline:
+                raise KafkaLocalError(f"{bootstrap} not ready after {timeout:.0f}s: "
+                                      f"{', '.join(missing)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+async def _not_ready(client, topics: list[str], groups: list[str]) -> list[str]:
+    """What of ``topics`` and ``groups`` the broker does not serve yet."""
+    from aiokafka.client import CoordinationType
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+
+    try:
+        cluster = await client.fetch_all_metadata()
+    except KafkaError as exc:
+        return [f"metadata ({exc!r})"]
+    missing = []
+    for t in topics:
+        parts = cluster.partitions_for_topic(t)
+        if not parts or any(cluster.leader_for_partition(TopicPartition(t, p)) in (None, -1)
+                            for p in parts):
+            missing.append(f"topic {t} (a partition without a leader)")
+    for g in groups:
+        try:
+            await client.coordinator_lookup(CoordinationType.GROUP, g)
+        except KafkaError as exc:
+            missing.append(f"group {g} ({exc!r})")
+    return missing
 
 
 def _read_ports(data_dir: Path) -> dict[str, int]:
@@ -324,7 +389,7 @@ def _read_ports(data_dir: Path) -> dict[str, int]:
 
 
 _LOG4J2 = """\
-# written by stream/kafka_local.py
+# written by stream/dev/kafka_local.py
 status = warn
 shutdownHook = disable
 appender.out.type = Console
@@ -454,7 +519,7 @@ class LocalKafka:
 
     def _write_files(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        lines = ["# written by stream/kafka_local.py; rewritten on every start"]
+        lines = ["# written by stream/dev/kafka_local.py; rewritten on every start"]
         lines += [f"{k}={v}" for k, v in self.config().items()]
         self.config_file.write_text("\n".join(lines) + "\n")
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -575,7 +640,7 @@ class LocalKafka:
                 if probe_broker(self.host, self.port, timeout=2) >= 1:
                     self.startup_seconds = time.monotonic() - t0
                     return
-            except (OSError, ConnectionError, struct.error) as exc:
+            except OSError as exc:  # ConnectionError included
                 last = exc
             time.sleep(0.2)
         raise KafkaLocalError(
@@ -645,7 +710,7 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m stream.kafka_local",
+        prog="python -m stream.dev.kafka_local",
         description=f"Local single-node KRaft Kafka {KAFKA_VERSION} broker (jars from Maven Central).",
     )
     ap.add_argument("command", choices=["start", "stop", "status", "fetch"])

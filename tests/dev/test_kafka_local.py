@@ -1,4 +1,4 @@
-"""The local KRaft broker (stream/kafka_local.py) and aiokafka 0.14 against Kafka 4.3.1."""
+"""The local KRaft broker (stream/dev/kafka_local.py) and aiokafka 0.14 against Kafka 4.3.1."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream import kafka_local
-from stream.kafka_local import KafkaLocalError, LocalKafka, ensure_kafka
+from stream.dev import kafka_local
+from stream.dev.kafka_local import KafkaLocalError, LocalKafka, ensure_kafka
 
 
 def _topic(prefix: str) -> str:
@@ -125,3 +125,42 @@ def test_restart_keeps_data_and_ports(tmp_path: Path) -> None:
 def test_cli_status_when_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert kafka_local.main(["status", "--data-dir", str(tmp_path / "none")]) == 3
     assert "stopped" in capsys.readouterr().out
+
+
+def test_probe_counts_the_serving_broker_also_from_inside_a_running_loop(
+        kafka_bootstrap: str) -> None:
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    assert kafka_local.probe_broker(host, int(port)) == 1
+
+    async def inside() -> int:  # a caller with its own loop: the probe's runs beside it
+        return kafka_local.probe_broker(host, int(port))
+
+    assert asyncio.run(inside()) == 1
+
+
+def test_a_port_that_does_not_speak_kafka_is_not_ready_and_the_probe_logs_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:  # accepts, then closes: a port open before the broker serves
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError):
+            kafka_local.probe_broker("127.0.0.1", port, timeout=2)
+    finally:
+        server.close()
+    assert [r for r in caplog.records if r.name.startswith("aiokafka")] == []
+    with pytest.raises(OSError):  # nothing listening at all
+        kafka_local.probe_broker("127.0.0.1", port, timeout=2)

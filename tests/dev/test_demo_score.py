@@ -1,4 +1,4 @@
-"""The demo's final score (stream/demo_score.py): the alerts a worker published against
+"""The demo's final score (stream/dev/demo_score.py): the alerts a worker published against
 the simulator's ground truth, scored by models/evaluate.py's matcher, no Kafka needed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from models.backtest import load_readings, run
 from models.base import Fleet
 from models.evaluate import SimInput
-from stream.demo_score import report, score_demo, simulation_input
+from stream.dev.demo_score import report, score_demo, simulation_input
 from models.evaluate.sim import FleetSimulator
 
 TZ = "Asia/Shanghai"
@@ -169,6 +169,6 @@ def test_the_engines_own_alerts_find_the_simulated_anomalies(fleet_run):
 def test_the_module_example_holds():
     import doctest
 
-    import stream.demo_score
+    import stream.dev.demo_score
 
-    assert doctest.testmod(stream.demo_score).failed == 0
+    assert doctest.testmod(stream.dev.demo_score).failed == 0

@@ -1,6 +1,7 @@
 """`meterwatch demo`, the README's first command: it starts its own broker, raises live
 alerts, ends by scoring them against the simulator's ground truth, and stops everything
-cleanly (by itself, or at one Ctrl-C), leaving no process behind."""
+cleanly (by itself, or at one Ctrl-C), leaving no process behind. Its screen shows no
+Kafka client chatter: that goes to the log file the banner names."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from tests.support.pipeline import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d  \w+\s+open\s+\w+/\w+", re.M)
+# What a fresh broker's first seconds made the Kafka clients print before the first
+# alert, and any library record below ERROR (stream/logsplit.py's format).
+CLIENT_NOISE = re.compile(r"NotLeaderForPartition|GroupCoordinatorNotAvailable|Marking the "
+                          r"coordinator dead|\[(WARNING|INFO|DEBUG)\] (aiokafka|faust|mode|kafka)\b")
+LIBRARY_RECORD = re.compile(r"^\[[^]]+\] \[\d+\] \[\w+\] (aiokafka|faust|mode)[\w.]*: ", re.M)
 
 pytestmark = [pytest.mark.slow]
 
@@ -43,7 +49,7 @@ def _start_demo(tmp_path, *args: str) -> tuple[subprocess.Popen, Path, Path]:
     data = tmp_path / "demo-data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERWATCH_")}
     env.update(METERWATCH_DATA_DIR=str(data), METERWATCH_WEB_PORT=str(free_port()))
-    log = tmp_path / "demo.log"
+    log = tmp_path / "screen.txt"  # what a terminal would show: stdout and stderr
     with open(log, "wb") as out:
         # Its own session, like a terminal's foreground job: Ctrl-C goes to the group.
         demo = subprocess.Popen(
@@ -61,6 +67,14 @@ def _wait_for(demo: subprocess.Popen, log: Path, pattern: re.Pattern, timeout_s:
     text = log.read_text("utf-8", "replace")
     assert pattern.search(text), text[-3000:]
     return text
+
+
+def _assert_quiet(text: str, data: Path) -> None:
+    """The screen has no client chatter; the log file the banner names has it all."""
+    log_file = data / "demo" / "demo.log"
+    assert f"  log             {log_file} " in text
+    assert not CLIENT_NOISE.search(text), CLIENT_NOISE.search(text).group(0)
+    assert LIBRARY_RECORD.search(log_file.read_text("utf-8", "replace"))
 
 
 def _assert_stopped_cleanly(text: str, data: Path) -> None:
@@ -90,6 +104,7 @@ def test_the_demo_raises_live_alerts_and_one_ctrl_c_stops_it_all_cleanly(tmp_pat
     tail = text[text.index("stopping..."):]
     assert "stopped before the worker had caught up: alerts received so far" in tail, tail[:3000]
     assert re.search(r"^precision ", tail, re.M) and re.search(r"^recall ", tail, re.M)
+    _assert_quiet(text, data)
     _assert_stopped_cleanly(text, data)
 
 
@@ -133,6 +148,7 @@ def test_the_demo_ends_by_itself_with_its_alerts_scored_against_the_ground_truth
     assert re.search(r"^precision (\d\.\d\d) = \d+ of " + m.group(1) + " openings", report, re.M)
     assert re.search(r"^target \(every injected anomaly found, precision >= 0\.9\): (met|NOT met)$",
                      report, re.M)
+    _assert_quiet(text, data)
     _assert_stopped_cleanly(text, data)
 
 

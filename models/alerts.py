@@ -78,6 +78,40 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
     } | ({"context": f.context} if f.context is not None else {})
 
 
+def evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The evidence as (key, value) rows for people to read, nested dicts with dotted
+    keys: one flattening for the console's pages and the notifier's messages, so an
+    alert reads the same in both.
+
+    >>> evidence_rows({"a": {"b": 0.1 + 0.2, "c": None}, "ok": True})
+    [('a.b', '0.3'), ('a.c', '—'), ('ok', 'true')]
+    """
+    rows: list[tuple[str, str]] = []
+    if not isinstance(ev, dict):
+        return [(prefix or "value", format_value(ev))]
+    for k, v in ev.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            rows += evidence_rows(v, key)
+        else:
+            rows.append((key, format_value(v)))
+    return rows
+
+
+def format_value(v: Any) -> str:
+    """One evidence value as shown: floats to 6 significant digits, long lists cut."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        items = [format_value(x) for x in v[:12]]
+        return ", ".join(items) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
+    return str(v)
+
+
 def _g(ev: dict, k: str, default: Any = "?") -> Any:
     v = ev.get(k, ev.get("indicators", {}).get(k, default) if isinstance(ev.get("indicators"), dict) else default)
     return default if v is None else v
@@ -88,7 +122,7 @@ def message(f: Finding) -> tuple[str, str]:
     t, s, a = f.type, f.subtype, f.action
     if a == "close":
         return (f"Cleared: {t.replace('_', ' ')} ({s.replace('_', ' ')}) is back to normal.",
-                f"已恢复：{_ZH_NAMES.get((t, s), t)}已恢复正常。")
+                f"已恢复：{ZH_NAMES.get((t, s), t)}已恢复正常。")
     if (t, s) == ("surge", "interval"):
         return (f"Usage jumped to {_g(ev, 'observed_kw')} kW; usually {_g(ev, 'expected_kw')} "
                 f"± {_g(ev, 'spread_kw')} kW at this time ({_g(ev, 'ratio')}x).",
@@ -163,7 +197,7 @@ def message(f: Finding) -> tuple[str, str]:
         where_zh = "整个台区" if f.scope == "area" else "该表计"
         return (f"{s.capitalize()} {where_en}: {_g(ev, 'observed_v')} V against the "
                 f"{_g(ev, 'standard')} limit {_g(ev, 'limit_v')} V (nominal {_g(ev, 'nominal_v', _g(ev, 'nominal'))} V).",
-                f"{where_zh}{_ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
+                f"{where_zh}{ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
                 f"限值 {_g(ev, 'limit_v')} V。")
     if t == "outage":
         if f.scope == "area":
@@ -176,7 +210,7 @@ def message(f: Finding) -> tuple[str, str]:
                 f"连续 {_g(ev, 'missing_intervals')} 个周期未收到数据。")
     if t == "data_quality":
         return (f"Data quality: {s.replace('_', ' ')} ({_g(ev, 'detail', '')}).",
-                f"数据质量：{_ZH_NAMES.get((t, s), s)}（{_g(ev, 'detail', '')}）。")
+                f"数据质量：{ZH_NAMES.get((t, s), s)}（{_g(ev, 'detail', '')}）。")
     if t == "inactivity":
         return (f"No activity for {_g(ev, 'idle_hours')} h at a time this customer is usually "
                 f"active: someone should check on them.",
@@ -184,7 +218,8 @@ def message(f: Finding) -> tuple[str, str]:
     return f"{t}/{s}", f"{t}/{s}"
 
 
-_ZH_NAMES = {
+# Chinese names of alert types: in messages here, and in the notifier's subjects.
+ZH_NAMES = {
     ("surge", "interval"): "用电突增", ("surge", "daily"): "日用电突增",
     ("surge", "bill_projection"): "电费预警", ("habit_change", "increase"): "用电习惯上升",
     ("habit_change", "decrease"): "用电习惯下降", ("habit_change", "vacancy"): "疑似空置",

@@ -57,6 +57,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import IntegrityError
 
+from models.alerts import evidence_rows
 from models.base import ALERT_TYPES
 from stream.console import compliance as CV
 from stream.console import profile as P
@@ -489,21 +490,6 @@ async def _visible_alert(request: web.Request) -> dict[str, Any]:
     return a
 
 
-def _evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    if not isinstance(ev, dict):
-        return rows
-    for k, v in ev.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            rows += _evidence_rows(v, key + ".")
-        elif isinstance(v, list):
-            rows.append((key, ", ".join(str(x) for x in v[:50]) + (" …" if len(v) > 50 else "")))
-        else:
-            rows.append((key, "—" if v is None else str(v)))
-    return rows
-
-
 async def alert_page(request: web.Request) -> web.Response:
     c = _c(request)
     a = await _visible_alert(request)
@@ -522,7 +508,7 @@ async def alert_page(request: web.Request) -> web.Response:
             charts.append(vc)
     return c.render(request, "alert.html", title=f"{a['type']} / {a['subtype']}", nav="inbox",
                     a=a, messages=messages, notes=notes, charts=charts,
-                    evidence=_evidence_rows(rec.get("evidence")), outcomes=OUTCOMES,
+                    evidence=evidence_rows(rec.get("evidence")), outcomes=OUTCOMES,
                     lang_url=_lang_url(request))
 
 
@@ -709,7 +695,7 @@ async def evidence_pack(request: web.Request) -> web.Response:
         item = WL.work_item(a, tariff_per_kwh=c.settings.tariff_per_kwh)
     return c.render(request, "pack.html", title=f"Evidence pack {a['subtype']}", nav="worklist",
                     a=a, it=item, n=len(items), chart=WL.pack_chart(item),
-                    evidence=[] if item.model else _evidence_rows(a["record"].get("evidence")),
+                    evidence=[] if item.model else evidence_rows(a["record"].get("evidence")),
                     currency=c.settings.currency, peer_moved=WL.PEER_MOVED,
                     lang_url=_lang_url(request))
 

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from models.alerts import _ZH_NAMES
+from models.alerts import ZH_NAMES, evidence_rows, format_value
 
 WORDS: dict[str, dict[str, Any]] = {
     "en": {
@@ -193,7 +193,7 @@ def alert_link(console_url: str, alert_id: str) -> str:
 def type_name(alert: dict[str, Any], lang: str) -> str:
     t, s = alert["type"], alert["subtype"]
     if lang == "zh-CN":
-        return _ZH_NAMES.get((t, s), f"{t}/{s}")
+        return ZH_NAMES.get((t, s), f"{t}/{s}")
     return f"{t.replace('_', ' ').capitalize()}: {s.replace('_', ' ')}"
 
 
@@ -214,33 +214,6 @@ def local_time(iso: str | float | None, tz: ZoneInfo) -> str:
     return f"{dt:%Y-%m-%d %H:%M} ({tz.key})"
 
 
-def evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """The evidence as (key, value) rows; nested dicts get dotted keys."""
-    rows: list[tuple[str, str]] = []
-    if not isinstance(ev, dict):
-        return [(prefix or "value", _fmt(ev))]
-    for k, v in ev.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            rows += evidence_rows(v, key)
-        else:
-            rows.append((key, _fmt(v)))
-    return rows
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (list, tuple)):
-        items = [_fmt(x) for x in v[:12]]
-        return ", ".join(items) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
-    return str(v)
-
-
 def _alert_ctx(alert: dict[str, Any], lang: str, console_url: str, tz: ZoneInfo) -> dict:
     w = WORDS[lang]
     msg = alert.get("message") or {}
@@ -253,7 +226,7 @@ def _alert_ctx(alert: dict[str, Any], lang: str, console_url: str, tz: ZoneInfo)
         "area_id": alert.get("area_id") or "-",
         "start_local": local_time(alert.get("start"), tz),
         "detected_local": local_time(alert.get("detected_at"), tz),
-        "score": _fmt(alert.get("score")),
+        "score": format_value(alert.get("score")),
         "evidence": evidence_rows(alert.get("evidence") or {}),
         "link": alert_link(console_url, alert["id"]),
     }

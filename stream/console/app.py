@@ -47,6 +47,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -66,7 +67,6 @@ from stream.console import worklist as WL
 from stream.console.auth import (CSRF_FIELD, SESSION_TTL_S, ANON_TTL_S, RateLimiter,
                                  SessionCodec, User, cookie_name, csrf_ok)
 from stream.console.metrics import ConsoleMetrics
-from stream.console.templates import CSS, TEMPLATES
 from stream.settings import Settings
 from stream.store import OUTCOMES, ROLES, AlertStore, NotFound
 
@@ -129,7 +129,11 @@ class Console:
         self.http: aiohttp.ClientSession | None = None
         self._index: tuple[int, dict[str, list[MeterRow]], dict[str, int]] | None = None
         self.tz = ZoneInfo(settings.timezone)
-        env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True,
+        # Pages are package data (stream/console/templates/), autoescaped. No JavaScript:
+        # forms post, links navigate, charts are inline SVG. An id in a link or form
+        # action always goes through the ``seg`` filter (one percent-encoded path
+        # segment), never raw and never through ``urlencode``, which leaves "/" as it is.
+        env = jinja2.Environment(loader=jinja2.PackageLoader("stream.console"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True,
                                  lstrip_blocks=True)
         env.filters["ts"] = self._fmt_ts
@@ -788,8 +792,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@functools.cache
+def _css() -> str:
+    return (resources.files("stream.console") / "templates" / "console.css").read_text()
+
+
 async def stylesheet(request: web.Request) -> web.Response:
-    return web.Response(text=CSS, content_type="text/css",
+    return web.Response(text=_css(), content_type="text/css",
                         headers={"Cache-Control": "public, max-age=3600"})
 
 

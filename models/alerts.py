@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from models.base import Finding, Fleet
+import msgspec
+
+from models.base import SEVERITIES, Finding, Fleet
 
 # A "point" finding (a tamper flag) is an alert that opens and needs no close.
 STATUS = {"open": "open", "update": "update", "close": "closed", "point": "open"}
@@ -48,8 +50,37 @@ def iso(ts: int, tz=timezone.utc) -> str:
     return datetime.fromtimestamp(int(ts), tz).isoformat()
 
 
-def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
-    """The alert record (a JSON-ready dict) for a finding.
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """One alert message as it goes on the alerts topic: the worker encodes it, the
+    notifier decodes it (``msgspec.json.decode(raw, type=Alert)``), so both hold to one
+    contract. Fields are encoded in this order; ``context`` is left out when unset.
+    Defaults are what a consumer assumes of a message without the field."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    type: NonEmpty
+    subtype: NonEmpty
+    status: Literal["open", "update", "closed"]
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]  # the tuple's values
+    scope: Literal["meter", "area"] = "meter"
+    meter_id: str | None = None
+    customer_id: str | None = None
+    area_id: str | None = None
+    start: NonEmpty  # ISO 8601, in the utility's zone
+    detected_at: NonEmpty
+    score: float | None = None
+    # What a detector found; its keys vary per detector (see each detector's docs).
+    evidence: dict[str, Any] | None = None
+    message: dict[str, str] | None = None  # {"en": ..., "zh-CN": ...}
+    transient: bool = False
+    # A meter alert's day so far against the customer's habit band (from the engine).
+    context: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+def new_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> Alert:
+    """The alert message for a finding.
 
     A meter alert carries ``context`` (the customer's day so far against their habit
     band, from the engine), so the people who read it see the readings without
@@ -65,17 +96,31 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
         area_id = fleet.area_id[f.subject]
         subject = area_id
     en, zh = message(f)
-    return {
-        "id": alert_id(f.type, f.subtype, f.scope, subject, f.start,
-                       (f.evidence or {}).get("model", "")),
-        "type": f.type, "subtype": f.subtype, "status": STATUS.get(f.action, f.action),
-        "severity": f.severity, "scope": f.scope,
-        "meter_id": meter_id, "customer_id": customer_id, "area_id": area_id,
-        "start": iso(f.start, tz), "detected_at": iso(f.ts, tz),
-        "score": round(float(f.score), 4), "evidence": f.evidence,
-        "message": {"en": en, "zh-CN": zh},
-        "transient": f.action == "point",
-    } | ({"context": f.context} if f.context is not None else {})
+    return Alert(
+        id=alert_id(f.type, f.subtype, f.scope, subject, f.start,
+                    (f.evidence or {}).get("model", "")),
+        type=f.type, subtype=f.subtype, status=STATUS.get(f.action, f.action),
+        severity=f.severity, scope=f.scope,
+        meter_id=meter_id, customer_id=customer_id, area_id=area_id,
+        start=iso(f.start, tz), detected_at=iso(f.ts, tz),
+        score=round(float(f.score), 4), evidence=f.evidence,
+        message={"en": en, "zh-CN": zh},
+        transient=f.action == "point",
+        context=msgspec.UNSET if f.context is None else f.context)
+
+
+def record(a: Alert) -> dict[str, Any]:
+    """The alert as a plain dict with the keys of its JSON (for code that reads
+    records: the backtest's results, the notifier's store)."""
+    d = msgspec.structs.asdict(a)
+    if a.context is msgspec.UNSET:
+        del d["context"]
+    return d
+
+
+def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
+    """The alert record (a JSON-ready dict) for a finding: :func:`new_alert` as a dict."""
+    return record(new_alert(f, fleet, tz))
 
 
 def evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:

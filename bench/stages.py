@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import io
 import pstats
 import sys
@@ -36,7 +35,7 @@ import msgspec  # noqa: E402
 
 from stream.worker.processing import Ingestor, Processor, SourceMessage  # noqa: E402
 from stream.registry import Registry  # noqa: E402
-from stream.settings import load_settings  # noqa: E402
+from stream.settings import load_settings, replace  # noqa: E402
 from models.evaluate.sim import FleetSimulator  # noqa: E402
 
 START = datetime(2026, 1, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -54,7 +53,7 @@ def singles(batches, limit):
 
 
 def run(values: list[bytes], registry: Registry, poll: int, profile: cProfile.Profile | None):
-    s = dataclasses.replace(load_settings(env={}), max_future_s=10 * 365 * 86400.0)
+    s = replace(load_settings(env={}), max_future_s=10 * 365 * 86400.0)
     ing, proc = Ingestor(s, registry), Processor(s, registry)
     states: dict = {}
     t_ing = t_proc = t_state = 0.0

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from models.base import Finding, Fleet
+import msgspec
+
+from models.base import SEVERITIES, Finding, Fleet
 
 # A "point" finding (a tamper flag) is an alert that opens and needs no close.
 STATUS = {"open": "open", "update": "update", "close": "closed", "point": "open"}
@@ -48,8 +50,37 @@ def iso(ts: int, tz=timezone.utc) -> str:
     return datetime.fromtimestamp(int(ts), tz).isoformat()
 
 
-def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
-    """The alert record (a JSON-ready dict) for a finding.
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """One alert message as it goes on the alerts topic: the worker encodes it, the
+    notifier decodes it (``msgspec.json.decode(raw, type=Alert)``), so both hold to one
+    contract. Fields are encoded in this order; ``context`` is left out when unset.
+    Defaults are what a consumer assumes of a message without the field."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    type: NonEmpty
+    subtype: NonEmpty
+    status: Literal["open", "update", "closed"]
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]  # the tuple's values
+    scope: Literal["meter", "area"] = "meter"
+    meter_id: str | None = None
+    customer_id: str | None = None
+    area_id: str | None = None
+    start: NonEmpty  # ISO 8601, in the utility's zone
+    detected_at: NonEmpty
+    score: float | None = None
+    # What a detector found; its keys vary per detector (see each detector's docs).
+    evidence: dict[str, Any] | None = None
+    message: dict[str, str] | None = None  # {"en": ..., "zh-CN": ...}
+    transient: bool = False
+    # A meter alert's day so far against the customer's habit band (from the engine).
+    context: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+def new_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> Alert:
+    """The alert message for a finding.
 
     A meter alert carries ``context`` (the customer's day so far against their habit
     band, from the engine), so the people who read it see the readings without
@@ -65,17 +96,65 @@ def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
         area_id = fleet.area_id[f.subject]
         subject = area_id
     en, zh = message(f)
-    return {
-        "id": alert_id(f.type, f.subtype, f.scope, subject, f.start,
-                       (f.evidence or {}).get("model", "")),
-        "type": f.type, "subtype": f.subtype, "status": STATUS.get(f.action, f.action),
-        "severity": f.severity, "scope": f.scope,
-        "meter_id": meter_id, "customer_id": customer_id, "area_id": area_id,
-        "start": iso(f.start, tz), "detected_at": iso(f.ts, tz),
-        "score": round(float(f.score), 4), "evidence": f.evidence,
-        "message": {"en": en, "zh-CN": zh},
-        "transient": f.action == "point",
-    } | ({"context": f.context} if f.context is not None else {})
+    return Alert(
+        id=alert_id(f.type, f.subtype, f.scope, subject, f.start,
+                    (f.evidence or {}).get("model", "")),
+        type=f.type, subtype=f.subtype, status=STATUS.get(f.action, f.action),
+        severity=f.severity, scope=f.scope,
+        meter_id=meter_id, customer_id=customer_id, area_id=area_id,
+        start=iso(f.start, tz), detected_at=iso(f.ts, tz),
+        score=round(float(f.score), 4), evidence=f.evidence,
+        message={"en": en, "zh-CN": zh},
+        transient=f.action == "point",
+        context=msgspec.UNSET if f.context is None else f.context)
+
+
+def record(a: Alert) -> dict[str, Any]:
+    """The alert as a plain dict with the keys of its JSON (for code that reads
+    records: the backtest's results, the notifier's store)."""
+    d = msgspec.structs.asdict(a)
+    if a.context is msgspec.UNSET:
+        del d["context"]
+    return d
+
+
+def to_alert(f: Finding, fleet: Fleet, tz=timezone.utc) -> dict[str, Any]:
+    """The alert record (a JSON-ready dict) for a finding: :func:`new_alert` as a dict."""
+    return record(new_alert(f, fleet, tz))
+
+
+def evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The evidence as (key, value) rows for people to read, nested dicts with dotted
+    keys: one flattening for the console's pages and the notifier's messages, so an
+    alert reads the same in both.
+
+    >>> evidence_rows({"a": {"b": 0.1 + 0.2, "c": None}, "ok": True})
+    [('a.b', '0.3'), ('a.c', '—'), ('ok', 'true')]
+    """
+    rows: list[tuple[str, str]] = []
+    if not isinstance(ev, dict):
+        return [(prefix or "value", format_value(ev))]
+    for k, v in ev.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            rows += evidence_rows(v, key)
+        else:
+            rows.append((key, format_value(v)))
+    return rows
+
+
+def format_value(v: Any) -> str:
+    """One evidence value as shown: floats to 6 significant digits, long lists cut."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        items = [format_value(x) for x in v[:12]]
+        return ", ".join(items) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
+    return str(v)
 
 
 def _g(ev: dict, k: str, default: Any = "?") -> Any:
@@ -88,7 +167,7 @@ def message(f: Finding) -> tuple[str, str]:
     t, s, a = f.type, f.subtype, f.action
     if a == "close":
         return (f"Cleared: {t.replace('_', ' ')} ({s.replace('_', ' ')}) is back to normal.",
-                f"已恢复：{_ZH_NAMES.get((t, s), t)}已恢复正常。")
+                f"已恢复：{ZH_NAMES.get((t, s), t)}已恢复正常。")
     if (t, s) == ("surge", "interval"):
         return (f"Usage jumped to {_g(ev, 'observed_kw')} kW; usually {_g(ev, 'expected_kw')} "
                 f"± {_g(ev, 'spread_kw')} kW at this time ({_g(ev, 'ratio')}x).",
@@ -163,7 +242,7 @@ def message(f: Finding) -> tuple[str, str]:
         where_zh = "整个台区" if f.scope == "area" else "该表计"
         return (f"{s.capitalize()} {where_en}: {_g(ev, 'observed_v')} V against the "
                 f"{_g(ev, 'standard')} limit {_g(ev, 'limit_v')} V (nominal {_g(ev, 'nominal_v', _g(ev, 'nominal'))} V).",
-                f"{where_zh}{_ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
+                f"{where_zh}{ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
                 f"限值 {_g(ev, 'limit_v')} V。")
     if t == "outage":
         if f.scope == "area":
@@ -176,7 +255,7 @@ def message(f: Finding) -> tuple[str, str]:
                 f"连续 {_g(ev, 'missing_intervals')} 个周期未收到数据。")
     if t == "data_quality":
         return (f"Data quality: {s.replace('_', ' ')} ({_g(ev, 'detail', '')}).",
-                f"数据质量：{_ZH_NAMES.get((t, s), s)}（{_g(ev, 'detail', '')}）。")
+                f"数据质量：{ZH_NAMES.get((t, s), s)}（{_g(ev, 'detail', '')}）。")
     if t == "inactivity":
         return (f"No activity for {_g(ev, 'idle_hours')} h at a time this customer is usually "
                 f"active: someone should check on them.",
@@ -184,7 +263,8 @@ def message(f: Finding) -> tuple[str, str]:
     return f"{t}/{s}", f"{t}/{s}"
 
 
-_ZH_NAMES = {
+# Chinese names of alert types: in messages here, and in the notifier's subjects.
+ZH_NAMES = {
     ("surge", "interval"): "用电突增", ("surge", "daily"): "日用电突增",
     ("surge", "bill_projection"): "电费预警", ("habit_change", "increase"): "用电习惯上升",
     ("habit_change", "decrease"): "用电习惯下降", ("habit_change", "vacancy"): "疑似空置",

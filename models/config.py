@@ -255,18 +255,24 @@ class ConfigError(ValueError):
     pass
 
 
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The TOML document at ``path``; a missing or malformed file raises ``error``
+    naming ``what`` it is and where (the one TOML reader: settings use it too)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{what} {path}: {e}") from None
+
+
 def load_config(path: str | Path | None = None) -> DetectorConfig:
     """Defaults overridden by a TOML file (sections [habit], [physical], ...)."""
     cfg = DetectorConfig()
     if not path:
         return cfg
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"detector config {p} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"detector config {p}: {e}") from None
+    doc = read_toml(p, "detector config", ConfigError)
     sections = {f.name: f for f in fields(DetectorConfig)}
     changes: dict[str, dict[str, Any]] = {}
     for sec, body in doc.items():

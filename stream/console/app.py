@@ -47,6 +47,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -57,6 +58,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from sqlalchemy.exc import IntegrityError
 
+from models.alerts import evidence_rows
 from models.base import ALERT_TYPES
 from stream.console import compliance as CV
 from stream.console import profile as P
@@ -65,7 +67,6 @@ from stream.console import worklist as WL
 from stream.console.auth import (CSRF_FIELD, SESSION_TTL_S, ANON_TTL_S, RateLimiter,
                                  SessionCodec, User, cookie_name, csrf_ok)
 from stream.console.metrics import ConsoleMetrics
-from stream.console.templates import CSS, TEMPLATES
 from stream.settings import Settings
 from stream.store import OUTCOMES, ROLES, AlertStore, NotFound
 
@@ -128,7 +129,11 @@ class Console:
         self.http: aiohttp.ClientSession | None = None
         self._index: tuple[int, dict[str, list[MeterRow]], dict[str, int]] | None = None
         self.tz = ZoneInfo(settings.timezone)
-        env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True,
+        # Pages are package data (stream/console/templates/), autoescaped. No JavaScript:
+        # forms post, links navigate, charts are inline SVG. An id in a link or form
+        # action always goes through the ``seg`` filter (one percent-encoded path
+        # segment), never raw and never through ``urlencode``, which leaves "/" as it is.
+        env = jinja2.Environment(loader=jinja2.PackageLoader("stream.console"), autoescape=True,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True,
                                  lstrip_blocks=True)
         env.filters["ts"] = self._fmt_ts
@@ -489,21 +494,6 @@ async def _visible_alert(request: web.Request) -> dict[str, Any]:
     return a
 
 
-def _evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    if not isinstance(ev, dict):
-        return rows
-    for k, v in ev.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            rows += _evidence_rows(v, key + ".")
-        elif isinstance(v, list):
-            rows.append((key, ", ".join(str(x) for x in v[:50]) + (" …" if len(v) > 50 else "")))
-        else:
-            rows.append((key, "—" if v is None else str(v)))
-    return rows
-
-
 async def alert_page(request: web.Request) -> web.Response:
     c = _c(request)
     a = await _visible_alert(request)
@@ -522,7 +512,7 @@ async def alert_page(request: web.Request) -> web.Response:
             charts.append(vc)
     return c.render(request, "alert.html", title=f"{a['type']} / {a['subtype']}", nav="inbox",
                     a=a, messages=messages, notes=notes, charts=charts,
-                    evidence=_evidence_rows(rec.get("evidence")), outcomes=OUTCOMES,
+                    evidence=evidence_rows(rec.get("evidence")), outcomes=OUTCOMES,
                     lang_url=_lang_url(request))
 
 
@@ -709,7 +699,7 @@ async def evidence_pack(request: web.Request) -> web.Response:
         item = WL.work_item(a, tariff_per_kwh=c.settings.tariff_per_kwh)
     return c.render(request, "pack.html", title=f"Evidence pack {a['subtype']}", nav="worklist",
                     a=a, it=item, n=len(items), chart=WL.pack_chart(item),
-                    evidence=[] if item.model else _evidence_rows(a["record"].get("evidence")),
+                    evidence=[] if item.model else evidence_rows(a["record"].get("evidence")),
                     currency=c.settings.currency, peer_moved=WL.PEER_MOVED,
                     lang_url=_lang_url(request))
 
@@ -802,8 +792,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@functools.cache
+def _css() -> str:
+    return (resources.files("stream.console") / "templates" / "console.css").read_text()
+
+
 async def stylesheet(request: web.Request) -> web.Response:
-    return web.Response(text=CSS, content_type="text/css",
+    return web.Response(text=_css(), content_type="text/css",
                         headers={"Cache-Control": "public, max-age=3600"})
 
 

@@ -35,10 +35,11 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from models.alerts import evidence_rows
 from stream.notify.netguard import AddressPolicy, AddressRefused, GuardedResolver, check_url
 from stream.notify.routing import idempotency_key
 from stream.notify.scrub import excerpt, header_value, http_header_value
-from stream.notify.templates import alert_link, evidence_rows, render_alert, render_digest
+from stream.notify.templates import alert_link, render_alert, render_digest
 
 SIGNATURE_HEADER = "X-Meterwatch-Signature"
 UNACKNOWLEDGED = "meterwatch_unacknowledged"  # Alertmanager alertname of escalations

@@ -131,14 +131,14 @@ def cmd_send_test(args) -> None:
     """Send a test message straight to one manager's (or the control room's) channels."""
     from stream.notify.channels import Channels, DeliveryError
     from stream.notify.managers import CONTROL_ROOM, Managers, ManagersError
-    from stream.notify.routing import ControlRoom, _deliveries
+    from stream.notify.routing import ControlRoom, deliveries
 
     s = _settings(args)
     now = time.time()
     alert = sample_alert(now)
     if args.manager == CONTROL_ROOM:
         cr = ControlRoom.from_settings(s)
-        dels = _deliveries(alert, "alert", CONTROL_ROOM, cr.channels, cr.address, cr.language, now)
+        dels = deliveries(alert, "alert", CONTROL_ROOM, cr.channels, cr.address, cr.language, now)
     else:
         try:
             managers = Managers.load(s.managers) if s.managers else Managers.empty()
@@ -148,7 +148,7 @@ def cmd_send_test(args) -> None:
         if m is None:
             sys.exit(f"meterwatch notify send-test: no manager {args.manager!r} in "
                      f"{s.managers or '(no managers file)'}")
-        dels = _deliveries(alert, "alert", m.manager_id, m.channels, m.address, m.language, now)
+        dels = deliveries(alert, "alert", m.manager_id, m.channels, m.address, m.language, now)
     dels = [d for d in dels if args.channel in (None, d.channel)]
     if not dels:
         sys.exit("meterwatch notify send-test: no such channel configured")

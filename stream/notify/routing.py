@@ -114,9 +114,9 @@ def delivery_key(alert_id: str, kind: str, channel: str, recipient: str) -> str:
     return f"{alert_id}|{kind}|{channel}|{recipient}"
 
 
-def _deliveries(alert: dict[str, Any], kind: str, recipient: str, channels: Iterable[str],
-                address, language: str, due_at: float, extra: dict | None = None
-                ) -> tuple[Delivery, ...]:
+def deliveries(alert: dict[str, Any], kind: str, recipient: str, channels: Iterable[str],
+               address, language: str, due_at: float, extra: dict | None = None
+               ) -> tuple[Delivery, ...]:
     pub = public_record(alert)
     out = []
     for ch in channels:
@@ -153,7 +153,7 @@ def route(alert: dict[str, Any], *, manager_id: str | None, managers: Managers,
         digest_channels = [c for c in cr.channels if c != "alertmanager"]
         targets.append(Target(
             CONTROL_ROOM, "area" if alert.get("scope") == "area" else "critical",
-            _deliveries(alert, "alert", CONTROL_ROOM, cr.channels, cr.address, cr.language, now),
+            deliveries(alert, "alert", CONTROL_ROOM, cr.channels, cr.address, cr.language, now),
             None,
             {"bucket": "update", "due_at": now + update_digest_s} if digest_channels else None))
     return Route(tuple(targets), watch_critical=critical and alert.get("status") != "closed",
@@ -166,13 +166,13 @@ def _manager_target(alert, mgr: Manager, critical: bool, tz: ZoneInfo, now: floa
         daily = {"bucket": "daily", "due_at": mgr.next_digest(now, tz)}
         if critical:
             return Target(mgr.manager_id, "manager",
-                          _deliveries(alert, "alert", mgr.manager_id, mgr.channels, mgr.address,
-                                      mgr.language, now), None, daily)
+                          deliveries(alert, "alert", mgr.manager_id, mgr.channels, mgr.address,
+                                     mgr.language, now), None, daily)
         return Target(mgr.manager_id, "manager", (), daily, daily)
     due = now if critical else (mgr.quiet_until(now, tz) or now)
     return Target(mgr.manager_id, "manager",
-                  _deliveries(alert, "alert", mgr.manager_id, mgr.channels, mgr.address,
-                              mgr.language, due),
+                  deliveries(alert, "alert", mgr.manager_id, mgr.channels, mgr.address,
+                             mgr.language, due),
                   None, {"bucket": "update", "due_at": now + update_digest_s})
 
 
@@ -184,11 +184,11 @@ def escalation_deliveries(alert: dict[str, Any], *, manager: Manager | None,
     extra = {"unacknowledged_s": round(waited_s)}
     if manager is not None:
         extra["manager_id"] = manager.manager_id
-    out = list(_deliveries(alert, "escalation", CONTROL_ROOM, control_room.channels,
-                           control_room.address, control_room.language, now, extra))
+    out = list(deliveries(alert, "escalation", CONTROL_ROOM, control_room.channels,
+                          control_room.address, control_room.language, now, extra))
     if manager is not None:
-        out += _deliveries(alert, "renotify", manager.manager_id, manager.channels,
-                           manager.address, manager.language, now, extra)
+        out += deliveries(alert, "renotify", manager.manager_id, manager.channels,
+                          manager.address, manager.language, now, extra)
     return out
 
 

@@ -1,9 +1,10 @@
 """Email messages: subject, plain text and HTML, in English and Chinese (zh-CN).
 
-One text and one HTML template per message form (alert, digest); the language is in the
-wording tables (``WORDS``), so both languages always carry the same facts: the alert's
-message, its type and severity, the subject (customer and meter, or area), the times in
-the utility's time zone, the evidence table, and the link ``{console_url}/alerts/{id}``.
+One text and one HTML template per message form (alert, digest), files in templates/
+shipped as package data; the language is in the wording tables (``WORDS``), so both
+languages always carry the same facts: the alert's message, its type and severity, the
+subject (customer and meter, or area), the times in the utility's time zone, the
+evidence table, and the link ``{console_url}/alerts/{id}``.
 HTML is autoescaped: nothing in an alert can inject markup.
 
 >>> a = {"id": "a1", "type": "theft", "subtype": "tamper_event", "status": "open",
@@ -29,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from models.alerts import _ZH_NAMES
+from models.alerts import ZH_NAMES, evidence_rows, format_value
 
 WORDS: dict[str, dict[str, Any]] = {
     "en": {
@@ -89,99 +90,11 @@ WORDS: dict[str, dict[str, Any]] = {
     },
 }
 
-_ALERT_TEXT = """\
-{% if intro %}{{ intro }}
-
-{% endif %}{{ a.message }}
-
-{{ w.field.alert }}: {{ a.type_name }}
-{{ w.field.severity }}: {{ a.severity_name }}
-{{ w.field.status }}: {{ a.status_name }}
-{{ w.field.subject }}: {{ a.who }}
-{{ w.field.area }}: {{ a.area_id }}
-{{ w.field.start }}: {{ a.start_local }}
-{{ w.field.detected }}: {{ a.detected_local }}
-{{ w.field.score }}: {{ a.score }}
-
-{{ w.field.evidence }}:
-{% for k, v in a.evidence %}
-  {{ k }}: {{ v }}
-{% endfor %}
-
-{{ w.field.link }}: {{ a.link }}
-
---
-{{ w.footer }}
-"""
-
-_ALERT_HTML = """\
-<!DOCTYPE html>
-<html lang="{{ lang }}"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
-<body style="font-family: sans-serif; color: #222;">
-{% if intro %}<p style="color: #b00; font-weight: bold;">{{ intro }}</p>{% endif %}
-<p style="font-size: 1.1em;">{{ a.message }}</p>
-<table cellpadding="4" style="border-collapse: collapse;">
-<tr><th align="left">{{ w.field.alert }}</th><td>{{ a.type_name }}</td></tr>
-<tr><th align="left">{{ w.field.severity }}</th><td>{{ a.severity_name }}</td></tr>
-<tr><th align="left">{{ w.field.status }}</th><td>{{ a.status_name }}</td></tr>
-<tr><th align="left">{{ w.field.subject }}</th><td>{{ a.who }}</td></tr>
-<tr><th align="left">{{ w.field.area }}</th><td>{{ a.area_id }}</td></tr>
-<tr><th align="left">{{ w.field.start }}</th><td>{{ a.start_local }}</td></tr>
-<tr><th align="left">{{ w.field.detected }}</th><td>{{ a.detected_local }}</td></tr>
-<tr><th align="left">{{ w.field.score }}</th><td>{{ a.score }}</td></tr>
-</table>
-<h3>{{ w.field.evidence }}</h3>
-<table cellpadding="4" border="1" style="border-collapse: collapse;">
-{% for k, v in a.evidence %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>
-{% endfor %}</table>
-<p><a href="{{ a.link }}">{{ w.field.link }}</a></p>
-<p style="color: #777; font-size: 0.9em;">{{ w.footer }}</p>
-</body></html>
-"""
-
-_DIGEST_TEXT = """\
-{{ intro }}
-
-{% for a in alerts %}
-* [{{ a.status_name }}] {{ a.severity_name }}: {{ a.type_name }} — {{ a.who }}
-  {{ a.message }}
-  {{ w.field.detected }}: {{ a.detected_local }}; {{ w.field.history }}: {{ a.history }}
-{% for k, v in a.evidence %}
-    {{ k }}: {{ v }}
-{% endfor %}
-  {{ w.field.link }}: {{ a.link }}
-
-{% endfor %}
---
-{{ w.footer }}
-"""
-
-_DIGEST_HTML = """\
-<!DOCTYPE html>
-<html lang="{{ lang }}"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
-<body style="font-family: sans-serif; color: #222;">
-<p>{{ intro }}</p>
-{% for a in alerts %}
-<div style="margin: 1em 0; padding: 0.5em; border-left: 4px solid #888;">
-<p><b>[{{ a.status_name }}] {{ a.severity_name }}: {{ a.type_name }} — {{ a.who }}</b><br>
-{{ a.message }}<br>
-<small>{{ w.field.detected }}: {{ a.detected_local }}; {{ w.field.history }}: {{ a.history }}</small></p>
-<table cellpadding="3" border="1" style="border-collapse: collapse;">
-{% for k, v in a.evidence %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>
-{% endfor %}</table>
-<p><a href="{{ a.link }}">{{ w.field.link }}</a></p>
-</div>
-{% endfor %}
-<p style="color: #777; font-size: 0.9em;">{{ w.footer }}</p>
-</body></html>
-"""
-
 
 @lru_cache(maxsize=None)
 def _env(html: bool) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.DictLoader({"alert": _ALERT_HTML if html else _ALERT_TEXT,
-                                  "digest": _DIGEST_HTML if html else _DIGEST_TEXT}),
+        loader=jinja2.PackageLoader("stream.notify"),
         autoescape=html, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -193,7 +106,7 @@ def alert_link(console_url: str, alert_id: str) -> str:
 def type_name(alert: dict[str, Any], lang: str) -> str:
     t, s = alert["type"], alert["subtype"]
     if lang == "zh-CN":
-        return _ZH_NAMES.get((t, s), f"{t}/{s}")
+        return ZH_NAMES.get((t, s), f"{t}/{s}")
     return f"{t.replace('_', ' ').capitalize()}: {s.replace('_', ' ')}"
 
 
@@ -214,33 +127,6 @@ def local_time(iso: str | float | None, tz: ZoneInfo) -> str:
     return f"{dt:%Y-%m-%d %H:%M} ({tz.key})"
 
 
-def evidence_rows(ev: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """The evidence as (key, value) rows; nested dicts get dotted keys."""
-    rows: list[tuple[str, str]] = []
-    if not isinstance(ev, dict):
-        return [(prefix or "value", _fmt(ev))]
-    for k, v in ev.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            rows += evidence_rows(v, key)
-        else:
-            rows.append((key, _fmt(v)))
-    return rows
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (list, tuple)):
-        items = [_fmt(x) for x in v[:12]]
-        return ", ".join(items) + (f", … ({len(v)} in all)" if len(v) > 12 else "")
-    return str(v)
-
-
 def _alert_ctx(alert: dict[str, Any], lang: str, console_url: str, tz: ZoneInfo) -> dict:
     w = WORDS[lang]
     msg = alert.get("message") or {}
@@ -253,7 +139,7 @@ def _alert_ctx(alert: dict[str, Any], lang: str, console_url: str, tz: ZoneInfo)
         "area_id": alert.get("area_id") or "-",
         "start_local": local_time(alert.get("start"), tz),
         "detected_local": local_time(alert.get("detected_at"), tz),
-        "score": _fmt(alert.get("score")),
+        "score": format_value(alert.get("score")),
         "evidence": evidence_rows(alert.get("evidence") or {}),
         "link": alert_link(console_url, alert["id"]),
     }
@@ -272,8 +158,8 @@ def render_alert(payload: dict[str, Any], kind: str, *, console_url: str,
     subject = w["subject"][kind].format(**fmt)
     intro = w["intro"][kind].format(**fmt)
     ctx = dict(w=w, lang=lang, a=a, intro=intro, subject=subject)
-    return (subject, _env(False).get_template("alert").render(ctx),
-            _env(True).get_template("alert").render(ctx))
+    return (subject, _env(False).get_template("alert.txt.j2").render(ctx),
+            _env(True).get_template("alert.html.j2").render(ctx))
 
 
 def render_digest(payload: dict[str, Any], *, console_url: str,
@@ -291,5 +177,5 @@ def render_digest(payload: dict[str, Any], *, console_url: str,
     subject = w["subject"][bucket].format(n=len(alerts))
     intro = w["intro"][bucket].format(since=local_time(payload.get("since"), tz))
     ctx = dict(w=w, lang=lang, alerts=alerts, intro=intro, subject=subject)
-    return (subject, _env(False).get_template("digest").render(ctx),
-            _env(True).get_template("digest").render(ctx))
+    return (subject, _env(False).get_template("digest.txt.j2").render(ctx),
+            _env(True).get_template("digest.html.j2").render(ctx))

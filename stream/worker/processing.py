@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
-from models.alerts import enc_hook, to_alert
+from models.alerts import enc_hook, new_alert, record
 from models.config import DetectorConfig
 from models.engine import Engine, Outcome
 from stream.worker import metrics as M
@@ -395,13 +395,12 @@ class Processor:
                            int(self._customers_per_area[area]), before, label,
                            findings=bool(out.findings))
         for f in out.findings:
-            a = to_alert(f, fleet, self.zone)
-            key = a["customer_id"] or a["area_id"]
-            res.alerts.append((key, json_encode(a), a))
-            M.alerts.labels(type=a["type"], subtype=a["subtype"], severity=a["severity"],
-                            status=a["status"]).inc()
-            if a["type"] == "theft" and a["status"] == "open":
-                M.theft_alerts.labels(area=label, indicator=a["subtype"]).inc()
+            a = new_alert(f, fleet, self.zone)
+            res.alerts.append((a.customer_id or a.area_id, json_encode(a), record(a)))
+            M.alerts.labels(type=a.type, subtype=a.subtype, severity=a.severity,
+                            status=a.status).inc()
+            if a.type == "theft" and a.status == "open":
+                M.theft_alerts.labels(area=label, indicator=a.subtype).inc()
         if res.alerts:
             M.latency_alert.observe(delay)
         M.batch_seconds.observe(time.perf_counter() - t0)

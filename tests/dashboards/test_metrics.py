@@ -8,7 +8,6 @@ was opened and not yet closed, with the same type, subtype and severity.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from datetime import datetime
@@ -23,7 +22,7 @@ from models.engine import Engine
 from stream.worker import metrics as M
 from stream.worker.processing import Ingestor, Processor, SourceMessage
 from stream.registry import Registry
-from stream.settings import load_settings
+from stream.settings import load_settings, replace
 from models.evaluate.sim import FleetSimulator
 
 START = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -59,7 +58,7 @@ class Run:
         self.sim.write_registry_csv(path)
         self.registry = Registry.load(path)
         s = load_settings(env={})
-        s = dataclasses.replace(s, metrics_areas_max=limit)  # METERWATCH_METRICS_AREAS_MAX
+        s = replace(s, metrics_areas_max=limit)  # METERWATCH_METRICS_AREAS_MAX
         self.ingestor = Ingestor(s, self.registry)
         self.processor = Processor(s, self.registry)
         self.states: dict[str, object] = {}

@@ -416,7 +416,7 @@ def test_old_history_is_stored_not_notified_and_bad_messages_are_dead_lettered(w
         await w.n.drain()
     run(w, go())
     assert w.store.get_alert("h1") is not None and w.store.deliveries_for() == []
-    assert len(w.dead) == 2 and "status 'weird'" in str(w.dead[1])
+    assert len(w.dead) == 2 and "status: Invalid enum value 'weird'" in str(w.dead[1])
 
 
 def _collect(into):

@@ -3,7 +3,8 @@ HTML is escaped; reminders, escalations and digests say what they are."""
 
 from __future__ import annotations
 
-from stream.notify.templates import evidence_rows, render_alert, render_digest
+from models.alerts import evidence_rows
+from stream.notify.templates import render_alert, render_digest
 
 URL = "https://meterwatch.example/console"
 
@@ -87,5 +88,5 @@ def test_digest_lists_each_alert_with_its_history_in_both_languages():
 def test_evidence_rows_flatten_nesting_and_shorten_long_lists():
     rows = dict(evidence_rows({"a": {"b": 1, "c": None}, "l": list(range(20)), "f": 0.1 + 0.2,
                                "t": True}))
-    assert rows == {"a.b": "1", "a.c": "-", "l": "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, … (20 in all)",
+    assert rows == {"a.b": "1", "a.c": "—", "l": "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, … (20 in all)",
                     "f": "0.3", "t": "true"}

@@ -361,7 +361,21 @@ class FleetSimulator:
     # -- the fleet ----------------------------------------------------------------------
 
     def _build_fleet(self) -> None:
+        # One stream for the whole fleet, drawn in this order: the layout, the
+        # households' habits, then the areas' electrical facts.
         rng = np.random.default_rng(self._ss_fleet)
+        self._draw_layout(rng)
+        self.p = self._draw_habits(rng)
+        self._draw_areas(rng)
+        self._name_and_rate_meters()
+        self.registry = self._registry_rows()
+        n = self.n_customers
+        self._area_rows = [np.r_[np.flatnonzero(self.area == a), n + a]
+                           for a in range(self.n_areas)]
+
+    def _draw_layout(self, rng: np.random.Generator) -> None:
+        """Customers per area, their traits (business, three-phase, solar, care), phase
+        and position along the feeder."""
         n, A = self.n_customers, self.n_areas
         sizes = 1 + rng.multinomial(n - A, rng.dirichlet(np.full(A, 8.0)))
         self.area = np.repeat(np.arange(A), sizes)  # customers are contiguous per area
@@ -380,6 +394,9 @@ class FleetSimulator:
         self.phase = np.where(self.three, -1, phase)
         self.pos = rng.uniform(0.05, 1.0, n)  # position along the feeder
 
+    def _draw_habits(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Each customer's load-model parameters (see :meth:`_shape`)."""
+        n = self.n_customers
         res = ~self.business
         ln = lambda mu, s: np.exp(rng.normal(np.log(mu), s, n))  # noqa: E731
         p: dict[str, np.ndarray] = {}
@@ -415,11 +432,13 @@ class FleetSimulator:
         for k, mult in (("m_a", 0.6), ("e_a", 0.6), ("sigma", 0.7), ("spikes", 0.6)):
             p[k] = np.where(self.care, p[k] * mult, p[k])
         p["d_a"] = np.where(self.care, p["d_a"] + 0.15, p["d_a"])
-        self.p = p
+        return p
 
-        # Area electrical facts. The transformer is sized so that the reference mean
-        # load is ~30% of it (peaks ~60-70%), which keeps losses at 2-4%.
-        self._ref_daily = self._reference_daily()
+    def _draw_areas(self, rng: np.random.Generator) -> None:
+        """Area electrical facts. The transformer is sized so that the reference mean
+        load is ~30% of it (peaks ~60-70%), which keeps losses at 2-4%."""
+        A = self.n_areas
+        self._ref_daily = self._reference_daily()  # needs the habits
         mean_kw = np.add.reduceat(self._ref_daily / 24.0, self._area_first)
         self.area_cap = np.maximum(mean_kw / 0.3, 15.0)  # kW
         self.area_off = np.clip(rng.normal(0.015, 0.008, A), -0.01, 0.03)
@@ -430,6 +449,10 @@ class FleetSimulator:
         self.area_pf = rng.uniform(0.93, 0.97, A)
         self.area_reg0 = rng.uniform(1e5, 1e6, A)
 
+    def _name_and_rate_meters(self) -> None:
+        """Meter and area ids (customers, then one area meter per area), and what each
+        meter and customer breaker is rated for."""
+        n, A = self.n_customers, self.n_areas
         self.meter_ids = [f"M{i + 1:06d}" for i in range(n)] + \
             [f"TX-A{a + 1:03d}" for a in range(A)]
         self.area_ids = [f"A{a + 1:03d}" for a in range(A)]
@@ -443,24 +466,30 @@ class FleetSimulator:
         # What a customer's main breaker lets through (kW): loads are clipped to it.
         phases = np.where(self.three, 3, 1)
         self._max_kw = 0.8 * self.rated[:n] * nominal * phases / 1000
-        self.registry: list[dict[str, Any]] = []
+
+    def _registry_rows(self) -> list[dict[str, Any]]:
+        """The registry: customers' meters, then the area meters."""
+        n, nominal = self.n_customers, self.nominal_voltage
+        rows: list[dict[str, Any]] = []
         for i in range(n):
             a = self.area[i]
-            self.registry.append({
+            rows.append({
                 "meter_id": self.meter_ids[i], "customer_id": f"C{i + 1:06d}",
-                "area_id": self.area_ids[a], "phase": "ABC" if self.three[i] else "ABC"[phase[i]],
+                "area_id": self.area_ids[a],
+                # self.phase is the drawn phase wherever the meter is single-phase
+                "phase": "ABC" if self.three[i] else "ABC"[self.phase[i]],
                 "nominal_voltage": nominal, "account_manager": f"mgr-{a + 1:02d}",
                 "tariff": "small_business" if self.business[i] else "residential",
                 "solar": "true" if self.solar[i] else "false",
                 "care": "true" if self.care[i] else "false", "role": "customer",
                 "rated_current": int(self.rated[i])})
-        for a in range(A):
-            self.registry.append({
+        for a in range(self.n_areas):
+            rows.append({
                 "meter_id": self.meter_ids[n + a], "customer_id": "",
                 "area_id": self.area_ids[a], "phase": "ABC", "nominal_voltage": nominal,
                 "account_manager": f"mgr-{a + 1:02d}", "tariff": "", "solar": "false",
                 "care": "false", "role": "area", "rated_current": int(self.rated[n + a])})
-        self._area_rows = [np.r_[np.flatnonzero(self.area == a), n + a] for a in range(A)]
+        return rows
 
     def _reference_daily(self) -> np.ndarray:
         # Expected kWh of a plain weekday at 8 degC, noise-free: sizes transformers and

@@ -57,8 +57,10 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +70,9 @@ if str(ROOT) not in sys.path:
 import msgspec  # noqa: E402
 
 from models.evaluate.sim import FleetSimulator  # noqa: E402
+
+if TYPE_CHECKING:
+    from stream.dev.kafka_local import LocalKafka
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 1, 5, tzinfo=TZ)
@@ -801,11 +806,8 @@ def profiled_phase(broker: str, tmp: Path, pipes: list, args, key: str, src: "Pi
             "profile": str(prof), **groups}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [PROFILED_WORKER]:
-        profiled_worker(argv[1], int(argv[2]), int(argv[3]))
-        return 0
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The options, with the sizes --quick shrinks filled in."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~1 minute: smaller sizes")
@@ -836,8 +838,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="with METERWATCH_BROKER: the broker's pid, to report its CPU")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "pipeline.json"))
     args = ap.parse_args(argv)
-    global FULL_SCRAPES
-    FULL_SCRAPES = args.full_scrapes
     if args.days is None:
         args.days = 1.0 if args.quick else 8.0
     if args.repeat is None:
@@ -848,144 +848,213 @@ def main(argv: list[str] | None = None) -> int:
         args.single = 20_000 if args.quick else 300_000
     if args.live_seconds is None:
         args.live_seconds = 12.0 if args.quick else 40.0
-    skip = {s.strip().upper() for s in args.skip.split(",") if s.strip()}
+    return args
 
-    t_start = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="mwbench-"))
+
+@dataclass
+class Run:
+    """What the phases share: the options, the broker, the simulated backlog, the
+    workers started (stopped at the end whatever happens) and the results."""
+
+    args: argparse.Namespace
+    skip: set[str]
+    tmp: Path
+    res: dict
+    pipes: list[Pipeline] = field(default_factory=list)
+    broker: str = ""
+    registry: Path | None = None
+    batches: list[tuple[bytes, bytes]] = field(default_factory=list)
+    n_readings: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # every worker's settings
+
+
+def start_broker(run: Run) -> LocalKafka | None:
+    """METERWATCH_BROKER's broker, or a private LocalKafka (returned, to stop)."""
+    global BROKER_PID
+    meta = run.res["meta"]
+    broker = os.environ.get("METERWATCH_BROKER", "")
     kafka = None
-    pipes: list[Pipeline] = []
-    res: dict = {"meta": {
-        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpu, Python {platform.python_version()}",
-        "args": vars(args)}}
+    if broker:
+        meta["broker_kind"] = "external"
+        BROKER_PID = run.args.broker_pid
+    else:
+        from stream.dev.kafka_local import LocalKafka, ensure_kafka
+
+        ensure_kafka()
+        kafka = LocalKafka(run.tmp / "kafka")
+        kafka.start(timeout=120)
+        broker = kafka.bootstrap
+        BROKER_PID = kafka.pid
+        meta["broker_kind"] = f"LocalKafka (started in {kafka.startup_seconds:.1f}s)"
+    meta["broker"] = broker
+    run.broker = broker
+    log(f"broker {broker}; temp dir {run.tmp}")
+    return kafka
+
+
+def simulate(run: Run) -> None:
+    """The registry and the backlog of area batches, and the workers' settings."""
+    args = run.args
+    sim = FleetSimulator(n_customers=args.customers, n_areas=args.areas, seed=args.seed,
+                         start=START, interval_s=INTERVAL_S)
+    run.registry = run.tmp / "registry.csv"
+    sim.write_registry_csv(run.registry)
+    t = time.monotonic()
+    run.batches = list(sim.iter_messages(days=args.days))
+    run.n_readings = sim.emitted["readings"]
+    log(f"simulated {len(run.batches)} messages, {run.n_readings} readings "
+        f"({run.n_readings / len(run.batches):.0f}/message) in {time.monotonic() - t:.1f}s")
+    run.env = {"METERWATCH_MAX_FUTURE_S": str(10 * 365 * 86400.0)}
+    for kv in args.worker_env:
+        k, _, v = kv.partition("=")
+        if not k.startswith("METERWATCH_") or not _:
+            raise SystemExit(f"--worker-env {kv!r}: expected METERWATCH_NAME=VALUE")
+        run.env[k] = v
+
+
+def phase_batched(run: Run) -> Pipeline:
+    """A: the backlog of area batches; its topic is published even when A is skipped
+    (R and the profile read it)."""
+    batches, n_readings, big = run.batches, run.n_readings, run.env
+    A = Pipeline(run.broker, run.tmp, "batched", run.registry, **big)
+    run.pipes.append(A)
+    A.ensure_topics()
+    pub = produce(run.broker, A.topics["readings"], batches)
+    log(f"A batched: published {len(batches)} messages in {pub:.1f}s; starting worker")
+    if "A" in run.skip:
+        return A
+    # The same backlog through fresh workers (own app id, group and by-area
+    # topics) --repeat times; the median run is reported. The co-located
+    # broker swings single runs by +-8% (its JIT warms up during the first).
+    runs = []
+    for k in range(run.args.repeat):
+        pipe = A
+        if k:
+            pipe = Pipeline(run.broker, run.tmp, f"batched{k + 1}", run.registry,
+                            readings_topic=A.topics["readings"], **big)
+            run.pipes.append(pipe)
+            pipe.ensure_topics()
+        pipe.start()
+        pipe.wait_web()
+        r = drain(pipe, n_readings, timeout=600)
+        r.update(messages=len(batches), readings=n_readings, publish_seconds=round(pub, 3))
+        runs.append(r)
+        log(f"A batched run {k + 1}/{run.args.repeat}: {fmt(r.get('readings_per_s'))} readings/s "
+            f"over {r.get('window_s')}s; detector "
+            f"{fmt(r.get('detector_us_per_reading'), '.2f')} us/reading")
+        pipe.stop()
+    by_rate = sorted(runs, key=lambda x: x.get("readings_per_s") or 0.0)
+    run.res["batched"] = dict(by_rate[len(by_rate) // 2])
+    run.res["batched"]["runs_readings_per_s"] = [x.get("readings_per_s") for x in runs]
+    return A
+
+
+def phase_single(run: Run) -> tuple[Pipeline, int]:
+    """B: one reading per message; (its pipeline, messages published)."""
+    singles = single_messages(run.batches, run.args.single)
+    n_single = len(singles)
+    B = Pipeline(run.broker, run.tmp, "single", run.registry, **run.env)
+    run.pipes.append(B)
+    B.ensure_topics()
+    pub = produce(run.broker, B.topics["readings"], singles)
+    log(f"B single: published {n_single} messages in {pub:.1f}s; starting worker")
+    del singles
+    if "B" not in run.skip:
+        B.start()
+        B.wait_web()
+        r = drain(B, n_single, timeout=600)
+        r.update(messages=n_single, readings=n_single, publish_seconds=round(pub, 3))
+        run.res["single"] = r
+        log(f"B single: {fmt(r.get('readings_per_s'))} messages/s over {r.get('window_s')}s")
+        B.stop()
+    return B, n_single
+
+
+def phase_raw(run: Run, A: Pipeline, B: Pipeline, n_single: int) -> None:
+    """R: raw aiokafka baseline over the same topics."""
+    res, broker = run.res, run.broker
+    res["raw_batched"] = raw(broker, A.topics["readings"], len(run.batches))
+    res["raw_batched_decode"] = raw(broker, A.topics["readings"], len(run.batches), decode=True)
+    res["raw_single"] = raw(broker, B.topics["readings"], n_single)
+    res["raw_single_decode"] = raw(broker, B.topics["readings"], n_single, decode=True)
+    for k in ("raw_batched", "raw_batched_decode", "raw_single", "raw_single_decode"):
+        log(f"R {k}: {fmt(res[k]['messages_per_s'])} messages/s, "
+            f"{fmt(res[k]['readings_per_s'])} readings/s")
+
+
+def ratios(res: dict) -> dict:
+    """Workers against the raw consumer, and single against batched."""
+    ra = {}
+    # Ratios use the whole pass (first consumed -> last applied): see drain().
+    a_r = res.get("batched", {}).get("readings_per_s_whole")
+    b_r = res.get("single", {}).get("readings_per_s_whole")
+    if a_r and res.get("raw_batched"):
+        ra["batched_worker_over_raw"] = a_r / res["raw_batched"]["readings_per_s"]
+    if b_r and res.get("raw_single"):
+        ra["single_worker_over_raw"] = b_r / res["raw_single"]["messages_per_s"]
+    if a_r and b_r:
+        ra["single_over_batched"] = b_r / a_r
+    return ra
+
+
+def phase_live(run: Run) -> None:
+    """C: live delay."""
+    run.res["live"] = live_phase(run.broker, run.tmp, run.args)
+    C = run.res["live"]
+    log(f"C live: applied p50/p99 {ms(C['produce_to_applied']['p50_s'])}/"
+        f"{ms(C['produce_to_applied']['p99_s'])}; alert p50/p99 "
+        f"{ms(C['produce_to_alert']['p50_s'])}/{ms(C['produce_to_alert']['p99_s'])} "
+        f"(n={C['produce_to_alert']['samples']:.0f})")
+
+
+def profiles(run: Run, A: Pipeline, B: Pipeline, n_single: int) -> None:
+    """Where the worker spends its time, on the topics of A and of B."""
+    for key, phase, src, n_msgs, n_read in (("batched", "A", A, len(run.batches), run.n_readings),
+                                            ("single", "B", B, n_single, n_single)):
+        if phase in run.skip:
+            continue
+        run.res[f"{key}_profiled"] = profiled_phase(run.broker, run.tmp, run.pipes, run.args,
+                                                    key, src, run.registry, run.env, n_msgs,
+                                                    n_read)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [PROFILED_WORKER]:
+        profiled_worker(argv[1], int(argv[2]), int(argv[3]))
+        return 0
+    args = parse_args(argv)
+    global FULL_SCRAPES
+    FULL_SCRAPES = args.full_scrapes
+    t_start = time.monotonic()
+    run = Run(args=args, skip={s.strip().upper() for s in args.skip.split(",") if s.strip()},
+              tmp=Path(tempfile.mkdtemp(prefix="mwbench-")),
+              res={"meta": {
+                  "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+                  "machine": f"{platform.machine()}, {os.cpu_count()} cpu, "
+                             f"Python {platform.python_version()}",
+                  "args": vars(args)}})
+    kafka = None
     try:
-        broker = os.environ.get("METERWATCH_BROKER", "")
-        global BROKER_PID
-        if broker:
-            res["meta"]["broker_kind"] = "external"
-            BROKER_PID = args.broker_pid
-        else:
-            from stream.dev.kafka_local import LocalKafka, ensure_kafka
-
-            ensure_kafka()
-            kafka = LocalKafka(tmp / "kafka")
-            kafka.start(timeout=120)
-            broker = kafka.bootstrap
-            BROKER_PID = kafka.pid
-            res["meta"]["broker_kind"] = f"LocalKafka (started in {kafka.startup_seconds:.1f}s)"
-        res["meta"]["broker"] = broker
-        log(f"broker {broker}; temp dir {tmp}")
-
-        sim = FleetSimulator(n_customers=args.customers, n_areas=args.areas, seed=args.seed,
-                             start=START, interval_s=INTERVAL_S)
-        registry = tmp / "registry.csv"
-        sim.write_registry_csv(registry)
-        t = time.monotonic()
-        batches = list(sim.iter_messages(days=args.days))
-        n_readings = sim.emitted["readings"]
-        log(f"simulated {len(batches)} messages, {n_readings} readings "
-            f"({n_readings / len(batches):.0f}/message) in {time.monotonic() - t:.1f}s")
-        big = {"METERWATCH_MAX_FUTURE_S": str(10 * 365 * 86400.0)}
-        for kv in args.worker_env:
-            k, _, v = kv.partition("=")
-            if not k.startswith("METERWATCH_") or not _:
-                raise SystemExit(f"--worker-env {kv!r}: expected METERWATCH_NAME=VALUE")
-            big[k] = v
-
-        # ---- A: batched
-        A = Pipeline(broker, tmp, "batched", registry, **big)
-        pipes.append(A)
-        A.ensure_topics()
-        pub = produce(broker, A.topics["readings"], batches)
-        log(f"A batched: published {len(batches)} messages in {pub:.1f}s; starting worker")
-        if "A" not in skip:
-            # The same backlog through fresh workers (own app id, group and by-area
-            # topics) --repeat times; the median run is reported. The co-located
-            # broker swings single runs by +-8% (its JIT warms up during the first).
-            runs = []
-            for k in range(args.repeat):
-                P = A
-                if k:
-                    P = Pipeline(broker, tmp, f"batched{k + 1}", registry,
-                                 readings_topic=A.topics["readings"], **big)
-                    pipes.append(P)
-                    P.ensure_topics()
-                P.start()
-                P.wait_web()
-                r = drain(P, n_readings, timeout=600)
-                r.update(messages=len(batches), readings=n_readings, publish_seconds=round(pub, 3))
-                runs.append(r)
-                log(f"A batched run {k + 1}/{args.repeat}: {fmt(r.get('readings_per_s'))} readings/s "
-                    f"over {r.get('window_s')}s; detector "
-                    f"{fmt(r.get('detector_us_per_reading'), '.2f')} us/reading")
-                P.stop()
-            by_rate = sorted(runs, key=lambda x: x.get("readings_per_s") or 0.0)
-            res["batched"] = dict(by_rate[len(by_rate) // 2])
-            res["batched"]["runs_readings_per_s"] = [x.get("readings_per_s") for x in runs]
-
-        # ---- B: one reading per message
-        singles = single_messages(batches, args.single)
-        n_single = len(singles)
-        B = Pipeline(broker, tmp, "single", registry, **big)
-        pipes.append(B)
-        B.ensure_topics()
-        pub = produce(broker, B.topics["readings"], singles)
-        log(f"B single: published {n_single} messages in {pub:.1f}s; starting worker")
-        del singles
-        if "B" not in skip:
-            B.start()
-            B.wait_web()
-            r = drain(B, n_single, timeout=600)
-            r.update(messages=n_single, readings=n_single, publish_seconds=round(pub, 3))
-            res["single"] = r
-            log(f"B single: {fmt(r.get('readings_per_s'))} messages/s over {r.get('window_s')}s")
-            B.stop()
-
-        # ---- R: raw aiokafka baseline over the same topics
-        if "R" not in skip:
-            res["raw_batched"] = raw(broker, A.topics["readings"], len(batches))
-            res["raw_batched_decode"] = raw(broker, A.topics["readings"], len(batches), decode=True)
-            res["raw_single"] = raw(broker, B.topics["readings"], n_single)
-            res["raw_single_decode"] = raw(broker, B.topics["readings"], n_single, decode=True)
-            for k in ("raw_batched", "raw_batched_decode", "raw_single", "raw_single_decode"):
-                log(f"R {k}: {fmt(res[k]['messages_per_s'])} messages/s, "
-                    f"{fmt(res[k]['readings_per_s'])} readings/s")
-
-        ra = res["ratios"] = {}
-        # Ratios use the whole pass (first consumed -> last applied): see drain().
-        a_r = res.get("batched", {}).get("readings_per_s_whole")
-        b_r = res.get("single", {}).get("readings_per_s_whole")
-        if a_r and res.get("raw_batched"):
-            ra["batched_worker_over_raw"] = a_r / res["raw_batched"]["readings_per_s"]
-        if b_r and res.get("raw_single"):
-            ra["single_worker_over_raw"] = b_r / res["raw_single"]["messages_per_s"]
-        if a_r and b_r:
-            ra["single_over_batched"] = b_r / a_r
-
-        # ---- C: live delay
-        if "C" not in skip:
-            res["live"] = live_phase(broker, tmp, args)
-            C = res["live"]
-            log(f"C live: applied p50/p99 {ms(C['produce_to_applied']['p50_s'])}/"
-                f"{ms(C['produce_to_applied']['p99_s'])}; alert p50/p99 "
-                f"{ms(C['produce_to_alert']['p50_s'])}/{ms(C['produce_to_alert']['p99_s'])} "
-                f"(n={C['produce_to_alert']['samples']:.0f})")
-
-        # ---- optional: where the worker spends its time, on the topics of A and of B
+        kafka = start_broker(run)
+        simulate(run)
+        A = phase_batched(run)
+        B, n_single = phase_single(run)
+        if "R" not in run.skip:
+            phase_raw(run, A, B, n_single)
+        run.res["ratios"] = ratios(run.res)
+        if "C" not in run.skip:
+            phase_live(run)
         if args.profile:
-            for key, phase, src, n_msgs, n_read in (("batched", "A", A, len(batches), n_readings),
-                                                    ("single", "B", B, n_single, n_single)):
-                if phase in skip:
-                    continue
-                res[f"{key}_profiled"] = profiled_phase(broker, tmp, pipes, args, key, src,
-                                                        registry, big, n_msgs, n_read)
+            profiles(run, A, B, n_single)
     finally:
-        for p in pipes:
+        for p in run.pipes:
             p.stop()
         if kafka is not None:
             kafka.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(run.tmp, ignore_errors=True)
 
+    res = run.res
     res["meta"]["seconds"] = round(time.monotonic() - t_start, 1)
     print(summary_table(res))
     print(f"total {res['meta']['seconds']:.0f}s")

@@ -28,6 +28,8 @@ These need no habit history, so they run from a meter's first reading:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from models.base import (EVENT_BITS, OUTAGE_BITS, TAMPER_BITS, AreaView, Batch, BitConditions,
@@ -46,6 +48,45 @@ def _nan_to_num(x: np.ndarray) -> np.ndarray:
     if any_(np.isinf(x)):
         return np.nan_to_num(x)
     return np.where(np.isnan(x), 0.0, x)
+
+
+@dataclass(slots=True)
+class _Readings:
+    """One batch's columns as the checks share them, with what more than one check
+    derives from them (computed once per batch)."""
+
+    batch: Batch
+    m: np.ndarray  # fleet rows
+    ts: np.ndarray
+    hours: np.ndarray  # interval length
+    v: np.ndarray
+    i: np.ndarray
+    pf: np.ndarray
+    kwh: np.ndarray
+    exp: np.ndarray  # export, 0 where absent
+    through: np.ndarray  # import plus export: the energy the current carried
+    phases: np.ndarray  # float64
+    customer: np.ndarray  # not an area meter
+    i_nan: np.ndarray
+    strong: np.ndarray  # current measured
+    any_events: bool
+    # A condition's bit is set only by its own _track, so if no bit is set now none
+    # is open when each _track looks: they can skip testing for open ones.
+    none_open: bool
+
+    @classmethod
+    def of(cls, batch: Batch, fleet: Fleet, *, none_open: bool) -> "_Readings":
+        m = batch.meter
+        i = batch.current
+        kwh = batch.kwh
+        # The current flows both ways: a solar customer exporting shows current with
+        # zero import. Metered throughput is import plus export.
+        exp = _nan_to_num(batch.kwh_export)
+        i_nan = np.isnan(i)
+        return cls(batch, m, batch.ts, batch.interval_s / 3600.0, batch.voltage, i,
+                   batch.power_factor, kwh, exp, kwh + exp,
+                   fleet.phases[m].astype(np.float64), ~fleet.is_area_meter[m],
+                   i_nan, ~i_nan, any_(batch.events), none_open)
 
 
 class PhysicalDetector(BitConditions):
@@ -81,28 +122,28 @@ class PhysicalDetector(BitConditions):
 
     def step(self, st: np.ndarray, batch: Batch, fleet: Fleet, areas: AreaView,
              out: list[Finding]) -> None:
-        cfg = self.config
         if len(batch) == 0:
             return
-        # A condition's bit is set only by its own _track, so if no bit is set now none
-        # is open when each _track looks: they can skip testing for open ones.
-        none_open = not any_(st["x_open"])
-        m = batch.meter
-        ts = batch.ts
-        hours = batch.interval_s / 3600.0
-        v, i, pf, kwh = batch.voltage, batch.current, batch.power_factor, batch.kwh
-        phases = fleet.phases[m].astype(np.float64)
-        customer = ~fleet.is_area_meter[m]
+        r = _Readings.of(batch, fleet, none_open=not any_(st["x_open"]))
+        # The order matters only for the findings' order in ``out``: each check reads
+        # and writes its own state fields.
+        self._energy_mismatch(st, r, out)
+        self._zero_with_voltage(st, r, fleet, out)
+        self._tamper(r, out)
+        self._reverse_flow(st, r, fleet, out)
+        self._current_imbalance(st, r, out)
+        self._power_fail(st, r, out)
 
+    def _energy_mismatch(self, st: np.ndarray, r: _Readings, out: list[Finding]) -> None:
+        """Metered energy well below what the meter's own V and I imply."""
+        cfg = self.config
+        batch, ts, kwh, v, i, pf = r.batch, r.ts, r.kwh, r.v, r.i, r.pf
         # Energy the meter's own V and I imply (unknown pf: assume 0.9, the usual
         # residential figure, so a missing pf never inflates the expectation).
         pf_used = np.where(np.isnan(pf), 0.9, np.abs(pf))
-        implied = v * i * pf_used * phases * hours / 1000.0
-        have = ~np.isnan(implied) & customer
-        # The current flows both ways: a solar customer exporting shows current with
-        # zero import. Metered throughput is import plus export.
-        exp = _nan_to_num(batch.kwh_export)
-        through = kwh + exp
+        implied = v * i * pf_used * r.phases * r.hours / 1000.0
+        have = ~np.isnan(implied) & r.customer
+        through = r.through
         told = have & (implied >= cfg.mismatch_min_kwh)  # enough current to tell
         mism = told & (through < (1 - cfg.mismatch_tol) * implied)
         st["x_em_run"] = np.where(mism, st["x_em_run"] + 1, np.where(told, 0, st["x_em_run"]))
@@ -112,7 +153,7 @@ class PhysicalDetector(BitConditions):
         fine = told & ~mism
         self._track(st, MISMATCH, st["x_em_run"] >= cfg.mismatch_intervals, fine, batch,
                     "theft", "energy_mismatch", out,
-                    none_open=none_open,
+                    none_open=r.none_open,
                     start=lambda: ts - (st["x_em_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {
                         "metered_kwh": round(float(kwh[j]), 4),
@@ -125,15 +166,17 @@ class PhysicalDetector(BitConditions):
                     risk=lambda j: min(1.0, 0.5 + 0.5 * (1 - kwh[j] / max(implied[j], 1e-9))))
         st["x_missing"][fine & ((st["x_open"] & np.uint8(1 << MISMATCH)) == 0)] = 0
 
-        # Zero energy while the meter sees voltage and current.
-        i_nan = np.isnan(i)
-        strong = ~i_nan
-        zv = customer & (through == 0) & ~np.isnan(v) & (v > 0.5 * fleet.nominal_voltage[m]) & (
-            i_nan | (i >= cfg.zero_current_a))
+    def _zero_with_voltage(self, st: np.ndarray, r: _Readings, fleet: Fleet,
+                           out: list[Finding]) -> None:
+        """Zero energy while the meter sees voltage and current."""
+        cfg = self.config
+        batch, ts, v, i, hours = r.batch, r.ts, r.v, r.i, r.hours
+        zv = r.customer & (r.through == 0) & ~np.isnan(v) & (
+            v > 0.5 * fleet.nominal_voltage[r.m]) & (r.i_nan | (i >= cfg.zero_current_a))
         st["x_zv_run"] = np.where(zv, st["x_zv_run"] + 1, 0)
-        self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & strong, kwh > 0,
-                    batch, "theft", "zero_with_voltage", out,
-                    none_open=none_open,
+        self._track(st, ZERO_V, (st["x_zv_run"] >= cfg.zero_voltage_intervals) & r.strong,
+                    r.kwh > 0, batch, "theft", "zero_with_voltage", out,
+                    none_open=r.none_open,
                     start=lambda: ts - (st["x_zv_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"intervals": int(st["x_zv_run"][j]),
                                         "voltage": round(float(v[j]), 1),
@@ -141,38 +184,46 @@ class PhysicalDetector(BitConditions):
                                         "hours": round(float(st["x_zv_run"][j] * hours[j]), 2)},
                     risk=lambda j: 0.8)
 
-        # Tamper flags: one point alert per flagged interval (each is a site visit).
-        # Most batches carry no event flag at all: then the flag tests below are all False.
-        any_events = any_(batch.events)
-        no_flags = None if any_events else np.zeros(len(batch), bool)
-        tam = (batch.events & TAMPER_BITS) != 0 if any_events else no_flags
-        for j in tam.nonzero()[0]:
+    @staticmethod
+    def _tamper(r: _Readings, out: list[Finding]) -> None:
+        """Tamper flags: one point alert per flagged interval (each is a site visit)."""
+        if not r.any_events:
+            return  # most batches carry no event flag at all
+        batch, m, ts = r.batch, r.m, r.ts
+        for j in ((batch.events & TAMPER_BITS) != 0).nonzero()[0]:
             names = event_names(int(batch.events[j] & TAMPER_BITS))
             sev = "critical" if "magnetic_tamper" in names else "warning"
             out.append(Finding("theft", "tamper_event", "point", "meter", int(m[j]), int(ts[j]),
                                int(ts[j]), sev, 0.9, {"risk": 0.9, "events": names,
                                                        "indicators": {"events": names}}))
 
-        # Reverse flow on a customer without solar.
-        rev = customer & ~fleet.solar[m] & (
+    def _reverse_flow(self, st: np.ndarray, r: _Readings, fleet: Fleet,
+                      out: list[Finding]) -> None:
+        """Export energy or a reverse-flow flag on a customer without solar."""
+        cfg = self.config
+        batch, exp = r.batch, r.exp
+        rev = r.customer & ~fleet.solar[r.m] & (
             ((exp >= cfg.reverse_min_kwh) | ((batch.events & EVENT_BITS["reverse_flow"]) != 0))
-            if any_events else exp >= cfg.reverse_min_kwh)
+            if r.any_events else exp >= cfg.reverse_min_kwh)
         self._track(st, REVERSE, rev, ~rev, batch, "theft", "reverse_flow", out,
-                    none_open=none_open, start=ts,
+                    none_open=r.none_open, start=r.ts,
                     evidence=lambda j: {"export_kwh": round(float(exp[j]), 4),
                                         "flag": bool(batch.events[j] & EVENT_BITS["reverse_flow"]),
                                         "solar": False},
                     risk=lambda j: 0.85)
 
-        # Live vs neutral current on single-phase meters.
+    def _current_imbalance(self, st: np.ndarray, r: _Readings, out: list[Finding]) -> None:
+        """Live vs neutral current on single-phase meters."""
+        cfg = self.config
+        batch, ts, i = r.batch, r.ts, r.i
         ni = batch.neutral_current
-        hv = customer & (phases == 1) & strong & ~np.isnan(ni)
+        hv = r.customer & (r.phases == 1) & r.strong & ~np.isnan(ni)
         diff = np.abs(i - ni)
         imb = hv & (diff >= cfg.imbalance_a) & (diff >= cfg.imbalance_share * np.maximum(i, ni))
         st["x_ci_run"] = np.where(imb, st["x_ci_run"] + 1, np.where(hv, 0, st["x_ci_run"]))
         self._track(st, IMBALANCE, st["x_ci_run"] >= cfg.imbalance_intervals, hv & ~imb, batch,
                     "theft", "current_imbalance", out,
-                    none_open=none_open,
+                    none_open=r.none_open,
                     start=lambda: ts - (st["x_ci_run"].astype(np.int64) - 1) * batch.interval_s,
                     evidence=lambda j: {"live_a": round(float(i[j]), 2),
                                         "neutral_a": round(float(ni[j]), 2),
@@ -180,14 +231,16 @@ class PhysicalDetector(BitConditions):
                                         "intervals": int(st["x_ci_run"][j])},
                     risk=lambda j: min(1.0, 0.5 + float(diff[j]) / max(float(max(i[j], ni[j])), 1e-6) / 2))
 
-        # Outage flags: power_fail/last gasp opens, power_restore closes.
-        if any_events:
+    def _power_fail(self, st: np.ndarray, r: _Readings, out: list[Finding]) -> None:
+        """Outage flags: power_fail/last gasp opens, power_restore closes."""
+        batch = r.batch
+        if r.any_events:
             fail = (batch.events & OUTAGE_BITS) != 0
             restore = ((batch.events & EVENT_BITS["power_restore"]) != 0) & ~fail
         else:
-            fail = restore = no_flags
+            fail = restore = np.zeros(len(batch), bool)
         self._track(st, OUTAGE, fail, restore, batch, "outage", "power_fail", out,
-                    none_open=none_open, start=ts,
+                    none_open=r.none_open, start=r.ts,
                     evidence=lambda j: {"events": event_names(int(batch.events[j]))},
                     risk=None, severity="warning")
 

@@ -315,7 +315,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     values = {}
     for k, v in env.items():
         if not k.startswith(PREFIX) or k in (PREFIX + "CONFIG", PREFIX + "KAFKA_CACHE"):
-            continue  # read by the loader itself / by stream.kafka_local
+            continue  # read by the loader itself / by stream.dev.kafka_local
         name = k[len(PREFIX):].lower()
         if name not in _HINTS:
             # A typo'd variable would otherwise be ignored in silence. Its value is not

@@ -156,6 +156,34 @@ def _rng(seed: int, household: str, kind: str) -> np.random.Generator:
 
 # -- one scenario on one household ----------------------------------------------------------
 
+@dataclass
+class _Series:
+    """One household's series as every scenario reads it: readings, local clock, daily
+    energies, and the copy the scenario changes (``y``)."""
+
+    ts: np.ndarray  # interval ends
+    x: np.ndarray  # kWh as read
+    y: np.ndarray  # the copy to inject into
+    day_no: np.ndarray
+    sod: np.ndarray
+    days: np.ndarray  # local days with readings, their energy, and complete?
+    e: np.ndarray
+    complete: np.ndarray
+    interval_s: int
+    h: float  # interval in hours
+    tz: str
+    zone: ZoneInfo
+
+    def usual_day(self, d: int) -> float:
+        return _usual_day(self.days, self.e, self.complete, d)
+
+    def midnight(self, d: int) -> int:
+        return local_midnight(d, self.zone)
+
+
+Injected = tuple[np.ndarray, int, int | None, dict]  # (new kwh, onset, end, params)
+
+
 def inject(kind: str, ts: np.ndarray, kwh: np.ndarray, interval_s: int, tz: str,
            rng: np.random.Generator, *, day_no: np.ndarray | None = None,
            sod: np.ndarray | None = None) -> tuple[np.ndarray, int, int | None, dict] | None:
@@ -169,111 +197,133 @@ def inject(kind: str, ts: np.ndarray, kwh: np.ndarray, interval_s: int, tz: str,
     x = np.asarray(kwh, np.float64)
     if day_no is None or sod is None:
         day_no, sod = local_clock(ts, interval_s, tz)
-    zone = ZoneInfo(tz)
-    h = interval_s / 3600.0
     days, e, complete = daily_energy(day_no, x, interval_s)
-    y = x.copy()
-    P: dict[str, Any] = {}
-
+    s = _Series(ts=ts, x=x, y=x.copy(), day_no=day_no, sod=sod, days=days, e=e,
+                complete=complete, interval_s=interval_s, h=interval_s / 3600.0, tz=tz,
+                zone=ZoneInfo(tz))
     if kind in ATTACK_KINDS:
-        d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
-        if d is None:
-            return None
-        onset = local_midnight(d, zone)
-        atk = Attack(kind, rng)
-        i0 = int(np.searchsorted(ts - interval_s, onset))
-        y[i0:] = apply_attack(x[i0:], ts[i0:], atk, onset, tz=tz, interval_s=interval_s)
-        P.update(atk.params)
-        wk = (ts - interval_s >= onset) & (ts - interval_s < onset + 7 * DAY_S)
-        P["energy_ratio_7d"] = round(float(y[wk].sum() / max(x[wk].sum(), 1e-9)), 3)
-        return y, onset, None, P
-
-    if kind == "surge_daily":
-        d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
-        if d is None:
-            return None
-        usual = _usual_day(days, e, complete, d)
-        day = day_no == d
-        actual = float(x[day].sum())
-        f = float(rng.uniform(2.2, 3.0))
-        added = max(f * usual - actual, 3.0) if np.isfinite(usual) else 3.0 * f
-        kw_target = float(rng.uniform(2.5, 5.0))
-        n_slots = int(np.clip(round(added / kw_target / h), 3, round(14 / h)))
-        slots = np.flatnonzero(day)
-        first = int(rng.integers(round(6 / h), max(round(6 / h) + 1, len(slots) - n_slots + 1)))
-        first = min(first, max(len(slots) - n_slots, 0))
-        blk = slots[first:first + n_slots]
-        y[blk] += added / len(blk)
-        onset = local_midnight(d, zone)
-        P.update(usual_day_kwh=round(usual, 3), day_kwh=round(actual, 3),
-                 added_kwh=round(added, 3), kw=round(added / len(blk) / h, 3),
-                 start_h=round(float(sod[blk[0]]) / 3600, 2), hours=round(len(blk) * h, 2),
-                 ratio=round((actual + added) / max(usual, 1e-9), 3))
-        return y, onset, local_midnight(d + 1, zone), P
-
-    if kind == "new_load":
-        d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
-        if d is None:
-            return None
-        per_day = round(float(rng.uniform(3.0, 5.0)), 3)
-        kw = float(rng.uniform(1.5, 3.0))
-        n_slots = max(1, int(round(per_day / kw / h)))
-        start_s = int(rng.integers(round(16 / h), round(24 / h) - n_slots + 1)) * interval_s
-        blk = (day_no >= d) & (sod >= start_s) & (sod < start_s + n_slots * interval_s)
-        y[blk] += per_day / n_slots
-        usual = _usual_day(days, e, complete, d)
-        P.update(kwh_per_day=round(per_day, 3), kw=round(per_day / n_slots / h, 3),
-                 start_h=round(start_s / 3600, 2), hours=round(n_slots * h, 2),
-                 usual_day_kwh=round(usual, 3),
-                 ratio=round((usual + per_day) / max(usual, 1e-9), 3))
-        return y, local_midnight(d, zone), None, P
-
-    if kind == "surge_interval":
-        # The issue's interval surge: for an hour or more, >= 3x the slot's usual power
-        # and >= 2 kW above it (a heater, an oven, a charger left on), not one odd reading.
-        d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
-        if d is None:
-            return None
-        n_int = int(rng.integers(round(1 / h), round(3 / h) + 1))
-        slots = np.flatnonzero(day_no == d)
-        if len(slots) < n_int:
-            return None
-        first = int(rng.integers(0, len(slots) - n_int + 1))
-        blk = slots[first:first + n_int]
-        usual = _usual_slot_kw(x, day_no, sod, d, blk, h)
-        ratio, extra = float(rng.uniform(3.0, 4.0)), float(rng.uniform(2.0, 3.0))
-        target = np.maximum(ratio * usual, usual + extra)
-        y[blk] = np.maximum(x[blk], target * h)
-        onset = int(ts[blk[0]]) - interval_s
-        P.update(kw=round(float(target.mean()), 3), usual_kw=round(float(usual.mean()), 3),
-                 hours=round(n_int * h, 2), hour=round(float(sod[blk[0]] - interval_s) / 3600, 2))
-        return y, onset, int(ts[blk[-1]]), P
-
-    if kind == "vacancy":
-        n_days = int(rng.integers(14, 29))
-        d = _pick_day(days, rng, after=max(MIN_AFTER_DAYS, n_days))
-        if d is None:
-            return None
-        before = (day_no >= d - 28) & (day_no < d)
-        night = before & (sod >= 3600) & (sod < 5 * 3600)
-        base_kw = float(np.quantile(x[night] / h, 0.05)) if night.any() else 0.0
-        m = (day_no >= d) & (day_no < d + n_days)
-        y[m] = base_kw * h * np.exp(rng.normal(0.0, 0.1, int(m.sum())) - 0.005)
-        P.update(days=n_days, base_kw=round(base_kw, 4),
-                 usual_day_kwh=round(_usual_day(days, e, complete, d), 3),
-                 vacant_day_kwh=round(base_kw * 24, 3))
-        return y, local_midnight(d, zone), local_midnight(d + n_days, zone), P
-
+        return _theft(s, kind, rng)
     if kind in ("increase", "decrease"):
-        d = _pick_day(days, rng, after=MIN_AFTER_DAYS)
-        if d is None:
-            return None
-        # Drawn values are rounded before use so that the label states them exactly.
-        f = round(float(rng.uniform(1.6, 2.0) if kind == "increase" else rng.uniform(0.4, 0.6)), 4)
-        y[day_no >= d] *= f
-        P.update(factor=round(f, 4), usual_day_kwh=round(_usual_day(days, e, complete, d), 3))
-        return y, local_midnight(d, zone), None, P
-    raise AssertionError(kind)  # pragma: no cover
+        return _level(s, kind, rng)
+    return _SCENARIOS[kind](s, rng)
+
+
+def _theft(s: _Series, kind: str, rng: np.random.Generator) -> Injected | None:
+    """A Jokar shape on every local day from a midnight to the end of the data."""
+    d = _pick_day(s.days, rng, after=MIN_AFTER_DAYS)
+    if d is None:
+        return None
+    ts, x, y, iv = s.ts, s.x, s.y, s.interval_s
+    onset = s.midnight(d)
+    atk = Attack(kind, rng)
+    i0 = int(np.searchsorted(ts - iv, onset))
+    y[i0:] = apply_attack(x[i0:], ts[i0:], atk, onset, tz=s.tz, interval_s=iv)
+    P: dict[str, Any] = {}
+    P.update(atk.params)
+    wk = (ts - iv >= onset) & (ts - iv < onset + 7 * DAY_S)
+    P["energy_ratio_7d"] = round(float(y[wk].sum() / max(x[wk].sum(), 1e-9)), 3)
+    return y, onset, None, P
+
+
+def _surge_daily(s: _Series, rng: np.random.Generator) -> Injected | None:
+    """One day with an added block of a few kW, 2.2-3x the usual day."""
+    d = _pick_day(s.days, rng, after=MIN_AFTER_DAYS)
+    if d is None:
+        return None
+    x, h = s.x, s.h
+    usual = s.usual_day(d)
+    day = s.day_no == d
+    actual = float(x[day].sum())
+    f = float(rng.uniform(2.2, 3.0))
+    added = max(f * usual - actual, 3.0) if np.isfinite(usual) else 3.0 * f
+    kw_target = float(rng.uniform(2.5, 5.0))
+    n_slots = int(np.clip(round(added / kw_target / h), 3, round(14 / h)))
+    slots = np.flatnonzero(day)
+    first = int(rng.integers(round(6 / h), max(round(6 / h) + 1, len(slots) - n_slots + 1)))
+    first = min(first, max(len(slots) - n_slots, 0))
+    blk = slots[first:first + n_slots]
+    s.y[blk] += added / len(blk)
+    P = dict(usual_day_kwh=round(usual, 3), day_kwh=round(actual, 3),
+             added_kwh=round(added, 3), kw=round(added / len(blk) / h, 3),
+             start_h=round(float(s.sod[blk[0]]) / 3600, 2), hours=round(len(blk) * h, 2),
+             ratio=round((actual + added) / max(usual, 1e-9), 3))
+    return s.y, s.midnight(d), s.midnight(d + 1), P
+
+
+def _new_load(s: _Series, rng: np.random.Generator) -> Injected | None:
+    """A new evening appliance block every day from the onset on."""
+    d = _pick_day(s.days, rng, after=MIN_AFTER_DAYS)
+    if d is None:
+        return None
+    h, iv = s.h, s.interval_s
+    per_day = round(float(rng.uniform(3.0, 5.0)), 3)
+    kw = float(rng.uniform(1.5, 3.0))
+    n_slots = max(1, int(round(per_day / kw / h)))
+    start_s = int(rng.integers(round(16 / h), round(24 / h) - n_slots + 1)) * iv
+    blk = (s.day_no >= d) & (s.sod >= start_s) & (s.sod < start_s + n_slots * iv)
+    s.y[blk] += per_day / n_slots
+    usual = s.usual_day(d)
+    P = dict(kwh_per_day=round(per_day, 3), kw=round(per_day / n_slots / h, 3),
+             start_h=round(start_s / 3600, 2), hours=round(n_slots * h, 2),
+             usual_day_kwh=round(usual, 3),
+             ratio=round((usual + per_day) / max(usual, 1e-9), 3))
+    return s.y, s.midnight(d), None, P
+
+
+def _surge_interval(s: _Series, rng: np.random.Generator) -> Injected | None:
+    """The issue's interval surge: for an hour or more, >= 3x the slot's usual power
+    and >= 2 kW above it (a heater, an oven, a charger left on), not one odd reading."""
+    d = _pick_day(s.days, rng, after=MIN_AFTER_DAYS)
+    if d is None:
+        return None
+    x, h, iv = s.x, s.h, s.interval_s
+    n_int = int(rng.integers(round(1 / h), round(3 / h) + 1))
+    slots = np.flatnonzero(s.day_no == d)
+    if len(slots) < n_int:
+        return None
+    first = int(rng.integers(0, len(slots) - n_int + 1))
+    blk = slots[first:first + n_int]
+    usual = _usual_slot_kw(x, s.day_no, s.sod, d, blk, h)
+    ratio, extra = float(rng.uniform(3.0, 4.0)), float(rng.uniform(2.0, 3.0))
+    target = np.maximum(ratio * usual, usual + extra)
+    s.y[blk] = np.maximum(x[blk], target * h)
+    onset = int(s.ts[blk[0]]) - iv
+    P = dict(kw=round(float(target.mean()), 3), usual_kw=round(float(usual.mean()), 3),
+             hours=round(n_int * h, 2), hour=round(float(s.sod[blk[0]] - iv) / 3600, 2))
+    return s.y, onset, int(s.ts[blk[-1]]), P
+
+
+def _vacancy(s: _Series, rng: np.random.Generator) -> Injected | None:
+    """14-28 days at the night base load."""
+    n_days = int(rng.integers(14, 29))
+    d = _pick_day(s.days, rng, after=max(MIN_AFTER_DAYS, n_days))
+    if d is None:
+        return None
+    x, h, day_no, sod = s.x, s.h, s.day_no, s.sod
+    before = (day_no >= d - 28) & (day_no < d)
+    night = before & (sod >= 3600) & (sod < 5 * 3600)
+    base_kw = float(np.quantile(x[night] / h, 0.05)) if night.any() else 0.0
+    m = (day_no >= d) & (day_no < d + n_days)
+    s.y[m] = base_kw * h * np.exp(rng.normal(0.0, 0.1, int(m.sum())) - 0.005)
+    P = dict(days=n_days, base_kw=round(base_kw, 4), usual_day_kwh=round(s.usual_day(d), 3),
+             vacant_day_kwh=round(base_kw * 24, 3))
+    return s.y, s.midnight(d), s.midnight(d + n_days), P
+
+
+def _level(s: _Series, kind: str, rng: np.random.Generator) -> Injected | None:
+    """Every reading from the onset on scaled up (increase) or down (decrease)."""
+    d = _pick_day(s.days, rng, after=MIN_AFTER_DAYS)
+    if d is None:
+        return None
+    # Drawn values are rounded before use so that the label states them exactly.
+    f = round(float(rng.uniform(1.6, 2.0) if kind == "increase" else rng.uniform(0.4, 0.6)), 4)
+    s.y[s.day_no >= d] *= f
+    P = dict(factor=round(f, 4), usual_day_kwh=round(s.usual_day(d), 3))
+    return s.y, s.midnight(d), None, P
+
+
+_SCENARIOS = {"surge_daily": _surge_daily, "new_load": _new_load,
+              "surge_interval": _surge_interval, "vacancy": _vacancy}
 
 
 # -- areas -------------------------------------------------------------------------------

@@ -169,6 +169,100 @@ class Injection:
                 "params": {"kind": self.kind, "scope": self.scope, **self.params}}
 
 
+# -- one simulated day's pieces (FleetSimulator._iter_days) ---------------------------------
+# The day loop is split by concern; these carry what one piece hands the next.
+
+@dataclass
+class _Run:
+    """What carries over from day to day: the random streams, the attacks' own
+    streams, the weather and level walks, and the registers."""
+
+    rng_d: np.random.Generator  # daily draws
+    rng_n: np.random.Generator  # interval noise
+    rng_s: np.random.Generator  # the supply's dips
+    attacks: dict[int, Attack]  # id(injection) -> its attack
+    level: np.ndarray  # per customer
+    register: np.ndarray  # per meter, kWh
+    weather: float = 0.0
+
+
+@dataclass
+class _Day:
+    """One local day's clock and the injections active in it."""
+
+    mid: int
+    mid_next: int
+    S: int  # intervals
+    t0: np.ndarray  # interval starts
+    doy: int
+    dow: int
+    hgrid: np.ndarray  # local hour of each interval's middle
+    active: list[Injection]
+    masks: dict[int, np.ndarray]  # id(injection) -> the intervals it covers
+
+
+@dataclass
+class _DailyDraws:
+    temp: np.ndarray  # per interval, degC
+    day_f: np.ndarray  # per customer
+    cloud: np.ndarray  # per area
+    n_spk: np.ndarray  # appliance events per customer, then each one's draws:
+    spk_u: np.ndarray
+    spk_kw: np.ndarray
+    spk_frac: np.ndarray
+
+
+@dataclass
+class _Noise:
+    act: np.ndarray
+    base: np.ndarray
+    pv: np.ndarray
+    v: np.ndarray
+    src: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    pf: np.ndarray
+    neu: np.ndarray
+
+
+@dataclass
+class _Flow:
+    imp_true: np.ndarray  # customers' true import, kWh per interval
+    exp_true: np.ndarray
+    net_kw: np.ndarray
+    per_phase: np.ndarray  # (areas, 3, intervals) kW at the area meter, losses included
+    area_kw: np.ndarray  # customers' sum per area, without losses
+    area_tot: np.ndarray  # with losses
+
+
+@dataclass
+class _Metered:
+    kwh: np.ndarray
+    kexp: np.ndarray
+    p_flow: np.ndarray  # kW through the meter
+    has_exp: np.ndarray
+    events: np.ndarray
+
+
+@dataclass
+class _Volts:
+    V3: np.ndarray  # (meters, intervals, 3)
+    frac: np.ndarray  # (areas, 3, intervals) phase load / rating
+    three: np.ndarray  # three-phase meter
+    ph: np.ndarray  # a single-phase meter's phase
+    sup_low: np.ndarray | None  # each interval's lowest minute from the supply's dips
+
+
+@dataclass
+class _Electrical:
+    pf: np.ndarray
+    V_rep: np.ndarray
+    current: np.ndarray
+    neutral: np.ndarray
+    vlo: np.ndarray
+    vhi: np.ndarray
+
+
 def _gauss(h: np.ndarray, mu: Any, w: Any) -> np.ndarray:
     # Circular distance, so an evening peak's tail crosses midnight.
     d = (h - mu + 12.0) % 24.0 - 12.0
@@ -267,7 +361,21 @@ class FleetSimulator:
     # -- the fleet ----------------------------------------------------------------------
 
     def _build_fleet(self) -> None:
+        # One stream for the whole fleet, drawn in this order: the layout, the
+        # households' habits, then the areas' electrical facts.
         rng = np.random.default_rng(self._ss_fleet)
+        self._draw_layout(rng)
+        self.p = self._draw_habits(rng)
+        self._draw_areas(rng)
+        self._name_and_rate_meters()
+        self.registry = self._registry_rows()
+        n = self.n_customers
+        self._area_rows = [np.r_[np.flatnonzero(self.area == a), n + a]
+                           for a in range(self.n_areas)]
+
+    def _draw_layout(self, rng: np.random.Generator) -> None:
+        """Customers per area, their traits (business, three-phase, solar, care), phase
+        and position along the feeder."""
         n, A = self.n_customers, self.n_areas
         sizes = 1 + rng.multinomial(n - A, rng.dirichlet(np.full(A, 8.0)))
         self.area = np.repeat(np.arange(A), sizes)  # customers are contiguous per area
@@ -286,6 +394,9 @@ class FleetSimulator:
         self.phase = np.where(self.three, -1, phase)
         self.pos = rng.uniform(0.05, 1.0, n)  # position along the feeder
 
+    def _draw_habits(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Each customer's load-model parameters (see :meth:`_shape`)."""
+        n = self.n_customers
         res = ~self.business
         ln = lambda mu, s: np.exp(rng.normal(np.log(mu), s, n))  # noqa: E731
         p: dict[str, np.ndarray] = {}
@@ -321,11 +432,13 @@ class FleetSimulator:
         for k, mult in (("m_a", 0.6), ("e_a", 0.6), ("sigma", 0.7), ("spikes", 0.6)):
             p[k] = np.where(self.care, p[k] * mult, p[k])
         p["d_a"] = np.where(self.care, p["d_a"] + 0.15, p["d_a"])
-        self.p = p
+        return p
 
-        # Area electrical facts. The transformer is sized so that the reference mean
-        # load is ~30% of it (peaks ~60-70%), which keeps losses at 2-4%.
-        self._ref_daily = self._reference_daily()
+    def _draw_areas(self, rng: np.random.Generator) -> None:
+        """Area electrical facts. The transformer is sized so that the reference mean
+        load is ~30% of it (peaks ~60-70%), which keeps losses at 2-4%."""
+        A = self.n_areas
+        self._ref_daily = self._reference_daily()  # needs the habits
         mean_kw = np.add.reduceat(self._ref_daily / 24.0, self._area_first)
         self.area_cap = np.maximum(mean_kw / 0.3, 15.0)  # kW
         self.area_off = np.clip(rng.normal(0.015, 0.008, A), -0.01, 0.03)
@@ -336,6 +449,10 @@ class FleetSimulator:
         self.area_pf = rng.uniform(0.93, 0.97, A)
         self.area_reg0 = rng.uniform(1e5, 1e6, A)
 
+    def _name_and_rate_meters(self) -> None:
+        """Meter and area ids (customers, then one area meter per area), and what each
+        meter and customer breaker is rated for."""
+        n, A = self.n_customers, self.n_areas
         self.meter_ids = [f"M{i + 1:06d}" for i in range(n)] + \
             [f"TX-A{a + 1:03d}" for a in range(A)]
         self.area_ids = [f"A{a + 1:03d}" for a in range(A)]
@@ -349,24 +466,30 @@ class FleetSimulator:
         # What a customer's main breaker lets through (kW): loads are clipped to it.
         phases = np.where(self.three, 3, 1)
         self._max_kw = 0.8 * self.rated[:n] * nominal * phases / 1000
-        self.registry: list[dict[str, Any]] = []
+
+    def _registry_rows(self) -> list[dict[str, Any]]:
+        """The registry: customers' meters, then the area meters."""
+        n, nominal = self.n_customers, self.nominal_voltage
+        rows: list[dict[str, Any]] = []
         for i in range(n):
             a = self.area[i]
-            self.registry.append({
+            rows.append({
                 "meter_id": self.meter_ids[i], "customer_id": f"C{i + 1:06d}",
-                "area_id": self.area_ids[a], "phase": "ABC" if self.three[i] else "ABC"[phase[i]],
+                "area_id": self.area_ids[a],
+                # self.phase is the drawn phase wherever the meter is single-phase
+                "phase": "ABC" if self.three[i] else "ABC"[self.phase[i]],
                 "nominal_voltage": nominal, "account_manager": f"mgr-{a + 1:02d}",
                 "tariff": "small_business" if self.business[i] else "residential",
                 "solar": "true" if self.solar[i] else "false",
                 "care": "true" if self.care[i] else "false", "role": "customer",
                 "rated_current": int(self.rated[i])})
-        for a in range(A):
-            self.registry.append({
+        for a in range(self.n_areas):
+            rows.append({
                 "meter_id": self.meter_ids[n + a], "customer_id": "",
                 "area_id": self.area_ids[a], "phase": "ABC", "nominal_voltage": nominal,
                 "account_manager": f"mgr-{a + 1:02d}", "tariff": "", "solar": "false",
                 "care": "false", "role": "area", "rated_current": int(self.rated[n + a])})
-        self._area_rows = [np.r_[np.flatnonzero(self.area == a), n + a] for a in range(A)]
+        return rows
 
     def _reference_daily(self) -> np.ndarray:
         # Expected kWh of a plain weekday at 8 degC, noise-free: sizes transformers and
@@ -636,238 +759,311 @@ class FleetSimulator:
 
     def _iter_days(self, end: float) -> Iterator[dict[str, Any]]:
         """Each local day as arrays (meters x intervals), from the start's local day."""
-        rng_d = np.random.default_rng(self._ss_day)
-        rng_n = np.random.default_rng(self._ss_noise)
-        rng_s = np.random.default_rng(self._ss_supply)
-        n, A, dt = self.n_customers, self.n_areas, self.interval_s
-        p = self.p
-        attacks = {id(j): Attack(j.kind, np.random.default_rng(j.seed),
-                                 **{k: j.params[k] for k in ("a", "start_h", "duration_h")
-                                    if k in j.params})
-                   for j in self.injections if j.kind in ALERT_SUBTYPE}
-        weather, level = 0.0, np.zeros(n)
-        register = np.r_[p["reg0"], self.area_reg0]
+        run = _Run(rng_d=np.random.default_rng(self._ss_day),
+                   rng_n=np.random.default_rng(self._ss_noise),
+                   rng_s=np.random.default_rng(self._ss_supply),
+                   attacks={id(j): Attack(j.kind, np.random.default_rng(j.seed),
+                                          **{k: j.params[k] for k in ("a", "start_h", "duration_h")
+                                             if k in j.params})
+                            for j in self.injections if j.kind in ALERT_SUBTYPE},
+                   level=np.zeros(self.n_customers),
+                   register=np.r_[self.p["reg0"], self.area_reg0])
         d = 0
         while True:
-            mid = self._local_midnight_after(d)
-            if mid >= end:
+            day = self._day_clock(d)
+            if day.mid >= end:
                 return
-            mid_next = self._local_midnight_after(d + 1)
-            S = (mid_next - mid) // dt
-            t0 = mid + dt * np.arange(S)
-            local = datetime.fromtimestamp(mid, self.tz)
-            doy, dow = local.timetuple().tm_yday, local.weekday()
-            weekend = dow >= 5
-            hgrid = (t0 + dt / 2 - mid) / 3600.0
-            # >= mid: an outage ending at midnight still restores in this day's slot 0.
-            active = [j for j in self.injections
-                      if j.start < mid_next and (j.end is None or j.end >= mid)]
-            masks = {id(j): j.mask(t0) for j in active}
-
-            # Daily draws: weather (shared), level walk and day factor per customer.
-            weather = 0.75 * weather + rng_d.normal(0.0, 1.8)
-            t_mean = 16.5 - 12.0 * math.cos(2 * math.pi * (doy - 20) / 365.25) + weather
-            temp = t_mean + 3.5 * np.cos(2 * np.pi * (hgrid - 15.0) / 24.0)
-            level = 0.85 * level + rng_d.normal(0.0, 0.05, n)
-            day_f = np.exp(level + rng_d.normal(0.0, 0.08, n))
-            cloud = np.clip(rng_d.beta(2.5, 1.3, A), 0.05, 1.0)
-            n_spk = rng_d.poisson(p["spikes"])
-            spk_u = rng_d.random(n_spk.sum())
-            spk_kw = rng_d.uniform(0.6, 1.0, n_spk.sum()) * np.repeat(p["spike_kw"], n_spk)
-            spk_frac = rng_d.uniform(0.15, 1.0, n_spk.sum())
-            # Interval noise, drawn for everyone whatever is injected.
-            z_act = rng_n.standard_normal((n, S))
-            z_base = rng_n.standard_normal((n, S))
-            z_pv = rng_n.standard_normal((A, S))
-            z_v = rng_n.standard_normal((n + A, S, 3))
-            z_src = rng_n.standard_normal((A, S))
-            z_lo = np.abs(rng_n.normal(0.006, 0.004, (n + A, S)))
-            z_hi = np.abs(rng_n.normal(0.004, 0.003, (n + A, S)))
-            z_pf = rng_n.normal(0.0, 0.006, (n + A, S))
-            z_neu = rng_n.normal(0.0, 0.005, (n, S))
-
-            # Hours as the household lives them: a schedule shift moves its clock.
-            H = np.broadcast_to(hgrid, (n, S)).copy()
-            for j in active:
-                if j.kind == "schedule_shift":
-                    H[j.rows[0], masks[id(j)]] -= j.params["hours"]
-            H %= 24.0
-            shape, actn = self._shape(H, weekend=weekend, dow=dow, temp=temp)
-            base = p["base"][:, None]
-            sig = p["sigma"][:, None]
-            active_part = (shape - base) * np.exp(sig * z_act - 0.5 * sig ** 2)
-            load = day_f[:, None] * (base * np.exp(0.1 * z_base - 0.005) + active_part)
-            if n_spk.sum():
-                who = np.repeat(np.arange(n), n_spk)
-                cdf = np.cumsum(actn[who] + 0.02, axis=1)
-                slot = (cdf < spk_u[:, None] * cdf[:, -1:]).sum(axis=1)
-                np.add.at(load, (who, slot), spk_kw * spk_frac)
-
-            # True-load anomalies (the transformer sees these).
-            outage_zero = np.zeros((n + A, S))  # share of the interval without power
-            for j in active:
-                m, r = masks[id(j)], j.rows
-                k, P = j.kind, j.params
-                if k == "surge_interval":
-                    load[r[0], m] += P["kw"]
-                elif k == "surge_daily":
-                    blk = m & (hgrid >= P["hour"]) & (hgrid < P["hour"] + P["hours"])
-                    if blk.any():
-                        load[r[0], blk] += P["kwh"] / (blk.sum() * dt / 3600)
-                elif k in ("habit_increase", "habit_decrease"):
-                    load[r[0], m] *= P["factor"]
-                elif k in ("vacancy", "inactivity"):
-                    i = r[0]
-                    load[i, m] = P["level"] * p["base"][i] * np.exp(0.1 * z_base[i, m])
-                elif k == "outage":
-                    first = np.argmax(m) if m.any() else None
-                    cut = m.astype(float)
-                    if first is not None and t0[first] == j.start:
-                        cut[first] = 1.0 - P["fail_at"]
-                    outage_zero[r] = np.maximum(outage_zero[r], cut)
-            on = 1.0 - outage_zero[:n]
-            load = np.minimum(load, self._max_kw[:, None]) * on
-            pv = p["pv_kw"][:, None] * self._pv(hgrid, doy)[None, :] * \
-                (cloud[self.area][:, None] * np.exp(0.15 * z_pv[self.area] - 0.011)) * on
-            dth = dt / 3600.0
-            imp_true = np.maximum(load - pv, 0.0) * dth  # kWh
-            exp_true = np.maximum(pv - load, 0.0) * dth
-
-            # The area meter: customers' true net flow per phase plus transformer losses.
-            net_kw = (imp_true - exp_true) / dth
-            per_phase = np.add.reduceat(self.phase_share[:, :, None] * net_kw[:, None, :],
-                                        self._area_first, axis=0)  # (A, 3, S)
-            area_kw = per_phase.sum(axis=1)
-            cap = self.area_cap[:, None]
-            loss_kw = cap * (self.area_core[:, None] + self.area_cu[:, None] * (area_kw / cap) ** 2)
-            loss_kw *= 1.0 - outage_zero[n:]
-            area_tot = area_kw + loss_kw
-            per_phase = per_phase + loss_kw[:, None, :] / 3.0
-
-            # What the customer meters record.
-            kwh = np.r_[imp_true, np.maximum(area_tot, 0.0) * dth]
-            kexp = np.r_[exp_true, np.maximum(-area_tot, 0.0) * dth]
-            p_flow = np.r_[(imp_true + exp_true) / dth, np.abs(area_tot)]  # kW through meter
-            has_exp = np.zeros((n + A, S), bool)
-            has_exp[:n] = self.solar[:, None]
-            has_exp[n:] = True
-            events = np.zeros((n + A, S), np.uint32)
-            for j in active:
-                m, i, P = masks[id(j)], j.rows[0], j.params
-                if not m.any():
-                    continue
-                if id(j) in attacks:
-                    kwh[i, m] = np.maximum(attacks[id(j)].apply(imp_true[i])[m], 0.0)
-                    p_flow[i, m] = (kwh[i, m] + kexp[i, m]) / dth
-                elif j.kind == "bypass":
-                    kwh[i, m] *= P["factor"]  # the current still flows: p_flow unchanged
-                elif j.kind == "reverse_flow":
-                    kexp[i, m] = kwh[i, m] + kexp[i, m]
-                    kwh[i, m] = 0.0
-                    has_exp[i, m] = True
-                    events[i, m & (kexp[i] > 0)] |= EVENT_BITS["reverse_flow"]
-                elif j.kind == "tamper":
-                    events[i, np.argmax(m)] |= EVENT_BITS[P["event"]]
-
-            # Voltage: transformer, feeder drop with the phase load, service drop.
-            nom = self.nominal_voltage
-            frac = per_phase / (cap[:, :, None] / 3.0)  # (A, 3, S) phase load / rating
-            fleet_kw = area_kw.sum(axis=0)
-            sysv = -0.01 * (fleet_kw / max(fleet_kw.mean(), 1e-9) - 1.0)
-            src = nom * (1.0 + self.area_off[:, None, None] + self.area_phase_off[:, :, None]
-                         + sysv[None, None, :] + 0.0015 * z_src[:, None, :])  # (A, 3, S)
-            ma = self.meter_area
-            pos = np.r_[self.pos, np.zeros(A)]
-            V3 = src[ma] - nom * self.area_drop[ma][:, None, None] * pos[:, None, None] * frac[ma]
-            i_own = (net_kw[:, None, :] * self.phase_share[:, :, None]) * 1000 / nom
-            V3[:n] -= i_own * p["r_svc"][:, None, None]
-            V3 = V3.transpose(0, 2, 1)  # (M, S, 3)
-            V3[:n] += nom * p["v_off"][:, None, None]
-            V3 += nom * 0.0012 * z_v
-            three = np.r_[self.three, np.ones(A, bool)]
-            ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
-            sup_low = self._supply_voltage(V3, three, ph, rng_s, S, hgrid)
-            for j in active:
-                if j.kind in ("undervoltage", "overvoltage"):
-                    idx = np.ix_(j.rows, np.flatnonzero(masks[id(j)]))
-                    if "pct" in j.params:
-                        V3[idx] *= 1.0 + j.params["pct"]
-                    else:
-                        V3[idx] = nom * (j.params["pu"] + 0.0012 * z_v[idx])
-
-            # Current from the power that really flows through the meter.
-            pf = np.r_[np.clip(p["pf"][:, None] - 0.08 * np.exp(-p_flow[:n] / 0.25), 0.85, 0.99),
-                       np.broadcast_to(self.area_pf[:, None], (A, S))]
-            pf = np.clip(pf + z_pf, 0.85, 0.99)
-            p_phase = np.concatenate([p_flow[:n, :, None] * self.phase_share[:, None, :],
-                                      np.abs(per_phase).transpose(0, 2, 1)])  # (M, S, 3)
-            Ip = p_phase * 1000 / (V3 * pf[:, :, None])
-            v_single = np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]
-            V = np.where(three[:, None], V3.mean(axis=2), v_single)
-            # Three-phase: the mean of the per-phase values as reported, computed the
-            # way ingest does ((a + b) + c) / 3, so files and messages carry one value.
-            r3 = np.round(V3, 1)
-            V_rep = np.where(three[:, None], (r3[..., 0] + r3[..., 1] + r3[..., 2]) / 3,
-                             np.round(V, 1))
-            current = np.where(three[:, None], Ip.mean(axis=2), Ip.sum(axis=2))
-            # Three-phase neutral: the phasor sum of the phase currents.
-            rot = np.exp(-2j * np.pi * np.arange(3) / 3)
-            neutral = np.abs((Ip * rot).sum(axis=2))
-            neutral[:n] = np.where(self.three[:, None], neutral[:n],
-                                   current[:n] * (1.0 + z_neu) + 0.005)
-            vlo = np.where(three[:, None], V3.min(axis=2), V) - nom * z_lo * (1 + np.abs(
-                frac[ma].mean(axis=1)))
-            vhi = np.where(three[:, None], V3.max(axis=2), V) + nom * z_hi
-            if sup_low is not None:
-                vlo = np.minimum(vlo, sup_low)
-
-            present = np.ones((n + A, S), bool)
-            for j in active:
-                m, r, P = masks[id(j)], j.rows, j.params
-                k = j.kind
-                if k == "outage" and j.end is not None and mid <= j.end < mid_next:
-                    s_back = (j.end - mid) // dt
-                    events[r, s_back] |= EVENT_BITS["power_restore"]
-                    vlo[r, s_back] = 0.0
-                if not m.any():
-                    continue
-                if k == "current_imbalance":
-                    neutral[r[0], m] = current[r[0], m] * P["ratio"]
-                elif k == "sag":
-                    vlo[np.ix_(r, np.flatnonzero(m))] = P["v_extreme"]
-                elif k == "swell":
-                    vhi[np.ix_(r, np.flatnonzero(m))] = P["v_extreme"]
-                elif k == "interruption":
-                    idx = np.ix_(r, np.flatnonzero(m))
-                    vlo[idx] = 0.0
-                    kwh[idx] *= 1.0 - P["fraction"]
-                elif k == "outage":
-                    s_fail = int(np.argmax(m))
-                    if t0[s_fail] == j.start:
-                        events[r, s_fail] |= EVENT_BITS["power_fail"]
-                        vlo[r, s_fail] = 0.0
-                        dead = m.copy()
-                        dead[s_fail] = False
-                    else:
-                        dead = m
-                    present[np.ix_(r, np.flatnonzero(dead))] = False
-                elif k == "comm_gap":
-                    present[np.ix_(r, np.flatnonzero(m))] = False
-
-            kwh = np.round(kwh, 3)
-            # Registers count what the meter recorded, from the simulation start on.
-            counted = np.where(t0[None, :] >= self._t_start, kwh, 0.0)
-            reg = np.round(register[:, None] + np.cumsum(counted, axis=1), 3)
-            register = reg[:, -1].copy()
-            present &= (t0 >= self._t_start)[None, :] & (t0 + dt <= end)[None, :]
-            yield {"t0": t0, "S": S, "kwh": kwh, "kwh_export": np.round(kexp, 3),
-                   "has_exp": has_exp, "register_kwh": reg, "V": V_rep,
-                   "V3": np.round(V3, 1), "three": three, "voltage_min": np.round(vlo, 1),
-                   "voltage_max": np.round(vhi, 1), "current": np.round(current, 2),
-                   "neutral_current": np.round(neutral, 2), "power_factor": np.round(pf, 3),
-                   "events": events, "present": present, "temp": temp,
-                   "true_kwh": np.round(imp_true, 4), "true_export": np.round(exp_true, 4)}
+            # Every day draws the same numbers in the same order whatever is injected:
+            # the daily draws, then the interval noise, then (in _voltages) the supply's.
+            draws = self._daily_draws(run, day)
+            z = self._interval_noise(run.rng_n, day.S)
+            load = self._household_load(day, draws, z)
+            outage_zero = self._load_anomalies(day, load, z)
+            flow = self._true_flows(day, draws, z, load, outage_zero)
+            meter = self._metered(day, run.attacks, flow)
+            volts = self._voltages(day, z, run.rng_s, flow)
+            elec = self._electrical(day, z, flow, meter, volts)
+            present = self._reading_anomalies(day, meter, elec)
+            yield self._day_record(day, run, end, draws, flow, meter, volts, elec, present)
             d += 1
+
+    def _day_clock(self, d: int) -> _Day:
+        """Local day ``d``'s interval starts, calendar and the injections active in it."""
+        dt = self.interval_s
+        mid = self._local_midnight_after(d)
+        mid_next = self._local_midnight_after(d + 1)
+        S = (mid_next - mid) // dt
+        t0 = mid + dt * np.arange(S)
+        local = datetime.fromtimestamp(mid, self.tz)
+        # >= mid: an outage ending at midnight still restores in this day's slot 0.
+        active = [j for j in self.injections
+                  if j.start < mid_next and (j.end is None or j.end >= mid)]
+        return _Day(mid=mid, mid_next=mid_next, S=S, t0=t0, doy=local.timetuple().tm_yday,
+                    dow=local.weekday(), hgrid=(t0 + dt / 2 - mid) / 3600.0, active=active,
+                    masks={id(j): j.mask(t0) for j in active})
+
+    def _daily_draws(self, run: _Run, day: _Day) -> _DailyDraws:
+        """Weather (shared), level walk and day factor per customer, cloud per area and
+        the appliance events of the day."""
+        rng_d, n, p = run.rng_d, self.n_customers, self.p
+        run.weather = 0.75 * run.weather + rng_d.normal(0.0, 1.8)
+        t_mean = 16.5 - 12.0 * math.cos(2 * math.pi * (day.doy - 20) / 365.25) + run.weather
+        temp = t_mean + 3.5 * np.cos(2 * np.pi * (day.hgrid - 15.0) / 24.0)
+        run.level = 0.85 * run.level + rng_d.normal(0.0, 0.05, n)
+        day_f = np.exp(run.level + rng_d.normal(0.0, 0.08, n))
+        cloud = np.clip(rng_d.beta(2.5, 1.3, self.n_areas), 0.05, 1.0)
+        n_spk = rng_d.poisson(p["spikes"])
+        spk_u = rng_d.random(n_spk.sum())
+        spk_kw = rng_d.uniform(0.6, 1.0, n_spk.sum()) * np.repeat(p["spike_kw"], n_spk)
+        spk_frac = rng_d.uniform(0.15, 1.0, n_spk.sum())
+        return _DailyDraws(temp=temp, day_f=day_f, cloud=cloud, n_spk=n_spk, spk_u=spk_u,
+                           spk_kw=spk_kw, spk_frac=spk_frac)
+
+    def _interval_noise(self, rng_n: np.random.Generator, S: int) -> _Noise:
+        """Interval noise, drawn for everyone whatever is injected."""
+        n, A = self.n_customers, self.n_areas
+        return _Noise(
+            act=rng_n.standard_normal((n, S)), base=rng_n.standard_normal((n, S)),
+            pv=rng_n.standard_normal((A, S)), v=rng_n.standard_normal((n + A, S, 3)),
+            src=rng_n.standard_normal((A, S)),
+            lo=np.abs(rng_n.normal(0.006, 0.004, (n + A, S))),
+            hi=np.abs(rng_n.normal(0.004, 0.003, (n + A, S))),
+            pf=rng_n.normal(0.0, 0.006, (n + A, S)), neu=rng_n.normal(0.0, 0.005, (n, S)))
+
+    def _household_load(self, day: _Day, draws: _DailyDraws, z: _Noise) -> np.ndarray:
+        """Each customer's load (kW, customers x intervals) before anomalies: the
+        habit shape with noise, the day factor and the appliance events."""
+        n, S, p = self.n_customers, day.S, self.p
+        # Hours as the household lives them: a schedule shift moves its clock.
+        H = np.broadcast_to(day.hgrid, (n, S)).copy()
+        for j in day.active:
+            if j.kind == "schedule_shift":
+                H[j.rows[0], day.masks[id(j)]] -= j.params["hours"]
+        H %= 24.0
+        shape, actn = self._shape(H, weekend=day.dow >= 5, dow=day.dow, temp=draws.temp)
+        base = p["base"][:, None]
+        sig = p["sigma"][:, None]
+        active_part = (shape - base) * np.exp(sig * z.act - 0.5 * sig ** 2)
+        load = draws.day_f[:, None] * (base * np.exp(0.1 * z.base - 0.005) + active_part)
+        n_spk = draws.n_spk
+        if n_spk.sum():
+            who = np.repeat(np.arange(n), n_spk)
+            cdf = np.cumsum(actn[who] + 0.02, axis=1)
+            slot = (cdf < draws.spk_u[:, None] * cdf[:, -1:]).sum(axis=1)
+            np.add.at(load, (who, slot), draws.spk_kw * draws.spk_frac)
+        return load
+
+    def _load_anomalies(self, day: _Day, load: np.ndarray, z: _Noise) -> np.ndarray:
+        """True-load anomalies (the transformer sees these), on ``load`` in place;
+        returns each meter's share of each interval without power (outages)."""
+        n, A, dt, p = self.n_customers, self.n_areas, self.interval_s, self.p
+        hgrid = day.hgrid
+        outage_zero = np.zeros((n + A, day.S))
+        for j in day.active:
+            m, r = day.masks[id(j)], j.rows
+            k, P = j.kind, j.params
+            if k == "surge_interval":
+                load[r[0], m] += P["kw"]
+            elif k == "surge_daily":
+                blk = m & (hgrid >= P["hour"]) & (hgrid < P["hour"] + P["hours"])
+                if blk.any():
+                    load[r[0], blk] += P["kwh"] / (blk.sum() * dt / 3600)
+            elif k in ("habit_increase", "habit_decrease"):
+                load[r[0], m] *= P["factor"]
+            elif k in ("vacancy", "inactivity"):
+                i = r[0]
+                load[i, m] = P["level"] * p["base"][i] * np.exp(0.1 * z.base[i, m])
+            elif k == "outage":
+                first = np.argmax(m) if m.any() else None
+                cut = m.astype(float)
+                if first is not None and day.t0[first] == j.start:
+                    cut[first] = 1.0 - P["fail_at"]
+                outage_zero[r] = np.maximum(outage_zero[r], cut)
+        return outage_zero
+
+    def _true_flows(self, day: _Day, draws: _DailyDraws, z: _Noise, load: np.ndarray,
+                    outage_zero: np.ndarray) -> _Flow:
+        """What really flows: customers' import and export after solar, and the area
+        meter's per-phase power with the transformer's losses."""
+        n, p = self.n_customers, self.p
+        on = 1.0 - outage_zero[:n]
+        load = np.minimum(load, self._max_kw[:, None]) * on
+        pv = p["pv_kw"][:, None] * self._pv(day.hgrid, day.doy)[None, :] * \
+            (draws.cloud[self.area][:, None] * np.exp(0.15 * z.pv[self.area] - 0.011)) * on
+        dth = self.interval_s / 3600.0
+        imp_true = np.maximum(load - pv, 0.0) * dth  # kWh
+        exp_true = np.maximum(pv - load, 0.0) * dth
+
+        # The area meter: customers' true net flow per phase plus transformer losses.
+        net_kw = (imp_true - exp_true) / dth
+        per_phase = np.add.reduceat(self.phase_share[:, :, None] * net_kw[:, None, :],
+                                    self._area_first, axis=0)  # (A, 3, S)
+        area_kw = per_phase.sum(axis=1)
+        cap = self.area_cap[:, None]
+        loss_kw = cap * (self.area_core[:, None] + self.area_cu[:, None] * (area_kw / cap) ** 2)
+        loss_kw *= 1.0 - outage_zero[n:]
+        area_tot = area_kw + loss_kw
+        per_phase = per_phase + loss_kw[:, None, :] / 3.0
+        return _Flow(imp_true=imp_true, exp_true=exp_true, net_kw=net_kw, per_phase=per_phase,
+                     area_kw=area_kw, area_tot=area_tot)
+
+    def _metered(self, day: _Day, attacks: dict[int, Attack], flow: _Flow) -> _Metered:
+        """What the meters record of the flows, with the theft kinds and their flags."""
+        n, A, S = self.n_customers, self.n_areas, day.S
+        dth = self.interval_s / 3600.0
+        imp_true, exp_true, area_tot = flow.imp_true, flow.exp_true, flow.area_tot
+        kwh = np.r_[imp_true, np.maximum(area_tot, 0.0) * dth]
+        kexp = np.r_[exp_true, np.maximum(-area_tot, 0.0) * dth]
+        p_flow = np.r_[(imp_true + exp_true) / dth, np.abs(area_tot)]  # kW through meter
+        has_exp = np.zeros((n + A, S), bool)
+        has_exp[:n] = self.solar[:, None]
+        has_exp[n:] = True
+        events = np.zeros((n + A, S), np.uint32)
+        for j in day.active:
+            m, i, P = day.masks[id(j)], j.rows[0], j.params
+            if not m.any():
+                continue
+            if id(j) in attacks:
+                kwh[i, m] = np.maximum(attacks[id(j)].apply(imp_true[i])[m], 0.0)
+                p_flow[i, m] = (kwh[i, m] + kexp[i, m]) / dth
+            elif j.kind == "bypass":
+                kwh[i, m] *= P["factor"]  # the current still flows: p_flow unchanged
+            elif j.kind == "reverse_flow":
+                kexp[i, m] = kwh[i, m] + kexp[i, m]
+                kwh[i, m] = 0.0
+                has_exp[i, m] = True
+                events[i, m & (kexp[i] > 0)] |= EVENT_BITS["reverse_flow"]
+            elif j.kind == "tamper":
+                events[i, np.argmax(m)] |= EVENT_BITS[P["event"]]
+        return _Metered(kwh=kwh, kexp=kexp, p_flow=p_flow, has_exp=has_exp, events=events)
+
+    def _voltages(self, day: _Day, z: _Noise, rng_s: np.random.Generator,
+                  flow: _Flow) -> _Volts:
+        """Per-phase voltage at each meter: transformer, feeder drop with the phase
+        load, service drop, the supply's dips, and the voltage kinds."""
+        n, A, p = self.n_customers, self.n_areas, self.p
+        nom = self.nominal_voltage
+        cap = self.area_cap[:, None]
+        frac = flow.per_phase / (cap[:, :, None] / 3.0)  # (A, 3, S) phase load / rating
+        fleet_kw = flow.area_kw.sum(axis=0)
+        sysv = -0.01 * (fleet_kw / max(fleet_kw.mean(), 1e-9) - 1.0)
+        src = nom * (1.0 + self.area_off[:, None, None] + self.area_phase_off[:, :, None]
+                     + sysv[None, None, :] + 0.0015 * z.src[:, None, :])  # (A, 3, S)
+        ma = self.meter_area
+        pos = np.r_[self.pos, np.zeros(A)]
+        V3 = src[ma] - nom * self.area_drop[ma][:, None, None] * pos[:, None, None] * frac[ma]
+        i_own = (flow.net_kw[:, None, :] * self.phase_share[:, :, None]) * 1000 / nom
+        V3[:n] -= i_own * p["r_svc"][:, None, None]
+        V3 = V3.transpose(0, 2, 1)  # (M, S, 3)
+        V3[:n] += nom * p["v_off"][:, None, None]
+        V3 += nom * 0.0012 * z.v
+        three = np.r_[self.three, np.ones(A, bool)]
+        ph = np.r_[np.where(self.three, 0, self.phase), np.zeros(A, int)]
+        sup_low = self._supply_voltage(V3, three, ph, rng_s, day.S, day.hgrid)
+        for j in day.active:
+            if j.kind in ("undervoltage", "overvoltage"):
+                idx = np.ix_(j.rows, np.flatnonzero(day.masks[id(j)]))
+                if "pct" in j.params:
+                    V3[idx] *= 1.0 + j.params["pct"]
+                else:
+                    V3[idx] = nom * (j.params["pu"] + 0.0012 * z.v[idx])
+        return _Volts(V3=V3, frac=frac, three=three, ph=ph, sup_low=sup_low)
+
+    def _electrical(self, day: _Day, z: _Noise, flow: _Flow, meter: _Metered,
+                    volts: _Volts) -> _Electrical:
+        """Power factor, current from the power that really flows through the meter,
+        neutral current, the voltage as reported and each interval's extremes."""
+        n, A, S, p = self.n_customers, self.n_areas, day.S, self.p
+        nom = self.nominal_voltage
+        V3, three, ph, p_flow = volts.V3, volts.three, volts.ph, meter.p_flow
+        pf = np.r_[np.clip(p["pf"][:, None] - 0.08 * np.exp(-p_flow[:n] / 0.25), 0.85, 0.99),
+                   np.broadcast_to(self.area_pf[:, None], (A, S))]
+        pf = np.clip(pf + z.pf, 0.85, 0.99)
+        p_phase = np.concatenate([p_flow[:n, :, None] * self.phase_share[:, None, :],
+                                  np.abs(flow.per_phase).transpose(0, 2, 1)])  # (M, S, 3)
+        Ip = p_phase * 1000 / (V3 * pf[:, :, None])
+        v_single = np.take_along_axis(V3, ph[:, None, None], axis=2)[:, :, 0]
+        V = np.where(three[:, None], V3.mean(axis=2), v_single)
+        # Three-phase: the mean of the per-phase values as reported, computed the
+        # way ingest does ((a + b) + c) / 3, so files and messages carry one value.
+        r3 = np.round(V3, 1)
+        V_rep = np.where(three[:, None], (r3[..., 0] + r3[..., 1] + r3[..., 2]) / 3,
+                         np.round(V, 1))
+        current = np.where(three[:, None], Ip.mean(axis=2), Ip.sum(axis=2))
+        # Three-phase neutral: the phasor sum of the phase currents.
+        rot = np.exp(-2j * np.pi * np.arange(3) / 3)
+        neutral = np.abs((Ip * rot).sum(axis=2))
+        neutral[:n] = np.where(self.three[:, None], neutral[:n],
+                               current[:n] * (1.0 + z.neu) + 0.005)
+        vlo = np.where(three[:, None], V3.min(axis=2), V) - nom * z.lo * (1 + np.abs(
+            volts.frac[self.meter_area].mean(axis=1)))
+        vhi = np.where(three[:, None], V3.max(axis=2), V) + nom * z.hi
+        if volts.sup_low is not None:
+            vlo = np.minimum(vlo, volts.sup_low)
+        return _Electrical(pf=pf, V_rep=V_rep, current=current, neutral=neutral, vlo=vlo,
+                           vhi=vhi)
+
+    def _reading_anomalies(self, day: _Day, meter: _Metered, elec: _Electrical) -> np.ndarray:
+        """The kinds that change only the readings (imbalance, sag, swell,
+        interruption, outage and restore flags, gaps), in place; returns which
+        readings are sent."""
+        n, A, dt = self.n_customers, self.n_areas, self.interval_s
+        events, kwh = meter.events, meter.kwh
+        neutral, vlo, vhi, current = elec.neutral, elec.vlo, elec.vhi, elec.current
+        present = np.ones((n + A, day.S), bool)
+        for j in day.active:
+            m, r, P = day.masks[id(j)], j.rows, j.params
+            k = j.kind
+            if k == "outage" and j.end is not None and day.mid <= j.end < day.mid_next:
+                s_back = (j.end - day.mid) // dt
+                events[r, s_back] |= EVENT_BITS["power_restore"]
+                vlo[r, s_back] = 0.0
+            if not m.any():
+                continue
+            if k == "current_imbalance":
+                neutral[r[0], m] = current[r[0], m] * P["ratio"]
+            elif k == "sag":
+                vlo[np.ix_(r, np.flatnonzero(m))] = P["v_extreme"]
+            elif k == "swell":
+                vhi[np.ix_(r, np.flatnonzero(m))] = P["v_extreme"]
+            elif k == "interruption":
+                idx = np.ix_(r, np.flatnonzero(m))
+                vlo[idx] = 0.0
+                kwh[idx] *= 1.0 - P["fraction"]
+            elif k == "outage":
+                s_fail = int(np.argmax(m))
+                if day.t0[s_fail] == j.start:
+                    events[r, s_fail] |= EVENT_BITS["power_fail"]
+                    vlo[r, s_fail] = 0.0
+                    dead = m.copy()
+                    dead[s_fail] = False
+                else:
+                    dead = m
+                present[np.ix_(r, np.flatnonzero(dead))] = False
+            elif k == "comm_gap":
+                present[np.ix_(r, np.flatnonzero(m))] = False
+        return present
+
+    def _day_record(self, day: _Day, run: _Run, end: float, draws: _DailyDraws, flow: _Flow,
+                    meter: _Metered, volts: _Volts, elec: _Electrical,
+                    present: np.ndarray) -> dict[str, Any]:
+        """The day as the emitters read it, rounded as meters report; advances the
+        registers."""
+        t0, dt = day.t0, self.interval_s
+        kwh = np.round(meter.kwh, 3)
+        # Registers count what the meter recorded, from the simulation start on.
+        counted = np.where(t0[None, :] >= self._t_start, kwh, 0.0)
+        reg = np.round(run.register[:, None] + np.cumsum(counted, axis=1), 3)
+        run.register = reg[:, -1].copy()
+        present &= (t0 >= self._t_start)[None, :] & (t0 + dt <= end)[None, :]
+        return {"t0": t0, "S": day.S, "kwh": kwh, "kwh_export": np.round(meter.kexp, 3),
+                "has_exp": meter.has_exp, "register_kwh": reg, "V": elec.V_rep,
+                "V3": np.round(volts.V3, 1), "three": volts.three,
+                "voltage_min": np.round(elec.vlo, 1), "voltage_max": np.round(elec.vhi, 1),
+                "current": np.round(elec.current, 2), "neutral_current": np.round(elec.neutral, 2),
+                "power_factor": np.round(elec.pf, 3), "events": meter.events,
+                "present": present, "temp": draws.temp,
+                "true_kwh": np.round(flow.imp_true, 4), "true_export": np.round(flow.exp_true, 4)}
 
     def _supply_voltage(self, V3: np.ndarray, three: np.ndarray, ph: np.ndarray,
                         rng: np.random.Generator, S: int, hgrid: np.ndarray) -> np.ndarray | None:

@@ -163,11 +163,17 @@ def _g(ev: dict, k: str, default: Any = "?") -> Any:
 
 
 def message(f: Finding) -> tuple[str, str]:
-    ev = f.evidence
-    t, s, a = f.type, f.subtype, f.action
-    if a == "close":
+    """The alert's message in English and Chinese, from its evidence."""
+    t, s = f.type, f.subtype
+    if f.action == "close":
         return (f"Cleared: {t.replace('_', ' ')} ({s.replace('_', ' ')}) is back to normal.",
                 f"已恢复：{ZH_NAMES.get((t, s), t)}已恢复正常。")
+    family = _MESSAGES.get(t)
+    text = family(f, f.evidence, t, s) if family else None
+    return text or (f"{t}/{s}", f"{t}/{s}")
+
+
+def _surge(f: Finding, ev: dict, t: str, s: str) -> tuple[str, str] | None:
     if (t, s) == ("surge", "interval"):
         return (f"Usage jumped to {_g(ev, 'observed_kw')} kW; usually {_g(ev, 'expected_kw')} "
                 f"± {_g(ev, 'spread_kw')} kW at this time ({_g(ev, 'ratio')}x).",
@@ -187,49 +193,57 @@ def message(f: Finding) -> tuple[str, str]:
                 f"{_g(ev, 'days_elapsed')} days.",
                 f"本月预计用电 {_g(ev, 'projected_kwh')} kWh，通常为 {_g(ev, 'usual_month_kwh')} kWh"
                 f"（{_g(ev, 'ratio')} 倍，已过 {_g(ev, 'days_elapsed')} 天）。")
-    if t == "habit_change":
-        if s == "vacancy":
-            return (f"Only base load since {_g(ev, 'since_day')} ({_g(ev, 'recent_day_kwh')} kWh/day "
-                    f"against a usual {_g(ev, 'usual_day_kwh')}): the premises may be empty.",
-                    f"自 {_g(ev, 'since_day')} 起仅有基础负荷（每日 {_g(ev, 'recent_day_kwh')} kWh，"
-                    f"通常 {_g(ev, 'usual_day_kwh')} kWh），可能无人居住。")
-        if s == "schedule":
-            return (f"Daily routine shifted by {_g(ev, 'shift_hours')} h since {_g(ev, 'since_day')}.",
-                    f"自 {_g(ev, 'since_day')} 起作息时间偏移 {_g(ev, 'shift_hours')} 小时。")
-        word_en = "up" if s == "increase" else "down"
-        word_zh = "上升" if s == "increase" else "下降"
-        return (f"Usage {word_en} {abs(float(_g(ev, 'change_pct', 0)))}% since {_g(ev, 'since_day')}: "
-                f"{_g(ev, 'recent_day_kwh')} kWh/day against a usual {_g(ev, 'usual_day_kwh')}.",
-                f"自 {_g(ev, 'since_day')} 起用电{word_zh} {abs(float(_g(ev, 'change_pct', 0)))}%："
-                f"每日 {_g(ev, 'recent_day_kwh')} kWh，通常 {_g(ev, 'usual_day_kwh')} kWh。")
-    if t == "theft":
-        risk = _g(ev, "risk", f.score)
-        en = {
-            "consumption_drop": "Sustained drop in metered use while area peers did not drop",
-            "profile_distortion": "Daily load shape distorted (flattened, reversed, zeroed or random)",
-            "energy_mismatch": f"Metered {_g(ev, 'metered_kwh')} kWh but V×I×pf implies "
-                               f"{_g(ev, 'implied_kwh')} kWh: meter bypassed or slowed?",
-            "zero_with_voltage": "Zero energy for hours while voltage and current are present",
-            "tamper_event": f"Tamper flag from the meter: {', '.join(_g(ev, 'events', []))}",
-            "reverse_flow": "Reverse energy flow on a customer without solar",
-            "current_imbalance": f"Live {_g(ev, 'live_a')} A vs neutral {_g(ev, 'neutral_a')} A",
-            "area_loss": f"Area line loss {_g(ev, 'loss_rate')} vs normal {_g(ev, 'normal_loss_rate')}",
-        }[s]
-        zh = {
-            "consumption_drop": "计量用电量持续下降，而同台区用户未下降",
-            "profile_distortion": "日负荷曲线异常（平直、反转、清零或随机）",
-            "energy_mismatch": f"计量 {_g(ev, 'metered_kwh')} kWh，但电压×电流×功率因数推算为 "
-                               f"{_g(ev, 'implied_kwh')} kWh，疑似绕表或慢表",
-            "zero_with_voltage": "有电压有电流但电量长时间为零",
-            "tamper_event": f"电能表上报防窃电事件：{', '.join(_g(ev, 'events', []))}",
-            "reverse_flow": "无光伏用户出现反向电量",
-            "current_imbalance": f"火线电流 {_g(ev, 'live_a')} A，零线电流 {_g(ev, 'neutral_a')} A，不平衡",
-            "area_loss": f"台区线损率 {_g(ev, 'loss_rate')}，正常为 {_g(ev, 'normal_loss_rate')}",
-        }[s]
-        return f"{en} (risk {risk}).", f"{zh}（风险 {risk}）。"
-    if (t, s) == ("voltage", "noncompliant_period"):
-        where_en = "across the area" if f.scope == "area" else "at this meter"
-        where_zh = "整个台区" if f.scope == "area" else "该表计"
+    return None
+
+
+def _habit(f: Finding, ev: dict, t: str, s: str) -> tuple[str, str]:
+    if s == "vacancy":
+        return (f"Only base load since {_g(ev, 'since_day')} ({_g(ev, 'recent_day_kwh')} kWh/day "
+                f"against a usual {_g(ev, 'usual_day_kwh')}): the premises may be empty.",
+                f"自 {_g(ev, 'since_day')} 起仅有基础负荷（每日 {_g(ev, 'recent_day_kwh')} kWh，"
+                f"通常 {_g(ev, 'usual_day_kwh')} kWh），可能无人居住。")
+    if s == "schedule":
+        return (f"Daily routine shifted by {_g(ev, 'shift_hours')} h since {_g(ev, 'since_day')}.",
+                f"自 {_g(ev, 'since_day')} 起作息时间偏移 {_g(ev, 'shift_hours')} 小时。")
+    word_en = "up" if s == "increase" else "down"
+    word_zh = "上升" if s == "increase" else "下降"
+    return (f"Usage {word_en} {abs(float(_g(ev, 'change_pct', 0)))}% since {_g(ev, 'since_day')}: "
+            f"{_g(ev, 'recent_day_kwh')} kWh/day against a usual {_g(ev, 'usual_day_kwh')}.",
+            f"自 {_g(ev, 'since_day')} 起用电{word_zh} {abs(float(_g(ev, 'change_pct', 0)))}%："
+            f"每日 {_g(ev, 'recent_day_kwh')} kWh，通常 {_g(ev, 'usual_day_kwh')} kWh。")
+
+
+def _theft(f: Finding, ev: dict, t: str, s: str) -> tuple[str, str]:
+    risk = _g(ev, "risk", f.score)
+    en = {
+        "consumption_drop": "Sustained drop in metered use while area peers did not drop",
+        "profile_distortion": "Daily load shape distorted (flattened, reversed, zeroed or random)",
+        "energy_mismatch": f"Metered {_g(ev, 'metered_kwh')} kWh but V×I×pf implies "
+                           f"{_g(ev, 'implied_kwh')} kWh: meter bypassed or slowed?",
+        "zero_with_voltage": "Zero energy for hours while voltage and current are present",
+        "tamper_event": f"Tamper flag from the meter: {', '.join(_g(ev, 'events', []))}",
+        "reverse_flow": "Reverse energy flow on a customer without solar",
+        "current_imbalance": f"Live {_g(ev, 'live_a')} A vs neutral {_g(ev, 'neutral_a')} A",
+        "area_loss": f"Area line loss {_g(ev, 'loss_rate')} vs normal {_g(ev, 'normal_loss_rate')}",
+    }[s]
+    zh = {
+        "consumption_drop": "计量用电量持续下降，而同台区用户未下降",
+        "profile_distortion": "日负荷曲线异常（平直、反转、清零或随机）",
+        "energy_mismatch": f"计量 {_g(ev, 'metered_kwh')} kWh，但电压×电流×功率因数推算为 "
+                           f"{_g(ev, 'implied_kwh')} kWh，疑似绕表或慢表",
+        "zero_with_voltage": "有电压有电流但电量长时间为零",
+        "tamper_event": f"电能表上报防窃电事件：{', '.join(_g(ev, 'events', []))}",
+        "reverse_flow": "无光伏用户出现反向电量",
+        "current_imbalance": f"火线电流 {_g(ev, 'live_a')} A，零线电流 {_g(ev, 'neutral_a')} A，不平衡",
+        "area_loss": f"台区线损率 {_g(ev, 'loss_rate')}，正常为 {_g(ev, 'normal_loss_rate')}",
+    }[s]
+    return f"{en} (risk {risk}).", f"{zh}（风险 {risk}）。"
+
+
+def _voltage(f: Finding, ev: dict, t: str, s: str) -> tuple[str, str]:
+    where_en = "across the area" if f.scope == "area" else "at this meter"
+    where_zh = "整个台区" if f.scope == "area" else "该表计"
+    if s == "noncompliant_period":
         pct = lambda k: round(100 * float(_g(ev, k, 0)), 2)  # noqa: E731
         return (f"Supply voltage {where_en} fails {_g(ev, 'standard')} for the period "
                 f"{_g(ev, 'period')}: {pct('share_within')}% of the measured time within the "
@@ -237,13 +251,14 @@ def message(f: Finding) -> tuple[str, str]:
                 f"{where_zh}供电电压在 {_g(ev, 'period')} 统计周期内不符合 {_g(ev, 'standard')}："
                 f"合格时间占比 {pct('share_within')}%（要求 {pct('required_share')}%），"
                 f"已测量 {pct('coverage')}%。")
-    if t == "voltage":
-        where_en = "across the area" if f.scope == "area" else "at this meter"
-        where_zh = "整个台区" if f.scope == "area" else "该表计"
-        return (f"{s.capitalize()} {where_en}: {_g(ev, 'observed_v')} V against the "
-                f"{_g(ev, 'standard')} limit {_g(ev, 'limit_v')} V (nominal {_g(ev, 'nominal_v', _g(ev, 'nominal'))} V).",
-                f"{where_zh}{ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
-                f"限值 {_g(ev, 'limit_v')} V。")
+    return (f"{s.capitalize()} {where_en}: {_g(ev, 'observed_v')} V against the "
+            f"{_g(ev, 'standard')} limit {_g(ev, 'limit_v')} V (nominal {_g(ev, 'nominal_v', _g(ev, 'nominal'))} V).",
+            f"{where_zh}{ZH_NAMES[(t, s)]}：{_g(ev, 'observed_v')} V，{_g(ev, 'standard')} "
+            f"限值 {_g(ev, 'limit_v')} V。")
+
+
+def _service(f: Finding, ev: dict, t: str, s: str) -> tuple[str, str] | None:
+    """Outages, communication gaps, data quality and inactivity."""
     if t == "outage":
         if f.scope == "area":
             return (f"Outage across the area: {_g(ev, 'meters_affected')} of "
@@ -260,7 +275,12 @@ def message(f: Finding) -> tuple[str, str]:
         return (f"No activity for {_g(ev, 'idle_hours')} h at a time this customer is usually "
                 f"active: someone should check on them.",
                 f"该用户在通常活跃时段已 {_g(ev, 'idle_hours')} 小时无用电活动，请联系确认其安全。")
-    return f"{t}/{s}", f"{t}/{s}"
+    return None
+
+
+_MESSAGES = {"surge": _surge, "habit_change": _habit, "theft": _theft, "voltage": _voltage,
+             "outage": _service, "comm_gap": _service, "data_quality": _service,
+             "inactivity": _service}
 
 
 # Chinese names of alert types: in messages here, and in the notifier's subjects.

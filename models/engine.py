@@ -287,6 +287,10 @@ class Engine:
         return out
 
     def _round(self, sel, pos, rows, cols, st, ast, areas, out: Outcome) -> None:
+        """One interval of an area batch: readings a meter has seen are counted as
+        duplicates, late or too late (late ones still reach the detectors' totals), the
+        rest go through VEE and every detector, and the applied-interval bookkeeping
+        moves on."""
         out.rounds += 1
         # Usual case: every meter of st once, in order: work on st itself, no copies.
         # ``sel``/``pos`` None: the caller knows it is that case (no need to compare).
@@ -301,51 +305,67 @@ class Engine:
                         and bool((sel == np.arange(len(cols))).all()))
             c = cols if in_order else cols[sel]
         s = st if identity else st[pos]
-        ts = c["ts"]
-        last = s["e_last_ts"]
-        older = (last > 0) & (ts <= last)
-        late = None
+        older = (s["e_last_ts"] > 0) & (c["ts"] <= s["e_last_ts"])
         if any_(older):
             # Only readings at or before a meter's last one need the bitmap; in the usual
             # round there are none and every mask below would be all False.
-            iv = c["interval_s"].astype(np.int64)
-            k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
-            inwin = older & (k >= 0) & (k < 64)
-            bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
-                           np.uint64(0))
-            dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
-            # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
-            # readings older than the tolerance as too late, others as duplicates.
-            tol = self.config.engine.late_tolerance_s
-            too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
-            dup &= ~too_late
-            late = older & ~dup & ~too_late
-            out.duplicates += int(np.count_nonzero(dup))
-            out.late += int(np.count_nonzero(late))
-            out.too_late.extend(sel[too_late].tolist())
+            late, bit = self._seen_before(c, s, older, sel, out)
+            if any_(late):
+                self._late(s, c, late, bit, rows[sel], areas, ast)
         acc = ~older
-        if late is not None and any_(late):
-            s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
-            # Its energy still belongs to the totals being accumulated (the day's and
-            # month's per meter, the area's day for line loss); the interval checks have
-            # moved on. Detectors that keep such totals have a ``late`` method.
-            li = np.flatnonzero(late)
-            sl, lm = s[li], rows[sel][li]
-            bl = _batch(lm, c[li])
-            view = AreaView(areas, np.searchsorted(areas, self.fleet.area[lm]), ast)
-            for d in self.detectors:
-                if hasattr(d, "late"):
-                    d.late(sl, bl, self.fleet, view)
-            s[li] = sl
-        if not any_(acc):
-            if not identity:
-                st[pos] = s
-            return
+        if any_(acc):
+            a_idx = acc.nonzero()[0]
+            all_acc = len(a_idx) == len(acc)
+            ca, sa = (c, s) if all_acc else (c[acc], s[acc])
+            meter = (rows if in_order else rows[sel]) if all_acc else rows[sel][acc]
+            out.findings.extend(self._apply(sa, ca, meter, areas, ast, out))
+            if not all_acc:
+                s[a_idx] = sa
+            out.applied += len(a_idx)
+        if not identity:
+            st[pos] = s
+
+    def _seen_before(self, c, s, older, sel, out: Outcome):
+        """Of the readings at or before their meter's last one: duplicates (in the
+        64-interval bitmap), too late (beyond the tolerance) and late (counted here; the
+        late ones and their bitmap bits returned)."""
+        ts, last = c["ts"], s["e_last_ts"]
+        iv = c["interval_s"].astype(np.int64)
+        k = np.where(last > 0, (last - ts) // np.maximum(iv, 1), -1)
+        inwin = older & (k >= 0) & (k < 64)
+        bit = np.where(inwin, np.left_shift(np.uint64(1), np.clip(k, 0, 63).astype(np.uint64)),
+                       np.uint64(0))
+        dup = older & ((ts == last) | (inwin & ((s["e_bits"] & bit) != 0)) | (k >= 64))
+        # Beyond the bitmap we cannot tell a duplicate from a very late reading; treat
+        # readings older than the tolerance as too late, others as duplicates.
+        tol = self.config.engine.late_tolerance_s
+        too_late = older & ~dup & (last - ts > tol) | older & (k >= 64) & (last - ts > tol)
+        dup &= ~too_late
+        late = older & ~dup & ~too_late
+        out.duplicates += int(np.count_nonzero(dup))
+        out.late += int(np.count_nonzero(late))
+        out.too_late.extend(sel[too_late].tolist())
+        return late, bit
+
+    def _late(self, s, c, late, bit, meters, areas, ast) -> None:
+        """Late readings: marked in the bitmap, and their energy still belongs to the
+        totals being accumulated (the day's and month's per meter, the area's day for
+        line loss); the interval checks have moved on. Detectors that keep such totals
+        have a ``late`` method."""
+        s["e_bits"] = np.where(late, s["e_bits"] | bit, s["e_bits"])
+        li = np.flatnonzero(late)
+        sl, lm = s[li], meters[li]
+        bl = _batch(lm, c[li])
+        view = AreaView(areas, np.searchsorted(areas, self.fleet.area[lm]), ast)
+        for d in self.detectors:
+            if hasattr(d, "late"):
+                d.late(sl, bl, self.fleet, view)
+        s[li] = sl
+
+    def _apply(self, sa, ca, meter, areas, ast, out: Outcome) -> list[Finding]:
+        """New intervals: VEE and every detector on the meters' rows ``sa`` (updated in
+        place), then the applied-interval bookkeeping. The findings."""
         fleet = self.fleet
-        a_idx = acc.nonzero()[0]
-        all_acc = len(a_idx) == len(acc)
-        ca, sa = (c, s) if all_acc else (c[acc], s[acc])
-        meter = (rows if in_order else rows[sel]) if all_acc else rows[sel][acc]
         b = _batch(meter, ca)
         findings: list[Finding] = []
         # Intervals since each meter's last applied reading: the gap check and the bitmap
@@ -353,8 +373,7 @@ class Engine:
         has_last = sa["e_last_ts"] > 0
         since = (b.ts - sa["e_last_ts"]) // np.maximum(b.interval_s.astype(np.int64), 1)
         self._vee(sa, b, findings, out, has_last, since)
-        apos = np.searchsorted(areas, fleet.area[meter])
-        view = AreaView(areas, apos, ast)
+        view = AreaView(areas, np.searchsorted(areas, fleet.area[meter]), ast)
         for d in self.detectors:
             n_before = len(findings)
             d.step(sa, b, fleet, view, findings)
@@ -376,12 +395,7 @@ class Engine:
         sa["e_bits"] = shifted | np.uint64(1)
         sa["e_last_ts"] = b.ts
         sa["e_n"] += 1
-        if not all_acc:
-            s[a_idx] = sa
-        if not identity:
-            st[pos] = s
-        out.applied += len(a_idx)
-        out.findings.extend(findings)
+        return findings
 
     def _vee(self, sa: np.ndarray, b: Batch, findings: list[Finding], out: Outcome,
              has_last: np.ndarray, since: np.ndarray) -> None:

@@ -325,19 +325,11 @@ class Processor:
         t0 = time.perf_counter()
         msgs: list[AreaReadings] = [area_decoder.decode(r) for r in raws]
         msg = msgs[0]
-        if len(msgs) == 1:
-            cols, meter_ids, source = msg.columns(), msg.meter_ids, _sources(msg)
-        else:
-            if any(m.area_id != msg.area_id for m in msgs):
-                raise ValueError("handle_many: messages of different areas")
-            cols = np.concatenate([m.columns() for m in msgs])
-            meter_ids = [i for m in msgs for i in m.meter_ids]
-            source = np.concatenate([_sources(m) for m in msgs])
+        cols, meter_ids, source = _columns(msgs)
         fleet = self.registry.fleet
         res = ProcessResult()
         area = self.registry.area_index.get(msg.area_id)
-        index = fleet.index
-        rows = np.fromiter(map(index.get, meter_ids, repeat(-1)), np.int64, len(meter_ids))
+        rows = np.fromiter(map(fleet.index.get, meter_ids, repeat(-1)), np.int64, len(meter_ids))
         ok = rows >= 0
         if area is None:  # the area itself left the registry
             ok[:] = False
@@ -345,48 +337,17 @@ class Processor:
             ok &= fleet.area[np.where(ok, rows, 0)] == area
         if not ok.all():
             # The registry changed between ingest and here (meter removed or moved area).
-            starts = np.cumsum([0] + [len(m.meter_ids) for m in msgs])
-            for i in np.flatnonzero(~ok):
-                k = int(np.searchsorted(starts, i, side="right")) - 1  # which message
-                j = int(i - starts[k])  # index within it
-                M.readings_rejected.labels(reason="unknown_meter").inc()
-                res.rejected.append(rejected_record(
-                    raws[k], Reject("unknown_meter", f"meter {meter_ids[i]!r} is no longer in "
-                                    f"area {msg.area_id!r} of the registry", j, meter_ids[i]),
-                    topic="(by-area)", partition=-1, offset=-1, at=time.time()))
+            res.rejected += _unregistered(raws, msgs, meter_ids, ok)
             rows, cols, source = rows[ok], cols[ok], source[ok]
         if len(rows) == 0:
             return res
         if partition is not None and self.engine.theft is not None:
             self._place(area, partition)
-        meters = np.unique(rows)
-        mpos = state.positions([fleet.meter_id[r] for r in meters.tolist()])
-        # An area's batch usually covers all its meters in state order: then the engine
-        # updates the records in place (no gather and scatter of the area's records).
-        # On an error the agent discards the in-memory state either way.
-        whole = len(mpos) == len(state.records) and bool((mpos == self._arange(len(mpos))).all())
-        st = state.records if whole else state.records[mpos]
-        areas = np.array([area], np.int64)
-        ast = state.area_record
-        before = self.metrics.before(ast)
-        t1 = time.perf_counter()
-        out = self.engine.process(rows, cols, st, ast, meters, areas, source)
-        M.detector_seconds.inc(time.perf_counter() - t1)
-        M.detector_readings.inc(len(rows))
-        M.detector_rounds.inc(out.rounds)
-        if not whole:
-            state.records[mpos] = st
-        res.outcome = out
-        M.readings_applied.inc(out.applied)
-        M.readings_duplicate.inc(out.duplicates)
-        M.readings_late.inc(out.late)
-        M.comm_gaps.inc(out.gaps)
+        before = self.metrics.before(state.area_record)
+        out = res.outcome = self._run_engine(state, area, rows, cols, source)
         if out.too_late:
             self._reject_too_late(res, out.too_late, rows, cols, source)
         now = time.time() if now is None else now
-        # Each message's own delay to its state update; an alert cannot be traced to
-        # one of several messages, so it counts from the oldest (an upper bound).
-        delay = max(0.0, now - min(m.produced_ms for m in msgs) / 1000.0)
         if out.applied:
             for m in msgs:
                 M.latency_applied.observe(max(0.0, now - m.produced_ms / 1000.0))
@@ -394,14 +355,73 @@ class Processor:
         self.metrics.after(msg.area_id, state, fleet, cols, rows,
                            int(self._customers_per_area[area]), before, label,
                            findings=bool(out.findings))
-        for f in out.findings:
+        self._alerts(res, out.findings, label)
+        if res.alerts:
+            # Each message's own delay to its state update; an alert cannot be traced to
+            # one of several messages, so it counts from the oldest (an upper bound).
+            M.latency_alert.observe(max(0.0, now - min(m.produced_ms for m in msgs) / 1000.0))
+        M.batch_seconds.observe(time.perf_counter() - t0)
+        return res
+
+    def _run_engine(self, state: AreaState, area: int, rows, cols, source):
+        """The engine over the area's state; its outcome, counted."""
+        meters = np.unique(rows)
+        mpos = state.positions([self.registry.fleet.meter_id[r] for r in meters.tolist()])
+        # An area's batch usually covers all its meters in state order: then the engine
+        # updates the records in place (no gather and scatter of the area's records).
+        # On an error the agent discards the in-memory state either way.
+        whole = len(mpos) == len(state.records) and bool((mpos == self._arange(len(mpos))).all())
+        st = state.records if whole else state.records[mpos]
+        areas = np.array([area], np.int64)
+        t1 = time.perf_counter()
+        out = self.engine.process(rows, cols, st, state.area_record, meters, areas, source)
+        M.detector_seconds.inc(time.perf_counter() - t1)
+        M.detector_readings.inc(len(rows))
+        M.detector_rounds.inc(out.rounds)
+        if not whole:
+            state.records[mpos] = st
+        M.readings_applied.inc(out.applied)
+        M.readings_duplicate.inc(out.duplicates)
+        M.readings_late.inc(out.late)
+        M.comm_gaps.inc(out.gaps)
+        return out
+
+    def _alerts(self, res: ProcessResult, findings, label: str) -> None:
+        fleet = self.registry.fleet
+        for f in findings:
             a = new_alert(f, fleet, self.zone)
             res.alerts.append((a.customer_id or a.area_id, json_encode(a), record(a)))
             M.alerts.labels(type=a.type, subtype=a.subtype, severity=a.severity,
                             status=a.status).inc()
             if a.type == "theft" and a.status == "open":
                 M.theft_alerts.labels(area=label, indicator=a.subtype).inc()
-        if res.alerts:
-            M.latency_alert.observe(delay)
-        M.batch_seconds.observe(time.perf_counter() - t0)
-        return res
+
+
+def _columns(msgs: list[AreaReadings]):
+    """The readings of consecutive messages of one area as one set of columns: (columns,
+    meter ids, source marks)."""
+    msg = msgs[0]
+    if len(msgs) == 1:
+        return msg.columns(), msg.meter_ids, _sources(msg)
+    if any(m.area_id != msg.area_id for m in msgs):
+        raise ValueError("handle_many: messages of different areas")
+    return (np.concatenate([m.columns() for m in msgs]),
+            [i for m in msgs for i in m.meter_ids],
+            np.concatenate([_sources(m) for m in msgs]))
+
+
+def _unregistered(raws: list[bytes], msgs: list[AreaReadings], meter_ids: list[str],
+                  ok: np.ndarray) -> list[bytes]:
+    """Reject records for the readings whose meter is no longer in the area."""
+    out = []
+    area_id = msgs[0].area_id
+    starts = np.cumsum([0] + [len(m.meter_ids) for m in msgs])
+    for i in np.flatnonzero(~ok):
+        k = int(np.searchsorted(starts, i, side="right")) - 1  # which message
+        j = int(i - starts[k])  # index within it
+        M.readings_rejected.labels(reason="unknown_meter").inc()
+        out.append(rejected_record(
+            raws[k], Reject("unknown_meter", f"meter {meter_ids[i]!r} is no longer in "
+                            f"area {area_id!r} of the registry", j, meter_ids[i]),
+            topic="(by-area)", partition=-1, offset=-1, at=time.time()))
+    return out

@@ -82,17 +82,15 @@ def create_app(settings: Settings, *, worker_id: str | None = None) -> faust.App
         # aiokafka keeps one produce request in flight per broker and puts one batch
         # per partition in each; with Faust's 16 KB default every area batch (~25 KB)
         # and area state (~300 KB) was a batch of its own, so a backlog of them went
-        # out one round trip each. 1 MB batches: 90.7k -> 100.2k readings/s (bench A,
-        # four runs each, same machine).
+        # out one round trip each (measured: bench/README.md, "Settings chosen by
+        # measurement").
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # Per-partition fetch size of the by-area (and changelog) consumer. Faust hands
-        # fetched records from its consumer thread to the agents, and the process
-        # agent sat waiting for the next fetch 60% of the time with 1 MB: by-area
-        # messages from a backlog hold ~110 KB, so a 1 MB fetch was ~9 of them. With
-        # 8 MB (bench phase A, two runs each): 100-reading concentrator messages
-        # 58-59k -> 101-104k readings/s, 250-reading 112-113k -> 116-118k; one
-        # reading per message 47k -> 56k. The largest message is still returned
-        # whole by the broker (record batches beyond the limit come back alone).
+        # fetched records from its consumer thread to the agents, and with 1 MB the
+        # process agent sat waiting for the next fetch most of the time: by-area
+        # messages from a backlog hold ~110 KB, so a 1 MB fetch was ~9 of them. The
+        # largest message is still returned whole by the broker (record batches beyond
+        # the limit come back alone). Measured: bench/README.md.
         consumer_max_fetch_size=CONSUMER_FETCH_BYTES,
         # Static membership and a session chosen on purpose (see Settings): with
         # Faust's 60 s session a killed worker's partitions stood still for a minute.

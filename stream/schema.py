@@ -44,9 +44,9 @@ NAN = math.nan
 
 
 # gc=False on the decoded structs: a poll decodes hundreds of thousands of them, and as
-# GC-tracked objects they set off collections that walk them all (measured 1.9-2.4 ->
-# 1.2-1.4 us per reading to decode a concentrator batch). They hold strings, numbers
-# and lists of those, so they cannot be part of a reference cycle.
+# GC-tracked objects they set off collections that walk them all (bench/README.md).
+# They hold strings, numbers and lists of those, so they cannot be part of a reference
+# cycle.
 class Reading(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     # Optional measurements default to NaN, not None, so columns build without branches.
     meter_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

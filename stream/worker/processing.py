@@ -32,9 +32,8 @@ from stream.worker.state import AreaState
 json_encode = msgspec.json.Encoder(enc_hook=enc_hook).encode
 log = logging.getLogger("meterwatch.processing")
 
-# Readings per validation pass (see Ingestor.handle). Measured on a 4 MB-L2 core, decode
-# and validate of a concentrator backlog in us/reading: a 5k-reading chunk 1.38, a whole
-# 50k-reading poll 2.49.
+# Readings per validation pass (see Ingestor.handle): small enough that the decoded
+# readings are still in the CPU cache for the column passes (bench/README.md).
 VALIDATE_CHUNK = 4096
 
 

@@ -2,7 +2,8 @@
 changes; consumer-lag gauges; the stall check of the progress protocol (a skipped tail
 of a by-area partition, see :mod:`stream.worker.progress`); and forgetting the areas of
 partitions that moved to another worker. A timer that raises stops the worker, so each
-guards its own errors."""
+guards its own errors. (Reading positions is local to the consumer: each timer reads
+its own.)"""
 
 from __future__ import annotations
 
@@ -26,19 +27,24 @@ def register(rt: Runtime, cache: dict, progress: Progress) -> None:
         _reload_registry(rt)
 
     @app.timer(WATCH_S)
-    async def watch_partitions():
-        positions = await _positions(rt)
-        for tp, (hw, pos) in positions.items():
+    async def lag_gauges():
+        for tp, (hw, pos) in (await _positions(rt)).items():
             M.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
+
+    @app.timer(WATCH_S)
+    async def stall_check():
         if getattr(app, "rebalancing", False):
-            return  # assignments are moving: judge stalls and ownership next time
-        for tp, (hw, pos) in positions.items():
-            if tp.topic == s.by_area_topic:
-                try:
-                    await progress.check_stall(tp.partition, hw, pos)
-                except Exception:  # noqa: BLE001
-                    log.exception("%s: stall check failed", tp)
-        _forget_moved_areas(rt, cache)
+            return  # assignments are moving: look again next time
+        for tp, (hw, pos) in (await _positions(rt, s.by_area_topic)).items():
+            try:
+                await progress.check_stall(tp.partition, hw, pos)
+            except Exception:  # noqa: BLE001
+                log.exception("%s: stall check failed", tp)
+
+    @app.timer(WATCH_S)
+    async def forget_moved_areas():
+        if not getattr(app, "rebalancing", False):
+            _forget_moved_areas(rt, cache)
 
     M.registry_meters.set(len(rt.registry))
     M.worker_info.labels(app=s.app_id, standard=s.voltage_standard).set(1)
@@ -61,17 +67,18 @@ def _reload_registry(rt: Runtime) -> None:
         log.info("registry reloaded: %d meters", len(new))
 
 
-async def _positions(rt: Runtime) -> dict:
-    """(high watermark, position) of each assigned readings and by-area partition that
-    the consumer can answer for."""
+async def _positions(rt: Runtime, *topics: str) -> dict:
+    """(high watermark, position) of each assigned partition of ``topics`` (default: the
+    readings and by-area topics) that the consumer can answer for."""
     consumer, s = rt.app.consumer, rt.settings
+    topics = topics or (s.readings_topic, s.by_area_topic)
     try:
         assigned = consumer.assignment()
     except Exception:  # noqa: BLE001 - not started or closing
         return {}
     out = {}
     for tp in assigned:
-        if tp.topic not in (s.readings_topic, s.by_area_topic):
+        if tp.topic not in topics:
             continue
         try:
             hw = consumer.highwater(tp)

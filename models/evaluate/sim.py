@@ -263,6 +263,34 @@ class _Electrical:
     vhi: np.ndarray
 
 
+# -- one injection's pieces (FleetSimulator.inject) -------------------------------------
+
+@dataclass
+class _Target:
+    """Where an injection lands: its scope, meter id (None: area scope), area index,
+    fleet rows, and the meter's row (None: area scope)."""
+
+    scope: str  # meter | area
+    meter_id: str | None
+    area: int
+    rows: np.ndarray
+    row: int | None
+
+
+@dataclass
+class _Knobs:
+    """An injection's knobs as they are drawn: given and drawn parameters, the end when
+    none is given, and for a Jokar attack the seed of its own stream."""
+
+    kind: str
+    row: int | None  # the meter's fleet row (None: area scope)
+    t0: int  # start, on the interval grid
+    rng: np.random.Generator
+    params: dict[str, Any]
+    default_end: int | None = None
+    seed: int | None = None
+
+
 def _gauss(h: np.ndarray, mu: Any, w: Any) -> np.ndarray:
     # Circular distance, so an evening peak's tail crosses midnight.
     d = (h - mu + 12.0) % 24.0 - 12.0
@@ -572,91 +600,115 @@ class FleetSimulator:
         if kind not in KINDS:
             raise ValueError(f"unknown injection kind {kind!r}: one of {', '.join(KINDS)}")
         rng = rng if rng is not None else self._rng_inject
-        dt = self.interval_s
-        n = self.n_customers
+        tgt = self._inject_target(kind, target)
+        t0 = self._grid(_epoch(start, self.tz))
+        t1 = None if end is None else self._grid(_epoch(end, self.tz))
+        d = _Knobs(kind, tgt.row, t0, rng, dict(params))
+        # Each draws only for its own kinds; the kinds are disjoint.
+        self._draw_load_knobs(d)
+        self._draw_theft_knobs(d)
+        self._draw_supply_knobs(d)
+        if t1 is None:
+            t1 = d.default_end
+        if t1 is not None and t1 <= t0:
+            raise ValueError(f"end must be after start for {kind} on {target}")
+        typ, sub = KINDS[kind]
+        if kind == "outage" and tgt.scope == "area":
+            sub = "area"
+        inj = Injection(kind, typ, sub, tgt.scope, tgt.meter_id, self.area_ids[tgt.area], t0, t1,
+                        d.params, tgt.rows,
+                        seed=int(rng.integers(2**63)) if kind not in ALERT_SUBTYPE else d.seed)
+        self.injections.append(inj)
+        return inj
+
+    def _inject_target(self, kind: str, target: str) -> _Target:
+        """Where an injection of ``kind`` on ``target`` (meter or area id) lands; raises
+        ValueError when the kind does not apply there."""
         if target in self.area_ids:
             if kind not in AREA_KINDS:
                 raise ValueError(f"{kind} applies to a meter, not to area {target}")
             a = self.area_ids.index(target)
-            scope, meter_id, rows = "area", None, self._area_rows[a]
-        elif target in self.index:
+            return _Target("area", None, a, self._area_rows[a], None)
+        if target in self.index:
             i = self.index[target]
-            if i >= n and kind not in ANY_METER_KINDS:
+            if i >= self.n_customers and kind not in ANY_METER_KINDS:
                 raise ValueError(f"{kind} applies to a customer meter, not {target}")
-            a = int(self.meter_area[i])
-            scope, meter_id, rows = "meter", target, np.array([i])
-        else:
-            raise ValueError(f"unknown meter or area {target!r}")
-        t0 = self._grid(_epoch(start, self.tz))
-        t1 = None if end is None else self._grid(_epoch(end, self.tz))
-        hours = lambda lo, hi: int(round(rng.uniform(lo, hi) * 3600 / dt)) * dt  # noqa: E731
-        nom = self.nominal_voltage
-        P = dict(params)
-        default_end = None
+            return _Target("meter", target, int(self.meter_area[i]), np.array([i]), i)
+        raise ValueError(f"unknown meter or area {target!r}")
+
+    def _hours(self, rng: np.random.Generator, lo: float, hi: float) -> int:
+        """A duration drawn uniformly in ``[lo, hi)`` hours, in whole intervals (s)."""
+        dt = self.interval_s
+        return int(round(rng.uniform(lo, hi) * 3600 / dt)) * dt
+
+    def _draw_load_knobs(self, d: _Knobs) -> None:
+        """Knobs of the kinds that change the household's load (surges, habits, vacancy,
+        inactivity, schedule shift)."""
+        P, rng, t0, dt, kind = d.params, d.rng, d.t0, self.interval_s, d.kind
         if kind == "surge_interval":
             P.setdefault("kw", round(float(rng.uniform(4.0, 6.0)), 2))
-            default_end = t0 + int(rng.integers(1, 4)) * dt
+            d.default_end = t0 + int(rng.integers(1, 4)) * dt
         elif kind == "surge_daily":
-            usual = float(self._ref_daily[i])
+            usual = float(self._ref_daily[d.row])
             P.setdefault("kwh", round(max(3.0, 1.5 * usual), 2))
             P.setdefault("hour", round(float(rng.uniform(8.0, 15.0)), 2))
             # A new load stays well inside the meter's rating: a big one runs longer.
-            kw_max = 0.35 * float(self._max_kw[i])
+            kw_max = 0.35 * float(self._max_kw[d.row])
             P.setdefault("hours", round(min(max(float(rng.uniform(4.0, 8.0)),
                                                 P["kwh"] / kw_max), 24.0 - P["hour"]), 2))
-            default_end = t0 + 86400
+            d.default_end = t0 + 86400
         elif kind == "habit_increase":
             P.setdefault("factor", round(float(rng.uniform(1.5, 2.0)), 3))
         elif kind == "habit_decrease":
             P.setdefault("factor", round(float(rng.uniform(0.4, 0.65)), 3))
         elif kind in ("vacancy", "inactivity"):
             P.setdefault("level", round(float(rng.uniform(0.7, 1.0)), 3))
-            default_end = t0 + (hours(14 * 24, 28 * 24) if kind == "vacancy" else hours(8, 24))
+            d.default_end = t0 + (self._hours(rng, 14 * 24, 28 * 24) if kind == "vacancy"
+                                  else self._hours(rng, 8, 24))
         elif kind == "schedule_shift":
             P.setdefault("hours", round(float(rng.choice([-1, 1]) * rng.uniform(3.0, 6.0)), 2))
-        elif kind in ALERT_SUBTYPE:
-            seed = int(rng.integers(2**63))
-            atk = Attack(kind, np.random.default_rng(seed),
+
+    def _draw_theft_knobs(self, d: _Knobs) -> None:
+        """Knobs of the theft kinds: a Jokar attack's (with the seed of its own stream),
+        bypass, tamper and current imbalance."""
+        P, rng, kind = d.params, d.rng, d.kind
+        if kind in ALERT_SUBTYPE:
+            d.seed = int(rng.integers(2**63))
+            atk = Attack(kind, np.random.default_rng(d.seed),
                          **{k: P[k] for k in ("a", "start_h", "duration_h") if k in P})
-            P = {**atk.params, **{k: v for k, v in P.items() if k != "attack"}}
+            d.params = {**atk.params, **{k: v for k, v in P.items() if k != "attack"}}
         elif kind == "bypass":
             P.setdefault("factor", round(float(rng.uniform(0.2, 0.6)), 3))
         elif kind == "tamper":
             P.setdefault("event", str(rng.choice(_TAMPER)))
-            default_end = t0 + dt
+            d.default_end = d.t0 + self.interval_s
         elif kind == "current_imbalance":
             P.setdefault("ratio", round(float(rng.uniform(0.2, 0.6)), 3))
-        elif kind in ("undervoltage", "overvoltage"):
+
+    def _draw_supply_knobs(self, d: _Knobs) -> None:
+        """Knobs of the supply's kinds: voltage levels, sags and swells, interruptions,
+        outages, and the communication gap."""
+        P, rng, t0, dt, kind = d.params, d.rng, d.t0, self.interval_s, d.kind
+        if kind in ("undervoltage", "overvoltage"):
             # Levels someone must act on (models/voltage.py): below 0.87 / above 1.10 pu
             # for an hour or more. ``pct`` (given) shifts the meter's own level instead.
             if "pct" not in P:
                 lo, hi = (0.78, 0.86) if kind == "undervoltage" else (1.12, 1.16)
                 P.setdefault("pu", round(float(rng.uniform(lo, hi)), 4))
-            default_end = t0 + max(dt, hours(1, 4))
+            d.default_end = t0 + max(dt, self._hours(rng, 1, 4))
         elif kind in ("sag", "swell"):
             # a deep dip (below EN 50160's 70 % row) or a swell beyond 110 %
             lo, hi = (0.4, 0.68) if kind == "sag" else (1.12, 1.3)
-            P.setdefault("v_extreme", round(float(nom * rng.uniform(lo, hi)), 1))
-            default_end = t0 + dt
+            P.setdefault("v_extreme", round(float(self.nominal_voltage * rng.uniform(lo, hi)), 1))
+            d.default_end = t0 + dt
         elif kind == "interruption":
             P.setdefault("fraction", round(float(rng.uniform(0.01, 0.1)), 3))
-            default_end = t0 + dt
+            d.default_end = t0 + dt
         elif kind == "outage":
             P.setdefault("fail_at", round(float(rng.uniform(0.05, 0.95)), 3))
-            default_end = t0 + max(2 * dt, hours(0.5, 6))
+            d.default_end = t0 + max(2 * dt, self._hours(rng, 0.5, 6))
         elif kind == "comm_gap":
-            default_end = t0 + max(dt, hours(2, 24))
-        if t1 is None:
-            t1 = default_end
-        if t1 is not None and t1 <= t0:
-            raise ValueError(f"end must be after start for {kind} on {target}")
-        typ, sub = KINDS[kind]
-        if kind == "outage" and scope == "area":
-            sub = "area"
-        inj = Injection(kind, typ, sub, scope, meter_id, self.area_ids[a], t0, t1, P, rows,
-                        seed=int(rng.integers(2**63)) if kind not in ALERT_SUBTYPE else seed)
-        self.injections.append(inj)
-        return inj
+            d.default_end = t0 + max(dt, self._hours(rng, 2, 24))
 
     def random_scenario(self, rate: float = 0.05, rng: np.random.Generator | None = None, *,
                         days: int = 14, warmup_days: int | None = None) -> list[Injection]:

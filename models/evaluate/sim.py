@@ -291,6 +291,77 @@ class _Knobs:
     seed: int | None = None
 
 
+# -- emission's pieces (FleetSimulator._iter_items) -------------------------------------
+
+@dataclass
+class _Emission:
+    """What carries over from interval to interval while batches are emitted: the bad
+    input's stream and rate, the held-back batches and moved readings, the global slot."""
+
+    rng_b: np.random.Generator
+    rate: float  # bad-input rate (0: clean)
+    raw: bool  # malformed messages are emitted (as bytes)
+    area_rows: list[list[int]]  # fleet rows per area, in emission order
+    names_cache: dict[int, list[str]] = field(default_factory=dict)  # event bits -> names
+    pending: dict[int, list[tuple]] = field(default_factory=dict)  # release slot -> late batches
+    # (area, slot) -> out-of-order readings
+    moved: dict[tuple[int, int], list[dict]] = field(default_factory=dict)
+    g: int = 0  # global slot counter, for delays across days
+
+
+@dataclass
+class _SlotRow:
+    """One interval's reading fields, per fleet row, as Python lists."""
+
+    kwh: list
+    kwh_export: list
+    register: list
+    voltage: list
+    vmin: list
+    vmax: list
+    current: list
+    neutral: list
+    pf: list
+    events: list
+    has_exp: list
+    v3: list  # per three-phase meter, its phase voltages
+    pos3: dict[int, int]  # fleet row -> index in v3
+    present: list
+
+
+@dataclass
+class _DayColumns:
+    """One day's record as per-interval Python lists (tolist is the cost of emission)."""
+
+    cols: dict[str, list]
+    v3: list
+    pos3: dict[int, int]
+    events: list
+    has_exp: list
+    pres: np.ndarray  # (intervals, meters)
+    t0: list[int]
+
+    def slot(self, s: int) -> _SlotRow:
+        c = self.cols
+        return _SlotRow(c["kwh"][s], c["kwh_export"][s], c["register_kwh"][s], c["V"][s],
+                        c["voltage_min"][s], c["voltage_max"][s], c["current"][s],
+                        c["neutral_current"][s], c["power_factor"][s], self.events[s],
+                        self.has_exp[s], self.v3[s], self.pos3, self.pres[s].tolist())
+
+
+def _day_columns(day: dict[str, Any]) -> _DayColumns:
+    """A day's record turned interval-major, ready to be emitted reading by reading."""
+    cols = {k: day[k].T.tolist() for k in (
+        "kwh", "kwh_export", "register_kwh", "V", "voltage_min", "voltage_max",
+        "current", "neutral_current", "power_factor")}
+    # Per-phase lists only for the three-phase meters (few): tolist is the cost.
+    idx3 = np.flatnonzero(day["three"])
+    v3 = day["V3"][idx3].transpose(1, 0, 2).tolist()
+    pos3 = {int(i): k for k, i in enumerate(idx3)}
+    return _DayColumns(cols, v3, pos3, day["events"].T.tolist(), day["has_exp"].T.tolist(),
+                       day["present"].T, [int(t) for t in day["t0"]])
+
+
 def _gauss(h: np.ndarray, mu: Any, w: Any) -> np.ndarray:
     # Circular distance, so an evening peak's tail crosses midnight.
     d = (h - mu + 12.0) % 24.0 - 12.0
@@ -1195,96 +1266,98 @@ class FleetSimulator:
     def _iter_items(self, days, until, dirty: bool, raw: bool) -> Iterator[tuple[Any, ...]]:
         """(area_id, batch dict, raw bytes or None, has_nan) in emission order."""
         end = self._end_epoch(days, until)
-        dt = self.interval_s
-        rng_b = np.random.default_rng(self._ss_bad)
-        rate = self.bad_rate if dirty else 0.0
         self.bad_counts = {}
         self.emitted = {"readings": 0, "messages": 0}
         self._span = (self._t_start, self._t_start)
-        names_cache: dict[int, list[str]] = {}
-        mids = self.meter_ids
-        pending: dict[int, list[tuple]] = {}  # release slot -> late batches
-        moved: dict[tuple[int, int], list[dict]] = {}  # (area, slot) -> out-of-order readings
-        g = 0  # global slot counter, for delays across days
-        area_rows = [r.tolist() for r in self._area_rows]
+        st = _Emission(rng_b=np.random.default_rng(self._ss_bad),
+                       rate=self.bad_rate if dirty else 0.0, raw=raw,
+                       area_rows=[r.tolist() for r in self._area_rows])
         for day in self._iter_days(end):
-            S = day["S"]
-            cols = {k: day[k].T.tolist() for k in (
-                "kwh", "kwh_export", "register_kwh", "V", "voltage_min", "voltage_max",
-                "current", "neutral_current", "power_factor")}
-            # Per-phase lists only for the three-phase meters (few): tolist is the cost.
-            idx3 = np.flatnonzero(day["three"])
-            v3 = day["V3"][idx3].transpose(1, 0, 2).tolist()
-            pos3 = {int(i): k for k, i in enumerate(idx3)}
-            ev = day["events"].T.tolist()
-            hexp = day["has_exp"].T.tolist()
-            pres = day["present"].T
-            for s in range(S):
-                t_end = int(day["t0"][s]) + dt
-                for late in pending.pop(g, ()):
-                    yield late
-                if not pres[s].any():
-                    g += 1
-                    continue
-                self._span = (self._t_start, t_end)
-                ts = datetime.fromtimestamp(t_end, self.tz).isoformat()
-                K, E, R = cols["kwh"][s], cols["kwh_export"][s], cols["register_kwh"][s]
-                Vs, Lo, Hi = cols["V"][s], cols["voltage_min"][s], cols["voltage_max"][s]
-                I, N, PF = cols["current"][s], cols["neutral_current"][s], cols["power_factor"][s]
-                EV, HX, V3s, ps = ev[s], hexp[s], v3[s], pres[s].tolist()
-                dups = []
-                for a in range(self.n_areas):
-                    readings = []
-                    for i in area_rows[a]:
-                        if not ps[i]:
-                            continue
-                        e = EV[i]
-                        if e not in names_cache:
-                            names_cache[e] = event_names(e)
-                        r = {"meter_id": mids[i], "ts": ts, "interval_s": dt, "kwh": K[i]}
-                        if HX[i]:
-                            r["kwh_export"] = E[i]
-                        r["register_kwh"] = R[i]
-                        r["voltage"] = V3s[pos3[i]] if i in pos3 else Vs[i]
-                        r["voltage_min"] = Lo[i]
-                        r["voltage_max"] = Hi[i]
-                        r["current"] = I[i]
-                        r["neutral_current"] = N[i]
-                        r["power_factor"] = PF[i]
-                        r["events"] = list(names_cache[e])
-                        readings.append(r)
-                    readings.extend(moved.pop((a, g), ()))
-                    if not readings:
-                        continue
-                    aid = self.area_ids[a]
-                    batch = {"area_id": aid, "concentrator_id": f"DC-{aid}",
-                             "readings": readings}
-                    has_nan = False
-                    if rate > 0:
-                        has_nan = self._corrupt(batch, a, g, t_end, rng_b, rate, moved)
-                        u = rng_b.random()
-                        cls = BAD_MESSAGE_CLASSES[int(rng_b.integers(3))]
-                        delay = int(rng_b.integers(2, 9))
-                        if u < rate:
-                            if cls == "malformed_json":
-                                bad = self._malformed(batch, rng_b)
-                                if raw:
-                                    self._count(cls)
-                                    yield (aid, None, bad, False)
-                            elif cls == "duplicate":
-                                self._count(cls)
-                                dups.append((aid, batch, None, has_nan))
-                            else:
-                                self._count(cls)
-                                pending.setdefault(g + delay, []).append(
-                                    (aid, batch, None, has_nan))
-                                continue
-                    yield (aid, batch, None, has_nan)
-                yield from dups
-                g += 1
-        for k in sorted(pending):
-            yield from pending[k]
-        for (a, _), rs in sorted(moved.items()):
+            cols = _day_columns(day)
+            for s in range(day["S"]):
+                yield from self._emit_slot(st, cols, s)
+                st.g += 1
+        yield from self._emit_leftovers(st)
+
+    def _emit_slot(self, st: _Emission, cols: _DayColumns, s: int) -> Iterator[tuple[Any, ...]]:
+        """One interval's items: the late batches due now, then each area's batch (with
+        its bad input), then the re-sent ones."""
+        t_end = cols.t0[s] + self.interval_s
+        for late in st.pending.pop(st.g, ()):
+            yield late
+        if not cols.pres[s].any():
+            return
+        self._span = (self._t_start, t_end)
+        ts = datetime.fromtimestamp(t_end, self.tz).isoformat()
+        row = cols.slot(s)
+        dups: list[tuple] = []
+        for a in range(self.n_areas):
+            readings = self._area_readings(st, row, st.area_rows[a], ts)
+            readings.extend(st.moved.pop((a, st.g), ()))
+            if readings:
+                yield from self._emit_batch(st, a, t_end, readings, dups)
+        yield from dups
+
+    def _area_readings(self, st: _Emission, row: _SlotRow, rows: list[int],
+                       ts: str) -> list[dict]:
+        """The readings of one area's present meters in one interval."""
+        mids, dt = self.meter_ids, self.interval_s
+        readings = []
+        for i in rows:
+            if not row.present[i]:
+                continue
+            e = row.events[i]
+            if e not in st.names_cache:
+                st.names_cache[e] = event_names(e)
+            r = {"meter_id": mids[i], "ts": ts, "interval_s": dt, "kwh": row.kwh[i]}
+            if row.has_exp[i]:
+                r["kwh_export"] = row.kwh_export[i]
+            r["register_kwh"] = row.register[i]
+            r["voltage"] = row.v3[row.pos3[i]] if i in row.pos3 else row.voltage[i]
+            r["voltage_min"] = row.vmin[i]
+            r["voltage_max"] = row.vmax[i]
+            r["current"] = row.current[i]
+            r["neutral_current"] = row.neutral[i]
+            r["power_factor"] = row.pf[i]
+            r["events"] = list(st.names_cache[e])
+            readings.append(r)
+        return readings
+
+    def _emit_batch(self, st: _Emission, a: int, t_end: int, readings: list[dict],
+                    dups: list[tuple]) -> Iterator[tuple[Any, ...]]:
+        """One area's batch, with reading-level bad input and, at the bad rate, one
+        message-level class: a malformed copy before it, a re-send after the interval's
+        batches (into ``dups``), or held back a few intervals (not yielded now)."""
+        aid = self.area_ids[a]
+        batch = {"area_id": aid, "concentrator_id": f"DC-{aid}", "readings": readings}
+        has_nan = False
+        if st.rate > 0:
+            rng_b = st.rng_b
+            has_nan = self._corrupt(batch, a, st.g, t_end, rng_b, st.rate, st.moved)
+            u = rng_b.random()
+            cls = BAD_MESSAGE_CLASSES[int(rng_b.integers(3))]
+            delay = int(rng_b.integers(2, 9))
+            if u < st.rate:
+                if cls == "malformed_json":
+                    bad = self._malformed(batch, rng_b)
+                    if st.raw:
+                        self._count(cls)
+                        yield (aid, None, bad, False)
+                elif cls == "duplicate":
+                    self._count(cls)
+                    dups.append((aid, batch, None, has_nan))
+                else:
+                    self._count(cls)
+                    st.pending.setdefault(st.g + delay, []).append((aid, batch, None, has_nan))
+                    return
+        yield (aid, batch, None, has_nan)
+
+    def _emit_leftovers(self, st: _Emission) -> Iterator[tuple[Any, ...]]:
+        """After the last interval: the late batches still held, then the out-of-order
+        readings still waiting, one batch per (area, slot)."""
+        for k in sorted(st.pending):
+            yield from st.pending[k]
+        for (a, _), rs in sorted(st.moved.items()):
             yield (self.area_ids[a], {"area_id": self.area_ids[a],
                                       "concentrator_id": f"DC-{self.area_ids[a]}",
                                       "readings": rs}, None, False)

@@ -263,6 +263,105 @@ class _Electrical:
     vhi: np.ndarray
 
 
+# -- one injection's pieces (FleetSimulator.inject) -------------------------------------
+
+@dataclass
+class _Target:
+    """Where an injection lands: its scope, meter id (None: area scope), area index,
+    fleet rows, and the meter's row (None: area scope)."""
+
+    scope: str  # meter | area
+    meter_id: str | None
+    area: int
+    rows: np.ndarray
+    row: int | None
+
+
+@dataclass
+class _Knobs:
+    """An injection's knobs as they are drawn: given and drawn parameters, the end when
+    none is given, and for a Jokar attack the seed of its own stream."""
+
+    kind: str
+    row: int | None  # the meter's fleet row (None: area scope)
+    t0: int  # start, on the interval grid
+    rng: np.random.Generator
+    params: dict[str, Any]
+    default_end: int | None = None
+    seed: int | None = None
+
+
+# -- emission's pieces (FleetSimulator._iter_items) -------------------------------------
+
+@dataclass
+class _Emission:
+    """What carries over from interval to interval while batches are emitted: the bad
+    input's stream and rate, the held-back batches and moved readings, the global slot."""
+
+    rng_b: np.random.Generator
+    rate: float  # bad-input rate (0: clean)
+    raw: bool  # malformed messages are emitted (as bytes)
+    area_rows: list[list[int]]  # fleet rows per area, in emission order
+    names_cache: dict[int, list[str]] = field(default_factory=dict)  # event bits -> names
+    pending: dict[int, list[tuple]] = field(default_factory=dict)  # release slot -> late batches
+    # (area, slot) -> out-of-order readings
+    moved: dict[tuple[int, int], list[dict]] = field(default_factory=dict)
+    g: int = 0  # global slot counter, for delays across days
+
+
+@dataclass
+class _SlotRow:
+    """One interval's reading fields, per fleet row, as Python lists."""
+
+    kwh: list
+    kwh_export: list
+    register: list
+    voltage: list
+    vmin: list
+    vmax: list
+    current: list
+    neutral: list
+    pf: list
+    events: list
+    has_exp: list
+    v3: list  # per three-phase meter, its phase voltages
+    pos3: dict[int, int]  # fleet row -> index in v3
+    present: list
+
+
+@dataclass
+class _DayColumns:
+    """One day's record as per-interval Python lists (tolist is the cost of emission)."""
+
+    cols: dict[str, list]
+    v3: list
+    pos3: dict[int, int]
+    events: list
+    has_exp: list
+    pres: np.ndarray  # (intervals, meters)
+    t0: list[int]
+
+    def slot(self, s: int) -> _SlotRow:
+        c = self.cols
+        return _SlotRow(c["kwh"][s], c["kwh_export"][s], c["register_kwh"][s], c["V"][s],
+                        c["voltage_min"][s], c["voltage_max"][s], c["current"][s],
+                        c["neutral_current"][s], c["power_factor"][s], self.events[s],
+                        self.has_exp[s], self.v3[s], self.pos3, self.pres[s].tolist())
+
+
+def _day_columns(day: dict[str, Any]) -> _DayColumns:
+    """A day's record turned interval-major, ready to be emitted reading by reading."""
+    cols = {k: day[k].T.tolist() for k in (
+        "kwh", "kwh_export", "register_kwh", "V", "voltage_min", "voltage_max",
+        "current", "neutral_current", "power_factor")}
+    # Per-phase lists only for the three-phase meters (few): tolist is the cost.
+    idx3 = np.flatnonzero(day["three"])
+    v3 = day["V3"][idx3].transpose(1, 0, 2).tolist()
+    pos3 = {int(i): k for k, i in enumerate(idx3)}
+    return _DayColumns(cols, v3, pos3, day["events"].T.tolist(), day["has_exp"].T.tolist(),
+                       day["present"].T, [int(t) for t in day["t0"]])
+
+
 def _gauss(h: np.ndarray, mu: Any, w: Any) -> np.ndarray:
     # Circular distance, so an evening peak's tail crosses midnight.
     d = (h - mu + 12.0) % 24.0 - 12.0
@@ -572,91 +671,115 @@ class FleetSimulator:
         if kind not in KINDS:
             raise ValueError(f"unknown injection kind {kind!r}: one of {', '.join(KINDS)}")
         rng = rng if rng is not None else self._rng_inject
-        dt = self.interval_s
-        n = self.n_customers
+        tgt = self._inject_target(kind, target)
+        t0 = self._grid(_epoch(start, self.tz))
+        t1 = None if end is None else self._grid(_epoch(end, self.tz))
+        d = _Knobs(kind, tgt.row, t0, rng, dict(params))
+        # Each draws only for its own kinds; the kinds are disjoint.
+        self._draw_load_knobs(d)
+        self._draw_theft_knobs(d)
+        self._draw_supply_knobs(d)
+        if t1 is None:
+            t1 = d.default_end
+        if t1 is not None and t1 <= t0:
+            raise ValueError(f"end must be after start for {kind} on {target}")
+        typ, sub = KINDS[kind]
+        if kind == "outage" and tgt.scope == "area":
+            sub = "area"
+        inj = Injection(kind, typ, sub, tgt.scope, tgt.meter_id, self.area_ids[tgt.area], t0, t1,
+                        d.params, tgt.rows,
+                        seed=int(rng.integers(2**63)) if kind not in ALERT_SUBTYPE else d.seed)
+        self.injections.append(inj)
+        return inj
+
+    def _inject_target(self, kind: str, target: str) -> _Target:
+        """Where an injection of ``kind`` on ``target`` (meter or area id) lands; raises
+        ValueError when the kind does not apply there."""
         if target in self.area_ids:
             if kind not in AREA_KINDS:
                 raise ValueError(f"{kind} applies to a meter, not to area {target}")
             a = self.area_ids.index(target)
-            scope, meter_id, rows = "area", None, self._area_rows[a]
-        elif target in self.index:
+            return _Target("area", None, a, self._area_rows[a], None)
+        if target in self.index:
             i = self.index[target]
-            if i >= n and kind not in ANY_METER_KINDS:
+            if i >= self.n_customers and kind not in ANY_METER_KINDS:
                 raise ValueError(f"{kind} applies to a customer meter, not {target}")
-            a = int(self.meter_area[i])
-            scope, meter_id, rows = "meter", target, np.array([i])
-        else:
-            raise ValueError(f"unknown meter or area {target!r}")
-        t0 = self._grid(_epoch(start, self.tz))
-        t1 = None if end is None else self._grid(_epoch(end, self.tz))
-        hours = lambda lo, hi: int(round(rng.uniform(lo, hi) * 3600 / dt)) * dt  # noqa: E731
-        nom = self.nominal_voltage
-        P = dict(params)
-        default_end = None
+            return _Target("meter", target, int(self.meter_area[i]), np.array([i]), i)
+        raise ValueError(f"unknown meter or area {target!r}")
+
+    def _hours(self, rng: np.random.Generator, lo: float, hi: float) -> int:
+        """A duration drawn uniformly in ``[lo, hi)`` hours, in whole intervals (s)."""
+        dt = self.interval_s
+        return int(round(rng.uniform(lo, hi) * 3600 / dt)) * dt
+
+    def _draw_load_knobs(self, d: _Knobs) -> None:
+        """Knobs of the kinds that change the household's load (surges, habits, vacancy,
+        inactivity, schedule shift)."""
+        P, rng, t0, dt, kind = d.params, d.rng, d.t0, self.interval_s, d.kind
         if kind == "surge_interval":
             P.setdefault("kw", round(float(rng.uniform(4.0, 6.0)), 2))
-            default_end = t0 + int(rng.integers(1, 4)) * dt
+            d.default_end = t0 + int(rng.integers(1, 4)) * dt
         elif kind == "surge_daily":
-            usual = float(self._ref_daily[i])
+            usual = float(self._ref_daily[d.row])
             P.setdefault("kwh", round(max(3.0, 1.5 * usual), 2))
             P.setdefault("hour", round(float(rng.uniform(8.0, 15.0)), 2))
             # A new load stays well inside the meter's rating: a big one runs longer.
-            kw_max = 0.35 * float(self._max_kw[i])
+            kw_max = 0.35 * float(self._max_kw[d.row])
             P.setdefault("hours", round(min(max(float(rng.uniform(4.0, 8.0)),
                                                 P["kwh"] / kw_max), 24.0 - P["hour"]), 2))
-            default_end = t0 + 86400
+            d.default_end = t0 + 86400
         elif kind == "habit_increase":
             P.setdefault("factor", round(float(rng.uniform(1.5, 2.0)), 3))
         elif kind == "habit_decrease":
             P.setdefault("factor", round(float(rng.uniform(0.4, 0.65)), 3))
         elif kind in ("vacancy", "inactivity"):
             P.setdefault("level", round(float(rng.uniform(0.7, 1.0)), 3))
-            default_end = t0 + (hours(14 * 24, 28 * 24) if kind == "vacancy" else hours(8, 24))
+            d.default_end = t0 + (self._hours(rng, 14 * 24, 28 * 24) if kind == "vacancy"
+                                  else self._hours(rng, 8, 24))
         elif kind == "schedule_shift":
             P.setdefault("hours", round(float(rng.choice([-1, 1]) * rng.uniform(3.0, 6.0)), 2))
-        elif kind in ALERT_SUBTYPE:
-            seed = int(rng.integers(2**63))
-            atk = Attack(kind, np.random.default_rng(seed),
+
+    def _draw_theft_knobs(self, d: _Knobs) -> None:
+        """Knobs of the theft kinds: a Jokar attack's (with the seed of its own stream),
+        bypass, tamper and current imbalance."""
+        P, rng, kind = d.params, d.rng, d.kind
+        if kind in ALERT_SUBTYPE:
+            d.seed = int(rng.integers(2**63))
+            atk = Attack(kind, np.random.default_rng(d.seed),
                          **{k: P[k] for k in ("a", "start_h", "duration_h") if k in P})
-            P = {**atk.params, **{k: v for k, v in P.items() if k != "attack"}}
+            d.params = {**atk.params, **{k: v for k, v in P.items() if k != "attack"}}
         elif kind == "bypass":
             P.setdefault("factor", round(float(rng.uniform(0.2, 0.6)), 3))
         elif kind == "tamper":
             P.setdefault("event", str(rng.choice(_TAMPER)))
-            default_end = t0 + dt
+            d.default_end = d.t0 + self.interval_s
         elif kind == "current_imbalance":
             P.setdefault("ratio", round(float(rng.uniform(0.2, 0.6)), 3))
-        elif kind in ("undervoltage", "overvoltage"):
+
+    def _draw_supply_knobs(self, d: _Knobs) -> None:
+        """Knobs of the supply's kinds: voltage levels, sags and swells, interruptions,
+        outages, and the communication gap."""
+        P, rng, t0, dt, kind = d.params, d.rng, d.t0, self.interval_s, d.kind
+        if kind in ("undervoltage", "overvoltage"):
             # Levels someone must act on (models/voltage.py): below 0.87 / above 1.10 pu
             # for an hour or more. ``pct`` (given) shifts the meter's own level instead.
             if "pct" not in P:
                 lo, hi = (0.78, 0.86) if kind == "undervoltage" else (1.12, 1.16)
                 P.setdefault("pu", round(float(rng.uniform(lo, hi)), 4))
-            default_end = t0 + max(dt, hours(1, 4))
+            d.default_end = t0 + max(dt, self._hours(rng, 1, 4))
         elif kind in ("sag", "swell"):
             # a deep dip (below EN 50160's 70 % row) or a swell beyond 110 %
             lo, hi = (0.4, 0.68) if kind == "sag" else (1.12, 1.3)
-            P.setdefault("v_extreme", round(float(nom * rng.uniform(lo, hi)), 1))
-            default_end = t0 + dt
+            P.setdefault("v_extreme", round(float(self.nominal_voltage * rng.uniform(lo, hi)), 1))
+            d.default_end = t0 + dt
         elif kind == "interruption":
             P.setdefault("fraction", round(float(rng.uniform(0.01, 0.1)), 3))
-            default_end = t0 + dt
+            d.default_end = t0 + dt
         elif kind == "outage":
             P.setdefault("fail_at", round(float(rng.uniform(0.05, 0.95)), 3))
-            default_end = t0 + max(2 * dt, hours(0.5, 6))
+            d.default_end = t0 + max(2 * dt, self._hours(rng, 0.5, 6))
         elif kind == "comm_gap":
-            default_end = t0 + max(dt, hours(2, 24))
-        if t1 is None:
-            t1 = default_end
-        if t1 is not None and t1 <= t0:
-            raise ValueError(f"end must be after start for {kind} on {target}")
-        typ, sub = KINDS[kind]
-        if kind == "outage" and scope == "area":
-            sub = "area"
-        inj = Injection(kind, typ, sub, scope, meter_id, self.area_ids[a], t0, t1, P, rows,
-                        seed=int(rng.integers(2**63)) if kind not in ALERT_SUBTYPE else seed)
-        self.injections.append(inj)
-        return inj
+            d.default_end = t0 + max(dt, self._hours(rng, 2, 24))
 
     def random_scenario(self, rate: float = 0.05, rng: np.random.Generator | None = None, *,
                         days: int = 14, warmup_days: int | None = None) -> list[Injection]:
@@ -1143,96 +1266,98 @@ class FleetSimulator:
     def _iter_items(self, days, until, dirty: bool, raw: bool) -> Iterator[tuple[Any, ...]]:
         """(area_id, batch dict, raw bytes or None, has_nan) in emission order."""
         end = self._end_epoch(days, until)
-        dt = self.interval_s
-        rng_b = np.random.default_rng(self._ss_bad)
-        rate = self.bad_rate if dirty else 0.0
         self.bad_counts = {}
         self.emitted = {"readings": 0, "messages": 0}
         self._span = (self._t_start, self._t_start)
-        names_cache: dict[int, list[str]] = {}
-        mids = self.meter_ids
-        pending: dict[int, list[tuple]] = {}  # release slot -> late batches
-        moved: dict[tuple[int, int], list[dict]] = {}  # (area, slot) -> out-of-order readings
-        g = 0  # global slot counter, for delays across days
-        area_rows = [r.tolist() for r in self._area_rows]
+        st = _Emission(rng_b=np.random.default_rng(self._ss_bad),
+                       rate=self.bad_rate if dirty else 0.0, raw=raw,
+                       area_rows=[r.tolist() for r in self._area_rows])
         for day in self._iter_days(end):
-            S = day["S"]
-            cols = {k: day[k].T.tolist() for k in (
-                "kwh", "kwh_export", "register_kwh", "V", "voltage_min", "voltage_max",
-                "current", "neutral_current", "power_factor")}
-            # Per-phase lists only for the three-phase meters (few): tolist is the cost.
-            idx3 = np.flatnonzero(day["three"])
-            v3 = day["V3"][idx3].transpose(1, 0, 2).tolist()
-            pos3 = {int(i): k for k, i in enumerate(idx3)}
-            ev = day["events"].T.tolist()
-            hexp = day["has_exp"].T.tolist()
-            pres = day["present"].T
-            for s in range(S):
-                t_end = int(day["t0"][s]) + dt
-                for late in pending.pop(g, ()):
-                    yield late
-                if not pres[s].any():
-                    g += 1
-                    continue
-                self._span = (self._t_start, t_end)
-                ts = datetime.fromtimestamp(t_end, self.tz).isoformat()
-                K, E, R = cols["kwh"][s], cols["kwh_export"][s], cols["register_kwh"][s]
-                Vs, Lo, Hi = cols["V"][s], cols["voltage_min"][s], cols["voltage_max"][s]
-                I, N, PF = cols["current"][s], cols["neutral_current"][s], cols["power_factor"][s]
-                EV, HX, V3s, ps = ev[s], hexp[s], v3[s], pres[s].tolist()
-                dups = []
-                for a in range(self.n_areas):
-                    readings = []
-                    for i in area_rows[a]:
-                        if not ps[i]:
-                            continue
-                        e = EV[i]
-                        if e not in names_cache:
-                            names_cache[e] = event_names(e)
-                        r = {"meter_id": mids[i], "ts": ts, "interval_s": dt, "kwh": K[i]}
-                        if HX[i]:
-                            r["kwh_export"] = E[i]
-                        r["register_kwh"] = R[i]
-                        r["voltage"] = V3s[pos3[i]] if i in pos3 else Vs[i]
-                        r["voltage_min"] = Lo[i]
-                        r["voltage_max"] = Hi[i]
-                        r["current"] = I[i]
-                        r["neutral_current"] = N[i]
-                        r["power_factor"] = PF[i]
-                        r["events"] = list(names_cache[e])
-                        readings.append(r)
-                    readings.extend(moved.pop((a, g), ()))
-                    if not readings:
-                        continue
-                    aid = self.area_ids[a]
-                    batch = {"area_id": aid, "concentrator_id": f"DC-{aid}",
-                             "readings": readings}
-                    has_nan = False
-                    if rate > 0:
-                        has_nan = self._corrupt(batch, a, g, t_end, rng_b, rate, moved)
-                        u = rng_b.random()
-                        cls = BAD_MESSAGE_CLASSES[int(rng_b.integers(3))]
-                        delay = int(rng_b.integers(2, 9))
-                        if u < rate:
-                            if cls == "malformed_json":
-                                bad = self._malformed(batch, rng_b)
-                                if raw:
-                                    self._count(cls)
-                                    yield (aid, None, bad, False)
-                            elif cls == "duplicate":
-                                self._count(cls)
-                                dups.append((aid, batch, None, has_nan))
-                            else:
-                                self._count(cls)
-                                pending.setdefault(g + delay, []).append(
-                                    (aid, batch, None, has_nan))
-                                continue
-                    yield (aid, batch, None, has_nan)
-                yield from dups
-                g += 1
-        for k in sorted(pending):
-            yield from pending[k]
-        for (a, _), rs in sorted(moved.items()):
+            cols = _day_columns(day)
+            for s in range(day["S"]):
+                yield from self._emit_slot(st, cols, s)
+                st.g += 1
+        yield from self._emit_leftovers(st)
+
+    def _emit_slot(self, st: _Emission, cols: _DayColumns, s: int) -> Iterator[tuple[Any, ...]]:
+        """One interval's items: the late batches due now, then each area's batch (with
+        its bad input), then the re-sent ones."""
+        t_end = cols.t0[s] + self.interval_s
+        for late in st.pending.pop(st.g, ()):
+            yield late
+        if not cols.pres[s].any():
+            return
+        self._span = (self._t_start, t_end)
+        ts = datetime.fromtimestamp(t_end, self.tz).isoformat()
+        row = cols.slot(s)
+        dups: list[tuple] = []
+        for a in range(self.n_areas):
+            readings = self._area_readings(st, row, st.area_rows[a], ts)
+            readings.extend(st.moved.pop((a, st.g), ()))
+            if readings:
+                yield from self._emit_batch(st, a, t_end, readings, dups)
+        yield from dups
+
+    def _area_readings(self, st: _Emission, row: _SlotRow, rows: list[int],
+                       ts: str) -> list[dict]:
+        """The readings of one area's present meters in one interval."""
+        mids, dt = self.meter_ids, self.interval_s
+        readings = []
+        for i in rows:
+            if not row.present[i]:
+                continue
+            e = row.events[i]
+            if e not in st.names_cache:
+                st.names_cache[e] = event_names(e)
+            r = {"meter_id": mids[i], "ts": ts, "interval_s": dt, "kwh": row.kwh[i]}
+            if row.has_exp[i]:
+                r["kwh_export"] = row.kwh_export[i]
+            r["register_kwh"] = row.register[i]
+            r["voltage"] = row.v3[row.pos3[i]] if i in row.pos3 else row.voltage[i]
+            r["voltage_min"] = row.vmin[i]
+            r["voltage_max"] = row.vmax[i]
+            r["current"] = row.current[i]
+            r["neutral_current"] = row.neutral[i]
+            r["power_factor"] = row.pf[i]
+            r["events"] = list(st.names_cache[e])
+            readings.append(r)
+        return readings
+
+    def _emit_batch(self, st: _Emission, a: int, t_end: int, readings: list[dict],
+                    dups: list[tuple]) -> Iterator[tuple[Any, ...]]:
+        """One area's batch, with reading-level bad input and, at the bad rate, one
+        message-level class: a malformed copy before it, a re-send after the interval's
+        batches (into ``dups``), or held back a few intervals (not yielded now)."""
+        aid = self.area_ids[a]
+        batch = {"area_id": aid, "concentrator_id": f"DC-{aid}", "readings": readings}
+        has_nan = False
+        if st.rate > 0:
+            rng_b = st.rng_b
+            has_nan = self._corrupt(batch, a, st.g, t_end, rng_b, st.rate, st.moved)
+            u = rng_b.random()
+            cls = BAD_MESSAGE_CLASSES[int(rng_b.integers(3))]
+            delay = int(rng_b.integers(2, 9))
+            if u < st.rate:
+                if cls == "malformed_json":
+                    bad = self._malformed(batch, rng_b)
+                    if st.raw:
+                        self._count(cls)
+                        yield (aid, None, bad, False)
+                elif cls == "duplicate":
+                    self._count(cls)
+                    dups.append((aid, batch, None, has_nan))
+                else:
+                    self._count(cls)
+                    st.pending.setdefault(st.g + delay, []).append((aid, batch, None, has_nan))
+                    return
+        yield (aid, batch, None, has_nan)
+
+    def _emit_leftovers(self, st: _Emission) -> Iterator[tuple[Any, ...]]:
+        """After the last interval: the late batches still held, then the out-of-order
+        readings still waiting, one batch per (area, slot)."""
+        for k in sorted(st.pending):
+            yield from st.pending[k]
+        for (a, _), rs in sorted(st.moved.items()):
             yield (self.area_ids[a], {"area_id": self.area_ids[a],
                                       "concentrator_id": f"DC-{self.area_ids[a]}",
                                       "readings": rs}, None, False)

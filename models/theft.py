@@ -56,7 +56,7 @@ import numpy as np
 from models.base import AreaView, Batch, BitConditions, Finding, Fleet, OpenAlerts, any_
 from models.calibrate import DAYS_PER_YEAR, cusum_h
 from models.config import BudgetConfig, HabitConfig, TheftConfig
-from models.habit.common import _longest_run, _peer_median, _rowcorr
+from models.habit.common import longest_run, peer_median, rowcorr
 from models.localtime import SLOTS, LocalCalendar
 
 HOURS_PER_SLOT = 24 / SLOTS
@@ -139,8 +139,8 @@ def day_features(vec: np.ndarray, ref: DayRef) -> np.ndarray:
     q10 = srt[:, SLOTS // 10]
     base = np.log((q10 + _EPS_KW) / (ref.base + _EPS_KW))
     minimum = np.log((srt[:, 0] + 0.5 * _EPS_KW) / (ref.base + 0.5 * _EPS_KW))
-    cor = _rowcorr(vec, mu)
-    cor_rev = _rowcorr(vec, mu[:, ::-1])
+    cor = rowcorr(vec, mu)
+    cor_rev = rowcorr(vec, mu[:, ::-1])
     mean = np.maximum(vec.mean(axis=1), 1e-6)
     cv = vec.std(axis=1) / mean
     cv_mu = mu.std(axis=1) / np.maximum(mu.mean(axis=1), 1e-6)
@@ -148,15 +148,15 @@ def day_features(vec: np.ndarray, ref: DayRef) -> np.ndarray:
     active = mu > np.maximum(2 * ref.base[:, None], ref.base[:, None] + 0.1)
     zero = vec <= 1e-9
     zero_active = (zero & active).sum(axis=1) / np.maximum(active.sum(axis=1), 1)
-    zero_run = _longest_run(zero) * HOURS_PER_SLOT / 24
+    zero_run = longest_run(zero) * HOURS_PER_SLOT / 24
     same = np.abs(np.diff(vec, axis=1)) <= 0.02 * mean[:, None] + 1e-6
-    const_run = _longest_run(same) * HOURS_PER_SLOT / 24
+    const_run = longest_run(same) * HOURS_PER_SLOT / 24
     rough = np.log((_roughness(vec) + 0.02) / (ref.rough + 0.02))
     peak = np.log((srt[:, -1] + 0.05) / (mu.max(axis=1) + 0.05))
     over_base = np.log((E + 0.1) / (ref.base * 24 + 0.1))
     # Half hours of a real day follow each other (appliances run for a while); factors
     # drawn per reading (h3, h4) break that.
-    autocorr = _rowcorr(vec[:, :-1], vec[:, 1:])
+    autocorr = rowcorr(vec[:, :-1], vec[:, 1:])
     return np.stack([level, slow, z, base, minimum, cor, cor_rev, cor_rev - cor, flat,
                      zero_active, zero_run, const_run, rough, ref.dcor - cor, peak,
                      over_base, autocorr], axis=1)
@@ -612,7 +612,7 @@ class TheftDetector(BitConditions):
         tlv = np.where(s["h_tdays"] > 0, s["h_tlv"], lv).astype(np.float64)
         lr = np.log((E + _C_KWH) / (lv + _C_KWH))
         pos = areas.pos[rows] if len(areas.area) else None
-        peer = _peer_median(lr, ok, pos, self.habit.peer_min)
+        peer = peer_median(lr, ok, pos, self.habit.peer_min)
         return DayRef(s["h_mu"][ri, dt].astype(np.float64), s["h_base"].astype(np.float64), lv,
                       tlv, s["h_rdev"].astype(np.float64), peer,
                       s["t_rough"].astype(np.float64), s["t_dcor"].astype(np.float64))

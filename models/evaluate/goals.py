@@ -10,7 +10,7 @@ from typing import Any
 from models.evaluate.inject import DAY_S
 from models.evaluate.real import RealEval
 from models.evaluate.simulated import SimEval
-from models.evaluate.tables import _dur, _fmt
+from models.evaluate.tables import duration, fmt
 
 
 # -- targets -----------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
         strict = tp / (tp + fp) if tp + fp else None
         add("Surges: precision (surge/daily + surge/interval)", v, v is not None and v >= 0.90,
             ">= 0.90", f"unlabelled surges by the issue's definition (day >= 2x usual; half "
-                       f"hour >= 3x usual and +2 kW for an hour) count as true; strict {_fmt(strict)} "
+                       f"hour >= 3x usual and +2 kW for an hour) count as true; strict {fmt(strict)} "
                        f"(tp {tp}, fp {fp}, natural {nat})")
         det = {d["key"]: d for d in r.detection}
         for k, lim, nm in (("surge_interval", 1800, "Interval surges: p90 delay within the window"),
@@ -97,8 +97,8 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
             if d:
                 lim_k = d["window_s"]
                 v = d["delay_p90_s"]
-                add(nm, None if v is None else _dur(v), v is not None and v <= lim_k,
-                    f"<= {_dur(lim_k)}", f"from onset; {d['detected']} of {d['n']} detected")
+                add(nm, None if v is None else duration(v), v is not None and v <= lim_k,
+                    f"<= {duration(lim_k)}", f"from onset; {d['detected']} of {d['n']} detected")
         vi = r.groups.get("vacancy/increase", {})
         v = vi.get("recall_window")
         add("Vacancy / lasting increase: recall within 7 days", v, v is not None and v >= 0.90,
@@ -111,8 +111,8 @@ def check_targets(ev: Evaluation) -> list[dict[str, Any]]:
     if s is not None:
         v = s.voltage["f1"]
         add("Voltage (simulated): F1", v, v is not None and v >= 0.98, ">= 0.98",
-            f"{s.voltage['valid']} events beyond limits; P {_fmt(s.voltage['precision'])}, "
-            f"R {_fmt(s.voltage['recall'])}")
+            f"{s.voltage['valid']} events beyond limits; P {fmt(s.voltage['precision'])}, "
+            f"R {fmt(s.voltage['recall'])}")
         v = s.voltage["scope_ok"]
         add("Voltage (simulated): scope meter-vs-area right", v, v is not None and v >= 0.95, ">= 0.95",
             f"{s.voltage['area_expected']} area-wide events")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from models.evaluate.inject import DAY_S, KINDS, VirtualSet, local_clock, weekend
 from models.evaluate.real import RealEval
-from models.evaluate.tables import _dur
+from models.evaluate.tables import duration
 from models.evaluate.targets import SPEC, Target
 
 
@@ -77,6 +77,8 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, target: str) -> bool:
     plt = _plt()
     groups = [g for g in ("all", "theft", "surge", "vacancy/increase", "voltage")
               if any(p.get(f"recall_{g}") is not None for p in pts)]
+    if not groups:  # no point of the sweep measured a recall: nothing to draw
+        return False
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), squeeze=False)
     for ax, g in zip(axes[0], groups):
         for param in dict.fromkeys(p["param"] for p in pts):
@@ -189,7 +191,7 @@ def pick_examples(r: RealEval, n: int = 4) -> list[dict[str, Any]]:
             out.append({"meter_id": tg.meter_id, "t": tg.first_t, "onset": tg.onset,
                         "alert": tg.first_alert, "kind": tg.kind,
                         "title": f"{tg.meter_id}: injected {tg.kind} {_short_params(tg.params)}; "
-                                 f"{tg.first_alert} after {_dur(tg.delay)}"})
+                                 f"{tg.first_alert} after {duration(tg.delay)}"})
     clean = set(r.vs.clean_ids)
     fps = [x for x in r.matching.rows if x["meter_id"] in clean and x["cls"] == "fp"]
     if fps:

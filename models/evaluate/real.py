@@ -16,10 +16,10 @@ from models.backtest import BacktestResult, load_readings, run
 from models.config import DetectorConfig
 from models.evaluate.inject import (DAY_S, KINDS, VirtualSet, build_virtual, daily_energy,
                                     local_clock)
-from models.evaluate.scoring import (Matching, _epoch, alert_rows, clean_rates,
+from models.evaluate.scoring import (Matching, to_epoch, alert_rows, clean_rates,
                                      detection_rows, mark_open_at_onset, match, pooled)
 from models.evaluate.targets import GROUP_ORDER, WARMUP_S, targets_from_labels
-from models.evaluate.theft import _theft_recording_engine, theft_day_auc
+from models.evaluate.theft import theft_recording_engine, theft_day_auc
 
 
 # -- real readings -----------------------------------------------------------------------
@@ -84,11 +84,11 @@ def _mark_natural(rows: list[dict[str, Any]], vs: VirtualSet) -> None:
             continue
         if r["subtype"] == "interval":
             ts, x = vs.series[m]
-            if _natural_interval(ts, x, _epoch(r["detected_at"])):
+            if _natural_interval(ts, x, to_epoch(r["detected_at"])):
                 r["natural"] = True
             continue
         days, e, complete, iv = _daily(vs, m, cache)
-        d = int(local_clock(np.array([_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
+        d = int(local_clock(np.array([to_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
         i = np.searchsorted(days, d)
         if i >= len(days) or days[i] != d:
             continue
@@ -114,7 +114,7 @@ def _natural_level(vs: VirtualSet, m: str, r: dict[str, Any], cache: dict) -> bo
     a median day >= 30 % above (or below) the median of the 28 days before it: a habit
     change by the issue's own definition that nobody injected (raw readings)."""
     days, e, complete, iv = _daily(vs, m, cache)
-    d = int(local_clock(np.array([_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
+    d = int(local_clock(np.array([to_epoch(r["start"]) + iv]), iv, vs.tz)[0][0])
     before = complete & (days < d) & (days >= d - 28)
     after = complete & (days >= d) & (days < d + 7)
     if before.sum() < 14 or after.sum() < 4:
@@ -214,7 +214,7 @@ def evaluate_real(df: pd.DataFrame, *, config: DetectorConfig | None = None, see
     t0 = time.perf_counter()
     vs = vs or build_virtual(df, kinds=kinds, seed=seed, tz=tz)
     t1 = time.perf_counter()
-    eng = _theft_recording_engine(vs, config, tz, country)
+    eng = theft_recording_engine(vs, config, tz, country)
     bt = run(vs.readings, vs.fleet, config=config, tz=tz, country=country, progress=progress,
              engine=eng)
     res = score_real(vs, bt)

@@ -14,8 +14,8 @@ import pandas as pd
 from models.evaluate.goals import Evaluation, check_targets
 from models.evaluate.plots import (pick_examples, plot_delays, plot_example, plot_recall,
                                    plot_sweep)
-from models.evaluate.tables import (BUDGET_HEADER, _dur, _first_alerts, _fmt, _md_table,
-                                    _text_table, alerts_table, budget_rows, detection_table)
+from models.evaluate.tables import (BUDGET_HEADER, duration, first_alerts_text, fmt, md_table,
+                                    text_table, alerts_table, budget_rows, detection_table)
 from models.evaluate.theft import theft_auc_text
 
 
@@ -62,8 +62,8 @@ def _header_and_targets(rep: _Report, results: Evaluation) -> None:
     md.append("## Targets")
     md.append("")
     tg = check_targets(results)
-    md.append(_md_table(["target", "goal", "measured", "status", "note"],
-                        [[t["target"], t["goal"], _fmt(t["value"], 3), f"**{t['status']}**", t["note"]]
+    md.append(md_table(["target", "goal", "measured", "status", "note"],
+                        [[t["target"], t["goal"], fmt(t["value"], 3), f"**{t['status']}**", t["note"]]
                          for t in tg]))
     md.append("")
     rep.js.update(meta=meta, targets=tg)
@@ -74,9 +74,9 @@ def _outcomes_section(rep: _Report, results: Evaluation) -> None:
                f"From people's outcomes in the console (`{results.meta.get('outcomes')}`): tp = a "
                "confirmed_* outcome, fp = false alarm; other outcomes (customer contacted, site "
                "visit done, ...) are counted but judge nothing.", "",
-               _md_table(["type", "subtype", "resolved", "tp", "fp", "unjudged", "precision"],
+               md_table(["type", "subtype", "resolved", "tp", "fp", "unjudged", "precision"],
                          [[o["type"], o["subtype"], o["resolved"], o["tp"], o["fp"], o["unknown"],
-                           _fmt(o["precision"], 3)] for o in results.outcomes]), ""]
+                           fmt(o["precision"], 3)] for o in results.outcomes]), ""]
     rep.js["outcomes"] = results.outcomes
 
 
@@ -133,21 +133,21 @@ def _real_detection(rep: _Report, r: Any) -> None:
            "already open at the onset (raised earlier on clean data and never closed), so the "
            "detector could not open it again.", ""]
     h, rows = detection_table(r.detection)
-    md += [_md_table(h, rows), "", "![recall](recall_real.png)", "", "![delays](delays_real.png)", ""]
+    md += [md_table(h, rows), "", "![recall](recall_real.png)", "", "![delays](delays_real.png)", ""]
     plot_recall(r.detection, out / "recall_real.png", "Real readings: recall per scenario")
     plot_delays(r.matching.targets, out / "delays_real.png", "Real readings: detection delay")
     md += ["Pooled:", ""]
-    md.append(_md_table(["group", "n", "recall in window", "recall 7 d", "recall late ok",
+    md.append(md_table(["group", "n", "recall in window", "recall 7 d", "recall late ok",
                          "median delay", "p90 delay"],
-                        [[g, v["n"], _fmt(v["recall_window"]), _fmt(v["recall_7d"]),
-                          _fmt(v["recall_any"]), _dur(v["delay_median_s"]), _dur(v["delay_p90_s"])]
+                        [[g, v["n"], fmt(v["recall_window"]), fmt(v["recall_7d"]),
+                          fmt(v["recall_any"]), duration(v["delay_median_s"]), duration(v["delay_p90_s"])]
                          for g, v in r.groups.items()]))
     md.append("")
     if r.after_onset:
         md += ["Other alerts the injected copies raised after their onset (wrong type; "
                "`related` ones are excused from precision):", ""]
-        md.append(_md_table(["scenario", "alerts (type/subtype count)"],
-                            [[k, _first_alerts(v, 6)] for k, v in r.after_onset.items()]))
+        md.append(md_table(["scenario", "alerts (type/subtype count)"],
+                            [[k, first_alerts_text(v, 6)] for k, v in r.after_onset.items()]))
         md.append("")
 
 
@@ -161,7 +161,7 @@ def _real_alerts(rep: _Report, r: Any) -> None:
                "of day over the previous 4 weeks and >= 2 kW above it for an hour (raw readings, not the profile).",
                ""]
     h, rows = alerts_table(r.alerts, natural=True)
-    rep.md += [_md_table(h, rows), ""]
+    rep.md += [md_table(h, rows), ""]
 
 
 def _real_clean(rep: _Report, c: dict[str, Any], budget: Any) -> None:
@@ -170,12 +170,12 @@ def _real_clean(rep: _Report, c: dict[str, Any], budget: Any) -> None:
     md += ["### Clean households", "",
            f"{c['openings']} alert openings on {c['customers']} clean copies over "
            f"{c['customer_months']:.1f} customer-months (after 14 days of warm-up) = "
-           f"**{_fmt(c['per_customer_month'], 3)} per customer-month**. Households with any theft "
-           f"alert: {len(c['theft_customers'])} ({_fmt(c['theft_share'], 3)})"
+           f"**{fmt(c['per_customer_month'], 3)} per customer-month**. Households with any theft "
+           f"alert: {len(c['theft_customers'])} ({fmt(c['theft_share'], 3)})"
            + (f": {', '.join(c['theft_customers'])}" if c["theft_customers"] else "") + ".", ""]
-    md.append(_md_table(["type/subtype", "openings", "per customer-month", "households",
+    md.append(md_table(["type/subtype", "openings", "per customer-month", "households",
                          "natural"],
-                        [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"],
+                        [[k, v["openings"], fmt(v["per_customer_month"], 3), v["customers"],
                           v["natural"]] for k, v in c["per_type"].items()]))
     md += ["", "`natural`: openings that, in the raw readings, are what the issue defines "
            "(a day >= 2x the 4-week median; an hour >= 3x the slot's median and +2 kW; "
@@ -184,7 +184,7 @@ def _real_clean(rep: _Report, c: dict[str, Any], budget: Any) -> None:
     if budget is not None:
         md += ["", "Against the false-alarm budgets (`[budget]` in the detector config; the "
                "other families have none yet):", "",
-               _md_table(BUDGET_HEADER, budget_rows(c, budget))]
+               md_table(BUDGET_HEADER, budget_rows(c, budget))]
     md += ["", "Most alerted clean households: "
            + ", ".join(f"{m} ({k})" for m, k in c["top_customers"]), ""]
 
@@ -216,13 +216,13 @@ def _sim_section(rep: _Report, s: Any) -> None:
            f"only if it is one the alert policy acts on (models/voltage.py), and its expected "
            f"scope is `area` only if enough of the area's meters qualified at once.", ""]
     h, rows = detection_table(s.by_type, scope=True)
-    md += [_md_table(h, rows), ""]
+    md += [md_table(h, rows), ""]
     v = s.voltage
     md += [f"Voltage: {v['valid']} of {v['labels']} labelled events beyond limits "
-           f"({v['area_expected']} area-wide); precision {_fmt(v['precision'], 3)}, recall "
-           f"{_fmt(v['recall'], 3)}, **F1 {_fmt(v['f1'], 3)}**, scope right "
-           f"**{_fmt(v['scope_ok'], 3)}**. False alert openings per customer-month (all types): "
-           f"{_fmt(s.false_per_customer_month, 3)}.", ""]
+           f"({v['area_expected']} area-wide); precision {fmt(v['precision'], 3)}, recall "
+           f"{fmt(v['recall'], 3)}, **F1 {fmt(v['f1'], 3)}**, scope right "
+           f"**{fmt(v['scope_ok'], 3)}**. False alert openings per customer-month (all types): "
+           f"{fmt(s.false_per_customer_month, 3)}.", ""]
     if v["scope_misses"]:
         md.append("Wrong scope: " + "; ".join(
             f"{d['subtype']} {d['scope']} {d['meter_id'] or d['area_id']} at {d['onset_iso'][:16]} "
@@ -230,7 +230,7 @@ def _sim_section(rep: _Report, s: Any) -> None:
             for d in v["scope_misses"][:8]))
         md.append("")
     h, rows = alerts_table(s.alerts)
-    md += ["Alert openings per type:", "", _md_table(h, rows), ""]
+    md += ["Alert openings per type:", "", md_table(h, rows), ""]
     rep.js["sim"] = {"meta": sm, "by_type": s.by_type, "groups": s.groups, "alerts": s.alerts,
                      "voltage": {k: v for k, v in v.items()},
                      "false_per_customer_month": s.false_per_customer_month}
@@ -246,10 +246,10 @@ def _sweep_section(rep: _Report, results: Evaluation) -> None:
         if plot_sweep(sweep, rep.out / name, target):
             md += [f"![sweep {target}]({name})", ""]
     keys = sorted({k for p in sweep for k in p if k.startswith("recall_")})
-    md.append(_md_table(["on", "parameter", "value", "false/cust-month",
+    md.append(md_table(["on", "parameter", "value", "false/cust-month",
                          "clean households with theft alert", *keys],
-                        [[p["target"], p["param"], p["value"], _fmt(p["false_per_cm"], 3),
-                          _fmt(p.get("theft_share")), *[_fmt(p.get(k)) for k in keys]]
+                        [[p["target"], p["param"], p["value"], fmt(p["false_per_cm"], 3),
+                          fmt(p.get("theft_share")), *[fmt(p.get(k)) for k in keys]]
                          for p in sweep]))
     md.append("")
     rep.js["sweep"] = sweep
@@ -286,31 +286,31 @@ def summary_text(ev: Evaluation) -> str:
     if ev.real is not None:
         r = ev.real
         h, rows = detection_table(r.detection)
-        parts.append("Real readings: detection per injected scenario\n" + _text_table(h, rows))
+        parts.append("Real readings: detection per injected scenario\n" + text_table(h, rows))
         h, rows = alerts_table(r.alerts, natural=True)
-        parts.append("Real readings: alert openings per type\n" + _text_table(h, rows))
+        parts.append("Real readings: alert openings per type\n" + text_table(h, rows))
         c = r.clean
-        pt = [[k, v["openings"], _fmt(v["per_customer_month"], 3), v["customers"], v["natural"]]
+        pt = [[k, v["openings"], fmt(v["per_customer_month"], 3), v["customers"], v["natural"]]
               for k, v in c["per_type"].items()]
         parts.append(f"Clean households: {c['openings']} openings over {c['customer_months']:.0f} "
-                     f"customer-months = {_fmt(c['per_customer_month'], 3)} per customer-month; "
-                     f"theft alert on {_fmt(c['theft_share'], 3)} of households\n"
-                     + _text_table(["type/subtype", "openings", "per cust-month", "households",
+                     f"customer-months = {fmt(c['per_customer_month'], 3)} per customer-month; "
+                     f"theft alert on {fmt(c['theft_share'], 3)} of households\n"
+                     + text_table(["type/subtype", "openings", "per cust-month", "households",
                                     "natural"], pt))
         if r.meta.get("theft_auc") is not None:
             parts.append(theft_auc_text(r.meta["theft_auc"]))
         if ev.meta.get("budget") is not None:
             parts.append("Clean households against the false-alarm budgets\n"
-                         + _text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))
+                         + text_table(BUDGET_HEADER, budget_rows(c, ev.meta["budget"])))
     if ev.sim is not None:
         s = ev.sim
         h, rows = detection_table(s.by_type, scope=True)
-        parts.append("Simulated fleet: detection per labelled type/subtype\n" + _text_table(h, rows))
+        parts.append("Simulated fleet: detection per labelled type/subtype\n" + text_table(h, rows))
         h, rows = alerts_table(s.alerts)
-        parts.append("Simulated fleet: alert openings per type\n" + _text_table(h, rows))
+        parts.append("Simulated fleet: alert openings per type\n" + text_table(h, rows))
     t = check_targets(ev)
-    parts.append("Targets\n" + _text_table(
+    parts.append("Targets\n" + text_table(
         ["target", "goal", "measured", "status"],
-        [[x["target"], x["goal"], _fmt(x["value"], 3), x["status"]] for x in t]))
+        [[x["target"], x["goal"], fmt(x["value"], 3), x["status"]] for x in t]))
     return "\n\n".join(parts)
 

@@ -16,7 +16,7 @@ from models.evaluate.targets import GROUP_ORDER, MONTH_S, SPEC, Target, WARMUP_S
 
 # -- matching ----------------------------------------------------------------------------
 
-def _epoch(iso: str) -> int:
+def to_epoch(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp())
 
 
@@ -55,7 +55,7 @@ def match(alerts: Iterable[dict], targets: list[Target], *,
         if a.get("status") != "open" or (a.get("id") is not None and a["id"] in seen):
             continue
         seen.add(a.get("id"))
-        opens.append((_epoch(a["detected_at"]), a))
+        opens.append((to_epoch(a["detected_at"]), a))
     opens.sort(key=lambda x: x[0])
     rows: list[dict[str, Any]] = []
     for t, a in opens:
@@ -112,7 +112,7 @@ def mark_open_at_onset(alerts: Iterable[dict], targets: list[Target]) -> None:
         if a.get("status") == "closed":
             closing.add(f"{a['type']}/{a['subtype']}")
         if a.get("meter_id") in want:
-            msgs[a["meter_id"]].append((_epoch(a["detected_at"]), a))
+            msgs[a["meter_id"]].append((to_epoch(a["detected_at"]), a))
     for tg in targets:
         tg.open_at_onset = []
         if tg.scope != "meter":

@@ -15,10 +15,10 @@ import pandas as pd
 from models.backtest import BacktestResult, load_readings, load_weather, run
 from models.config import DetectorConfig
 from models.evaluate.inject import DAY_S
-from models.evaluate.scoring import (Matching, _epoch, alert_rows, detection_rows,
+from models.evaluate.scoring import (Matching, to_epoch, alert_rows, detection_rows,
                                      mark_open_at_onset, match, pooled)
 from models.evaluate.targets import (GROUP_ORDER, MONTH_S, SIM_ALIAS, SPEC, Target, WARMUP_S,
-                                     _windows)
+                                     target_windows)
 
 
 # -- simulated fleet ---------------------------------------------------------------------
@@ -111,9 +111,9 @@ def sim_targets(inp: SimInput, cfg: DetectorConfig) -> list[Target]:
         group, exp, rel, _, _ = SPEC[kind]
         if kind == "outage":
             exp = (f"outage/{r['subtype']}",)
-        onset = _epoch(r["start"])
-        end = None if r.get("end") is None else _epoch(r["end"])
-        dl, late, relu, act = _windows(kind, onset, end, inp.end, inp.interval_s)
+        onset = to_epoch(r["start"])
+        end = None if r.get("end") is None else to_epoch(r["end"])
+        dl, late, relu, act = target_windows(kind, onset, end, inp.end, inp.interval_s)
         tg = Target(i, kind, group, r["type"], r["subtype"], P.get("scope", "meter"), r.get("meter_id"),
                     r.get("area_id"), onset, end, dl, late, relu, exp, rel, inp.interval_s,
                     dict(P), expected_scope=P.get("scope", "meter"), active_until=act)

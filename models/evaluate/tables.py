@@ -11,7 +11,7 @@ from models.evaluate.inject import DAY_S
 
 # -- formatting --------------------------------------------------------------------------
 
-def _fmt(v: Any, nd: int = 2) -> str:
+def fmt(v: Any, nd: int = 2) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -21,7 +21,7 @@ def _fmt(v: Any, nd: int = 2) -> str:
     return str(v)
 
 
-def _dur(s: float | None) -> str:
+def duration(s: float | None) -> str:
     if s is None:
         return "-"
     s = float(s)
@@ -32,14 +32,14 @@ def _dur(s: float | None) -> str:
     return f"{s / DAY_S:.1f} d"
 
 
-def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
         out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(out)
 
 
-def _text_table(header: list[str], rows: list[list[Any]]) -> str:
+def text_table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header] + [[str(c) for c in r] for r in rows]
     w = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in cells]
@@ -47,7 +47,7 @@ def _text_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _first_alerts(d: dict[str, int], top: int = 3) -> str:
+def first_alerts_text(d: dict[str, int], top: int = 3) -> str:
     return ", ".join(f"{k} {v}" for k, v in list(d.items())[:top])
 
 
@@ -58,11 +58,11 @@ def detection_table(rows: list[dict[str, Any]], *, scope: bool = False) -> tuple
         header.insert(-1, "scope right")
     out = []
     for d in rows:
-        r = [d["key"], d["n"], _dur(d["window_s"]), _fmt(d["recall_window"]), _fmt(d["recall_7d"]),
-             _fmt(d["recall_any"]), _dur(d["delay_median_s"]), _dur(d["delay_p90_s"]),
-             d["missed_open_at_onset"], _first_alerts(d["first_alerts"])]
+        r = [d["key"], d["n"], duration(d["window_s"]), fmt(d["recall_window"]), fmt(d["recall_7d"]),
+             fmt(d["recall_any"]), duration(d["delay_median_s"]), duration(d["delay_p90_s"]),
+             d["missed_open_at_onset"], first_alerts_text(d["first_alerts"])]
         if scope:
-            r.insert(-1, _fmt(d["scope_ok"]))
+            r.insert(-1, fmt(d["scope_ok"]))
         out.append(r)
     return header, out
 
@@ -73,9 +73,9 @@ def alerts_table(rows: list[dict[str, Any]], *, natural: bool = False) -> tuple[
         header += ["natural", "precision (natural = true)"]
     out = []
     for a in rows:
-        r = [a["type"], a["openings"], a["tp"], a["dup"], a["related"], a["fp"], _fmt(a["precision"])]
+        r = [a["type"], a["openings"], a["tp"], a["dup"], a["related"], a["fp"], fmt(a["precision"])]
         if natural:
-            r += [a["natural"], _fmt(a["precision_natural"])]
+            r += [a["natural"], fmt(a["precision_natural"])]
         out.append(r)
     return header, out
 

@@ -139,7 +139,7 @@ class Target:
 LATE_CAP_S = 30 * DAY_S  # open-ended changes: a detection counts up to 30 days after onset
 
 
-def _windows(kind: str, onset: int, end: int | None, data_end: int, interval_s: int
+def target_windows(kind: str, onset: int, end: int | None, data_end: int, interval_s: int
              ) -> tuple[int, int, int, int]:
     """(deadline, late_until, related_until, active_until) of a label.
 
@@ -171,7 +171,7 @@ def targets_from_labels(labels: Iterable[Label], fleet=None) -> list[Target]:
     out = []
     for i, lb in enumerate(labels):
         group, exp, rel, _, _ = SPEC[lb.kind]
-        dl, late, relu, act = _windows(lb.kind, lb.onset, lb.end, lb.data_end, lb.interval_s)
+        dl, late, relu, act = target_windows(lb.kind, lb.onset, lb.end, lb.data_end, lb.interval_s)
         area_id = None
         if fleet is not None and lb.meter_id in fleet.index:
             area_id = fleet.area_id[int(fleet.area[fleet.index[lb.meter_id]])]

@@ -13,12 +13,12 @@ import pandas as pd
 
 from models.config import DetectorConfig
 from models.evaluate.inject import VirtualSet
-from models.evaluate.tables import _fmt
+from models.evaluate.tables import fmt
 
 SHAPE_KINDS = ("h1", "h2", "h3", "h4", "h5", "h6")
 
 
-def _theft_recording_engine(vs: VirtualSet, config: DetectorConfig | None, tz: str,
+def theft_recording_engine(vs: VirtualSet, config: DetectorConfig | None, tz: str,
                             country: str | None):
     """An engine whose fleet theft model records every day's score, when it runs."""
     from models.engine import Engine
@@ -65,7 +65,7 @@ def theft_day_auc(vs: VirtualSet, record: list[tuple[int, int, float]]) -> dict[
 
 
 def theft_auc_text(auc: dict[str, Any]) -> str:
-    shapes = " ".join(f"{k} {_fmt(v, 3)}" for k, v in auc["by_shape"].items())
-    return (f"Theft model: daily score ROC AUC (attacked vs clean days) {_fmt(auc['all'], 3)} "
+    shapes = " ".join(f"{k} {fmt(v, 3)}" for k, v in auc["by_shape"].items())
+    return (f"Theft model: daily score ROC AUC (attacked vs clean days) {fmt(auc['all'], 3)} "
             f"({auc['attacked_days']} attacked, {auc['clean_days']} clean days); {shapes}; "
-            f"attacks' first 7 days only {_fmt(auc.get('first_week'), 3)}")
+            f"attacks' first 7 days only {fmt(auc.get('first_week'), 3)}")

@@ -14,9 +14,9 @@ from models.base import AreaView, Batch, Finding, Fleet, any_
 from models.localtime import SLOTS
 
 try:  # the ufunc np.clip ends in, called without np.clip's Python layers (same results)
-    from numpy._core.umath import clip as _uclip
+    from numpy._core.umath import clip as uclip
 except ImportError:  # a private name: if numpy moves it, the public function will do
-    _uclip = np.clip
+    uclip = np.clip
 
 # Condition bits kept in h_open, and the slot in h_start holding each one's start.
 SURGE_I, SURGE_D, BILL, DROP, DISTORT, INACT, VACANT = range(7)
@@ -128,7 +128,7 @@ def is_open(s: np.ndarray, cond: int) -> np.ndarray:
     return (s["h_open"] & (1 << cond)) != 0
 
 
-def _rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of a with the same row of b (0 if flat)."""
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
@@ -137,7 +137,7 @@ def _rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 1e-12, (a * b).sum(axis=1) / den, 0.0)
 
 
-def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peers: int) -> np.ndarray:
+def peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peers: int) -> np.ndarray:
     """Each row's area median of today's log ratio (0 where too few peers reported)."""
     out = np.zeros(len(r))
     if pos is None:
@@ -149,7 +149,7 @@ def _peer_median(r: np.ndarray, ev: np.ndarray, pos: np.ndarray | None, min_peer
     return out
 
 
-def _longest_run(mask: np.ndarray) -> np.ndarray:
+def longest_run(mask: np.ndarray) -> np.ndarray:
     """Length of the longest run of True in each row."""
     k, n = mask.shape
     best = np.zeros(k, np.int64)
@@ -160,5 +160,5 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
     return best
 
 
-def _iso_day(ordinal: int) -> str:
+def iso_day(ordinal: int) -> str:
     return date.fromordinal(int(ordinal)).isoformat() if ordinal > 0 else ""

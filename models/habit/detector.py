@@ -26,7 +26,7 @@ from models.habit.bill import BillFamily
 from models.habit.care import CareFamily
 from models.habit.common import (BILL, DISTORT, DROP, FALL, HOURS_PER_SLOT, INACT, N_COND,
                                  SEED_PROFILE, SURGE_D, SURGE_I, VACANT, DayClose, Lifecycle,
-                                 _iso_day)
+                                 iso_day)
 from models.habit.drop import DropFamily
 from models.habit.level import LevelFamily
 from models.habit.newload import NewLoadFamily
@@ -330,7 +330,7 @@ def habit_context(row: np.ndarray) -> dict:
     r3 = lambda a: [round(float(x), 3) for x in a]  # noqa: E731
     kwh = r3(row["h_dvec"])
     return {
-        "day": _iso_day(int(row["h_day"])) if row["h_day"] > 0 else None,
+        "day": iso_day(int(row["h_day"])) if row["h_day"] > 0 else None,
         "day_type": "offday" if dt == OFFDAY else "workday",
         "slot_s": 1800,
         "kwh": kwh[:seen] + [None] * (SLOTS - seen),

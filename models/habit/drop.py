@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from models.habit.common import DROP, FALL, DayClose, _iso_day, _peer_median, is_open
+from models.habit.common import DROP, FALL, DayClose, iso_day, peer_median, is_open
 
 
 class DropFamily:
@@ -54,8 +54,8 @@ class DropFamily:
         ready = d.ev & (s["h_tdays"] >= cfg.min_days) & (tlv >= cfg.min_home_day_kwh)
         pos = d.areas.pos[d.rows] if len(d.areas.area) else None
         d.found["drop"] = dict(lr=lr, br=br, tlv=tlv, tbase=tbase, ready=ready,
-                               lr_adj=lr - _peer_median(lr, ready, pos, cfg.peer_min),
-                               br_adj=br - _peer_median(br, ready, pos, cfg.peer_min))
+                               lr_adj=lr - peer_median(lr, ready, pos, cfg.peer_min),
+                               br_adj=br - peer_median(br, ready, pos, cfg.peer_min))
         self._weather_drop(d)  # net of the home's temperature response (weather feed)
 
     def _fall_hypotheses(self, d: DayClose, j: int) -> dict:
@@ -152,7 +152,7 @@ class DropFamily:
         told as changed habits, one update saying theft is now likelier."""
         s = d.s
         since = int(d.day[j]) - int(s["h_tcnt"][j]) + 1
-        evd = self._theft_evidence(d, j, z, _iso_day(since), int(s["h_tcnt"][j]))
+        evd = self._theft_evidence(d, j, z, iso_day(since), int(s["h_tcnt"][j]))
         if is_open(s[j:j + 1], FALL)[0]:
             if s["h_peak"][j, DROP] == 0:
                 self._update_fall(d, j, evd, out)

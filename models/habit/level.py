@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from models.calibrate import DAYS_PER_YEAR, cusum_h, long_run_scale
-from models.habit.common import VACANT, DayClose, _iso_day, _peer_median
+from models.habit.common import VACANT, DayClose, iso_day, peer_median
 
 
 class LevelFamily:
@@ -44,7 +44,7 @@ class LevelFamily:
         # Surge days count too (winsorised below): a lasting rise starts with days that
         # look like surges, and leaving them out would understate "how much".
         r_own = np.where(d.ev, r_own, 0.0)
-        peer_r = _peer_median(r_own, d.ev, d.areas.pos[d.rows] if len(d.areas.area) else None,
+        peer_r = peer_median(r_own, d.ev, d.areas.pos[d.rows] if len(d.areas.area) else None,
                               cfg.peer_min)
         r = r_own - peer_r
         # ... and net of the home's own response to the day's weather, when the area
@@ -160,7 +160,7 @@ class LevelFamily:
     def _change_evidence(self, d: DayClose, j: int, since: int, level: float) -> dict:
         ref = d.ref
         change = level / max(ref[j], 0.05)
-        return {"since_day": _iso_day(since), "usual_day_kwh": round(ref[j], 2),
+        return {"since_day": iso_day(since), "usual_day_kwh": round(ref[j], 2),
                 "recent_day_kwh": round(level, 2), "ratio": round(change, 3),
                 "change_pct": round((change - 1) * 100, 1),
                 "days": int(d.day[j]) - since + 1, "peers_log_ratio": round(d.found["peer_r"][j], 3)}

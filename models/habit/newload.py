@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import Finding, any_
-from models.habit.common import HOURS_PER_SLOT, _iso_day
+from models.habit.common import HOURS_PER_SLOT, iso_day
 
 
 class NewLoadFamily:
@@ -57,7 +57,7 @@ class NewLoadFamily:
         hrs = int(st["h_xmask"][j] & st["h_xprev"][j]).bit_count() * HOURS_PER_SLOT
         out.append(Finding("habit_change", "increase", "open", "meter", int(batch.meter[j]),
                            since, int(batch.ts[j]), "info", float(kwh / max(usual, 1.0)),
-                           {"since_day": _iso_day(since_day), "new_load_kwh_per_day": round(kwh, 2),
+                           {"since_day": iso_day(since_day), "new_load_kwh_per_day": round(kwh, 2),
                             "new_load_kw": round(float(p[j] - mu[j]), 2),
                             "hours_seen_both_days": hrs, "usual_day_kwh": round(usual, 2),
                             "recent_day_kwh": round(usual + kwh, 2),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.habit.common import DISTORT, VACANT, DayClose, _uclip, is_open
+from models.habit.common import DISTORT, VACANT, DayClose, uclip, is_open
 
 
 class ProfileFamily:
@@ -33,7 +33,7 @@ class ProfileFamily:
         if np.count_nonzero(learn) != n:
             a = a * learn
         scale = np.maximum(dev, 0.05 + 0.1 * mu)
-        r = _uclip(p - mu, -3 * scale, 3 * scale)
+        r = uclip(p - mu, -3 * scale, 3 * scale)
         st["h_mu"][at_cell] = np.maximum(mu + a * r, 0.0)
         st["h_dev"][at_cell] = dev + a * (np.abs(r) - dev)
 

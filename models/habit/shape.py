@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.habit.common import (DISTORT, HOURS_PER_SLOT, DayClose, _iso_day, _longest_run,
-                                 _rowcorr, is_open)
+from models.habit.common import (DISTORT, HOURS_PER_SLOT, DayClose, iso_day, longest_run,
+                                 rowcorr, is_open)
 
 SHIFTS = np.array([-8, -6, -4, -3, -2, 2, 3, 4, 6, 8])  # slots a routine may move by
 
@@ -31,11 +31,11 @@ class ShapeFamily:
         rec = self._recent_shape(d, quiet)
         s, cfg = d.s, self.config
         mix = (5 * s["h_mu"][:, 0] + 2 * s["h_mu"][:, 1]).astype(np.float64) / 7
-        cor0, cor_rev = _rowcorr(rec, mix), _rowcorr(rec, mix[:, ::-1])
+        cor0, cor_rev = rowcorr(rec, mix), rowcorr(rec, mix[:, ::-1])
         cv_rec = rec.std(axis=1) / np.maximum(rec.mean(axis=1), 1e-6)
         cv_usual = mix.std(axis=1) / np.maximum(mix.mean(axis=1), 1e-6)
         active = d.mu > np.maximum(2 * d.base[:, None], d.base[:, None] + 0.1)
-        zrun = _longest_run((d.vec <= 1e-9) & active) * HOURS_PER_SLOT
+        zrun = longest_run((d.vec <= 1e-9) & active) * HOURS_PER_SLOT
         # Spread floored in correlation units: a home whose shape has been steady for
         # weeks is not 'six spreads off' on an ordinary odd week.
         corz = (s["h_cor"] - cor0) / np.maximum(1.25 * s["h_cordev"], cfg.cor_spread_floor)
@@ -92,11 +92,11 @@ class ShapeFamily:
         """How much better today fits the usual shape shifted by a few hours. (Today's
         own fit, not the recent few-day shape's: that one moves to a new schedule over
         days, and compared against it a shifted day never gained.)"""
-        cor_day = _rowcorr(d.vec, d.mu)
+        cor_day = rowcorr(d.vec, d.mu)
         best_gain = np.full(len(d.rows), -np.inf)
         best = np.zeros(len(d.rows), np.int64)
         for sh in SHIFTS:
-            g = _rowcorr(d.vec, np.roll(d.mu, sh, axis=1)) - cor_day
+            g = rowcorr(d.vec, np.roll(d.mu, sh, axis=1)) - cor_day
             better = g > best_gain
             best_gain = np.where(better, g, best_gain)
             best = np.where(better, sh, best)
@@ -167,7 +167,7 @@ class ShapeFamily:
                        evidence={"shift_hours": sh * HOURS_PER_SLOT,
                                  "shape_correlation": round(cor_day, 3),
                                  "shifted_correlation": round(cor_day + gain, 3),
-                                 "since_day": _iso_day(int(d.day[j]) - 4)})
+                                 "since_day": iso_day(int(d.day[j]) - 4)})
             s["h_shift"][j] = 0
             # Learn the new schedule at once rather than alert again tomorrow.
             s["h_mu"][j] = np.roll(s["h_mu"][j], sh, axis=1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.habit.common import DayClose, _peer_median
+from models.habit.common import DayClose, peer_median
 from models.weather import day_degree_days, recent_degree_days
 
 ALPHA = 0.1  # per learning day: about ten days' memory, follows the season
@@ -82,7 +82,7 @@ class WeatherFamily:
         # response is learned from the start), net of the complete peers' median.
         r_all = np.where(d.complete, np.log((d.E + c) / (np.maximum(d.ref, 0.0) + c)), 0.0)
         pos = d.areas.pos[d.rows]
-        r_net = r_all - _peer_median(r_all, d.complete, pos, self.config.peer_min)
+        r_net = r_all - peer_median(r_all, d.complete, pos, self.config.peer_min)
         r_net = np.clip(r_net, -3 * f["rdev"], 3 * f["rdev"])
         learn = (have & d.complete & f["calm"] & ~f["surge_day"] & ~f["distorted"]
                  & (s["h_vac"] == 0) & (s["h_settle"] == 0))

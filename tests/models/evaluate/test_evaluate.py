@@ -17,7 +17,7 @@ from models.evaluate import (DEFAULT_READINGS, MONTH_S, WARMUP_S, Target, clean_
                              detection_rows, main, match, parse_sweep, targets_from_labels)
 from models.evaluate.inject import (KINDS, SEP, assign_areas, build_virtual, daily_energy,
                                     inject, local_clock)
-from models.evaluate.targets import _windows
+from models.evaluate.targets import target_windows
 
 LON = "Europe/London"
 Z = ZoneInfo(LON)
@@ -210,7 +210,7 @@ DATA_END = T0 + 200 * DAY
 def target(kind="h1", meter="M~h1", onset=T0, end=None, **kw) -> Target:
     from models.evaluate import SPEC
     group, exp, rel, _, _ = SPEC[kind]
-    dl, late, relu, act = _windows(kind, onset, end, DATA_END, IV)
+    dl, late, relu, act = target_windows(kind, onset, end, DATA_END, IV)
     t, s = exp[0].split("/")
     return Target(kw.pop("id", 0), kind, group, t, s, kw.pop("scope", "meter"), meter,
                   kw.pop("area_id", "AREA000"), onset, end, dl, late, relu, exp, rel, IV,
@@ -481,3 +481,11 @@ def test_an_uninjected_level_move_of_30_percent_for_a_week_counts_as_natural():
     assert _natural_level(vs, "M", {"start": moved, "subtype": "increase"}, {})
     assert not _natural_level(vs, "M", {"start": moved, "subtype": "decrease"}, {})
     assert not _natural_level(vs, "M", {"start": steady, "subtype": "increase"}, {})
+
+
+def test_a_sweep_with_no_measured_recall_draws_no_plot(tmp_path):
+    from models.evaluate.plots import plot_sweep
+
+    points = [{"target": "real", "param": "habit.z_cap", "value": 3.0, "false_per_cm": 0.2}]
+    assert plot_sweep(points, tmp_path / "sweep.png", "real") is False
+    assert not (tmp_path / "sweep.png").exists()

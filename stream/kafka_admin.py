@@ -5,11 +5,20 @@ from __future__ import annotations
 from stream.settings import Settings
 
 
+def topic_names(settings: Settings) -> dict[str, str]:
+    """The pipeline's topics by role (the weather topic only if configured): the one
+    list the worker declares its topics from and the commands create them from."""
+    names = {"readings": settings.readings_topic, "by_area": settings.by_area_topic,
+             "rejected": settings.rejected_topic, "alerts": settings.alerts_topic,
+             "deadletter": settings.deadletter_topic}
+    if settings.weather_topic:
+        names["weather"] = settings.weather_topic
+    return names
+
+
 def pipeline_topics(settings: Settings) -> list[str]:
     """The topics the pipeline reads and writes (the weather topic if configured)."""
-    want = [settings.readings_topic, settings.rejected_topic, settings.by_area_topic,
-            settings.alerts_topic, settings.deadletter_topic]
-    return want + ([settings.weather_topic] if settings.weather_topic else [])
+    return list(topic_names(settings).values())
 
 
 async def ensure_topics(settings: Settings) -> None:

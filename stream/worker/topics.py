@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faust
 
 from stream.app import MAX_MESSAGE_BYTES
+from stream.kafka_admin import topic_names
 from stream.settings import Settings
 
 
@@ -29,11 +30,4 @@ def declare(app: faust.App, s: Settings) -> Topics:
                          value_serializer="raw", partitions=s.topic_partitions,
                          internal=internal, **kw)
 
-    return Topics(
-        readings=topic(s.readings_topic),
-        by_area=topic(s.by_area_topic),
-        rejected=topic(s.rejected_topic),
-        alerts=topic(s.alerts_topic),
-        deadletter=topic(s.deadletter_topic),
-        weather=topic(s.weather_topic) if s.weather_topic else None,
-    )
+    return Topics(**{role: topic(name) for role, name in topic_names(s).items()})

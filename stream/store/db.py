@@ -55,10 +55,31 @@ def open_engine(url: str) -> sa.Engine:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _wal(cur, timeout_s: float = 30.0) -> None:
+    """Switch the file to WAL, waiting out another process's write.
+
+    Leaving rollback-journal mode needs the file's exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy handler, while another connection
+    holds a write lock (it would deadlock otherwise): a database made by an old release
+    being migrated by the console while the notifier opens it is exactly that. The
+    migration commits in well under a second, so try again until the timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def now_or(now: float | None) -> float:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.outcomes import decode
+from stream.outcomes import OUTCOME_KEY, decode
 from stream.schema import OutcomeMessage
 from stream.worker import metrics as M
+
+__all__ = ["OUTCOME_KEY", "apply_outcomes", "learn_outcomes"]
 
 
 def _alert(msg: OutcomeMessage) -> dict[str, Any]:

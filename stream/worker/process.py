@@ -24,8 +24,7 @@ from stream import deadletter
 from stream.app import MAX_MESSAGE_BYTES
 from stream.worker import metrics as M
 from stream.worker.bykind import OUTCOME, READINGS, WEATHER, runs_by_kind
-from stream.outcomes import OUTCOME_KEY
-from stream.worker.outcomes import apply_outcomes, learn_outcomes
+from stream.worker.outcomes import OUTCOME_KEY, apply_outcomes, learn_outcomes
 from stream.worker.processing import ProcessResult, SourceMessage
 from stream.worker.progress import NUDGE_KEY, Message, Progress
 from stream.worker.runtime import Runtime

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
-from models.alerts import Alert, enc_hook, new_alert
+from models.alerts import enc_hook, new_alert, record
 from models.config import DetectorConfig
 from models.engine import Engine, Outcome
 from stream.worker import metrics as M
@@ -230,7 +230,7 @@ class TheftShards:
 
 @dataclass
 class ProcessResult:
-    alerts: list[tuple[str, bytes, Alert]] = field(default_factory=list)  # (key, json, alert)
+    alerts: list[tuple[str, bytes, dict]] = field(default_factory=list)  # (key, json, alert)
     outcome: Outcome | None = None
     rejected: list[bytes] = field(default_factory=list)
 
@@ -389,7 +389,7 @@ class Processor:
         fleet = self.registry.fleet
         for f in findings:
             a = new_alert(f, fleet, self.zone)
-            res.alerts.append((a.customer_id or a.area_id, json_encode(a), a))
+            res.alerts.append((a.customer_id or a.area_id, json_encode(a), record(a)))
             M.alerts.labels(type=a.type, subtype=a.subtype, severity=a.severity,
                             status=a.status).inc()
             if a.type == "theft" and a.status == "open":

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from models.alerts import record
 from models.base import ALERT_TYPES, Fleet
 from models.engine import Engine
 from stream.worker import metrics as M
@@ -72,8 +71,7 @@ class Run:
                 st = self.states.get(area_id) or self.processor.new_state(area_id)
                 self.states[area_id] = st
                 pr = self.processor.handle(raw, st, now=now)
-                for _, _, alert in pr.alerts:
-                    a = record(alert)
+                for _, _, a in pr.alerts:
                     if (a["type"], a["subtype"]) not in TRACKED:
                         continue
                     if a["status"] == "open" and not a["transient"]:

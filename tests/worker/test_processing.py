@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from models.alerts import record
 from stream.worker.processing import Ingestor, Processor, SourceMessage
 from stream.registry import Registry
 from stream.schema import AreaReadings, area_decoder, area_encoder
@@ -230,7 +229,7 @@ def test_tamper_event_produces_an_alert_keyed_by_the_customer(reg, settings):
     p = Processor(settings, reg)
     raw = area_batch(reg, settings, [rd("M1"), rd("M2", events=["magnetic_tamper"])], "A1")
     res = p.handle(raw, p.new_state("A1"), now=NOW)
-    tamper = [(k, body, record(a)) for k, body, a in res.alerts if a.subtype == "tamper_event"]
+    tamper = [(k, body, a) for k, body, a in res.alerts if a["subtype"] == "tamper_event"]
     assert len(tamper) == 1
     key, body, alert = tamper[0]
     assert key == "C2"
